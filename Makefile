@@ -1,0 +1,43 @@
+# Two entry points for a fresh machine: `make demo` (the main job) and `make test` (the suite).
+# Both create or reuse .venv and install the project into it.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# torch is pinned to the build this project is tested with; override for another CUDA/CPU wheel.
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+# Offline copies of the datasets (a sibling checkout's shared/ folder), unpacked once into the cache.
+SHARED_DATA ?= ../shared/data
+DATA_CACHE ?= .cache/data
+export PAH_DATA_ROOT ?= $(if $(wildcard $(SHARED_DATA)/unpack),$(abspath $(DATA_CACHE)),)
+
+.PHONY: venv data demo train test lint format clean
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH_SPEC)
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+venv: $(VENV)/.installed
+
+data:
+	@if [ -x $(SHARED_DATA)/unpack ]; then $(SHARED_DATA)/unpack $(DATA_CACHE); \
+	else echo "no offline data at $(SHARED_DATA): datasets download into $${PAH_DATA_ROOT:-~/.cache/pah/data} on first use"; fi
+
+# The main job: a short real PAH run on CIFAR-100 (configs/smoke.yaml).
+demo: venv data
+	$(PY) -m pah_core.train --config configs/smoke.yaml --out runs/demo
+
+test: venv data
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+format: venv
+	$(VENV)/bin/ruff check --fix . && $(VENV)/bin/ruff format .
+
+clean:
+	rm -rf runs .pytest_cache .ruff_cache

@@ -1,0 +1,372 @@
+"""One dataclass tree for every run: YAML file + ``key=value`` overrides, validated at load.
+
+Errors name the field, the value and what is allowed, so a typo in a sweep config fails before any
+data is read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config value or key that cannot be used; the message says which and what is allowed."""
+
+
+# ---------------------------------------------------------------------------------------------
+# The tree
+
+
+@dataclass
+class DataConfig:
+    dataset: Literal["cifar100", "tinyimagenet", "synthetic"] = "cifar100"
+    # None: --data-root, else $PAH_DATA_ROOT, else ~/.cache/pah/data (resolved by pah_core.data).
+    root: str | None = None
+    download: bool = True
+    n_tasks: int = 10
+    # None: all classes split evenly over n_tasks; set it to use only n_tasks * classes_per_task classes.
+    classes_per_task: int | None = None
+    class_order: Literal["label", "random"] = "label"
+    order_seed: int = 0
+    val_fraction: float = 0.0
+    # "official": CIFAR (0.5, 0.5) and Tiny-ImageNet ImageNet stats, as the official code;
+    # "dataset": the training set's own per-channel mean/std.
+    normalization: Literal["official", "dataset"] = "official"
+    augment: bool = False
+    crop_padding: int = 4
+    flip: bool = True
+    # Subsample for smoke runs and tests (None: everything).
+    train_per_class: int | None = None
+    test_per_class: int | None = None
+    cache_dir: str | None = None
+
+
+@dataclass
+class ModelConfig:
+    backbone: Literal["resnet18", "resnet18_cifar", "small_cnn"] = "resnet18"
+    pretrained: bool = False
+    prototype_size: int = 10
+    prototype_channels: int = 1
+    # semantic_crop: centre crop of the held-out image (official code); semantic_resize: the whole
+    # image resized (paper text); random: N(0.5, 0.1).
+    prototype_init: Literal["semantic_crop", "semantic_resize", "random"] = "semantic_crop"
+    # native: prototypes enter the backbone at s x s (official code); resize: upsampled to the input size.
+    prototype_input: Literal["native", "resize"] = "native"
+    hyper_width: int = 16
+    hyper_depth: int = 1
+
+
+@dataclass
+class PAHConfig:
+    temperature: float = 2.0
+    lambda_sm: float = 0.5
+    lambda_sp: float = 1.0
+    use_sm: bool = True
+    use_sp: bool = True
+    # teacher_student: KL(teacher || student) as the paper; student_teacher: the official code.
+    kl_direction: Literal["teacher_student", "student_teacher"] = "teacher_student"
+    # mean over old tasks (paper, 1/(k-1)) or sum (official code).
+    old_task_reduction: Literal["mean", "sum"] = "mean"
+    # The official code does not zero the main step's gradients before the prototype step, so the
+    # prototype optimiser sees grad(main) + lambda_sp * grad(L_sp). Off: only lambda_sp * grad(L_sp).
+    proto_step_keeps_main_grad: bool = False
+
+
+@dataclass
+class MethodConfig:
+    name: str = "pah"
+    pah: PAHConfig = field(default_factory=PAHConfig)
+
+
+@dataclass
+class OptimConfig:
+    batch_size: int = 64
+    lr_backbone: float = 1e-4
+    lr_hypernet: float = 1e-3
+    lr_prototypes: float = 1e-3
+    lr_head: float = 1e-3
+    # The official code's "weight_decay " key has a trailing space and is ignored: AdamW's 0.01 applies.
+    weight_decay: float = 0.01
+
+
+@dataclass
+class ScheduleConfig:
+    epochs_per_task: int = 15
+    eval_batch_size: int = 500
+    # eval: BatchNorm running statistics at test (default); train: batch statistics at test, as the
+    # official code (which never calls model.eval()).
+    eval_bn: Literal["eval", "train"] = "eval"
+    # Stop after this many tasks of the stream (None: all); the split itself is unchanged.
+    max_tasks: int | None = None
+
+
+@dataclass
+class RunConfig:
+    seed: int = 1
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    threads: int | None = None
+    checkpoint: bool = True
+    progress: bool = True
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def flat(self) -> dict[str, Any]:
+        """Dotted keys -> values, e.g. {"model.hyper_width": 16}."""
+        return flatten(self.to_dict())
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation of values (types are checked while building the tree)
+
+
+# Class counts of the real datasets (synthetic: n_tasks * classes_per_task, 5 per task by default).
+DATASET_CLASSES: dict[str, int] = {"cifar100": 100, "tinyimagenet": 200}
+
+
+def _divisors(n: int) -> str:
+    return ", ".join(str(k) for k in range(1, n + 1) if n % k == 0 and k <= 50)
+
+
+def _check(ok: bool, key: str, value: Any, allowed: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key} = {value!r} is not allowed: {allowed}")
+
+
+def validate(cfg: Config) -> Config:
+    from pah_core.methods import registered_methods  # late: methods import models, not config
+
+    d, m, o, s, r = cfg.data, cfg.model, cfg.optim, cfg.schedule, cfg.run
+    _check(d.n_tasks >= 1, "data.n_tasks", d.n_tasks, "an integer >= 1")
+    if d.classes_per_task is not None:
+        _check(
+            d.classes_per_task >= 2, "data.classes_per_task", d.classes_per_task, "an integer >= 2"
+        )
+    n_classes = DATASET_CLASSES.get(d.dataset)
+    if n_classes is not None and d.classes_per_task is None:
+        _check(
+            n_classes % d.n_tasks == 0,
+            "data.n_tasks",
+            d.n_tasks,
+            f"a divisor of {d.dataset}'s {n_classes} classes (e.g. {_divisors(n_classes)}), "
+            "or set data.classes_per_task to use a subset of the classes",
+        )
+    if n_classes is not None and d.classes_per_task is not None:
+        _check(
+            d.n_tasks * d.classes_per_task <= n_classes,
+            "data.classes_per_task",
+            d.classes_per_task,
+            f"at most {n_classes} // data.n_tasks = {n_classes // d.n_tasks} for {d.dataset}",
+        )
+    _check(0.0 <= d.val_fraction < 1.0, "data.val_fraction", d.val_fraction, "0 <= value < 1")
+    _check(d.crop_padding >= 0, "data.crop_padding", d.crop_padding, "an integer >= 0")
+    for key in ("train_per_class", "test_per_class"):
+        v = getattr(d, key)
+        if v is not None:
+            _check(v >= 1, f"data.{key}", v, "an integer >= 1, or null for all images")
+    if d.train_per_class is not None:
+        # One image per class is held out for the prototype, and at least one must remain to train.
+        _check(d.train_per_class >= 2, "data.train_per_class", d.train_per_class, "an integer >= 2")
+    _check(m.prototype_size >= 1, "model.prototype_size", m.prototype_size, "an integer >= 1")
+    _check(
+        m.prototype_channels in (1, 3), "model.prototype_channels", m.prototype_channels, "1 or 3"
+    )
+    _check(m.hyper_width > 0, "model.hyper_width", m.hyper_width, "an integer > 0")
+    _check(m.hyper_depth >= 0, "model.hyper_depth", m.hyper_depth, "an integer >= 0")
+    methods = registered_methods()
+    _check(cfg.method.name in methods, "method.name", cfg.method.name, f"one of {sorted(methods)}")
+    p = cfg.method.pah
+    _check(p.temperature > 0, "method.pah.temperature", p.temperature, "a number > 0")
+    _check(p.lambda_sm >= 0, "method.pah.lambda_sm", p.lambda_sm, "a number >= 0")
+    _check(p.lambda_sp >= 0, "method.pah.lambda_sp", p.lambda_sp, "a number >= 0")
+    _check(o.batch_size >= 1, "optim.batch_size", o.batch_size, "an integer >= 1")
+    for key in ("lr_backbone", "lr_hypernet", "lr_prototypes", "lr_head"):
+        v = getattr(o, key)
+        _check(v >= 0, f"optim.{key}", v, "a number >= 0")
+    _check(o.weight_decay >= 0, "optim.weight_decay", o.weight_decay, "a number >= 0")
+    _check(s.epochs_per_task >= 1, "schedule.epochs_per_task", s.epochs_per_task, "an integer >= 1")
+    _check(s.eval_batch_size >= 1, "schedule.eval_batch_size", s.eval_batch_size, "an integer >= 1")
+    if s.max_tasks is not None:
+        _check(s.max_tasks >= 1, "schedule.max_tasks", s.max_tasks, "an integer >= 1, or null")
+    _check(
+        r.device == "auto" or r.device == "cpu" or r.device.startswith("cuda"),
+        "run.device",
+        r.device,
+        "auto, cpu, cuda or cuda:N",
+    )
+    if r.threads is not None:
+        _check(r.threads >= 1, "run.threads", r.threads, "an integer >= 1, or null for all cores")
+    return cfg
+
+
+# ---------------------------------------------------------------------------------------------
+# Building the tree from plain dicts, with type checks
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return " or ".join(_type_name(a) for a in args) + " or null"
+    return {bool: "true/false", int: "an integer", float: "a number", str: "a string"}.get(
+        tp, getattr(tp, "__name__", str(tp))
+    )
+
+
+def _coerce(tp: Any, value: Any, key: str) -> Any:
+    """Convert ``value`` to the annotated type ``tp`` or raise a ConfigError naming ``key``."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(arg, value, key)
+            except ConfigError as e:
+                errors.append(e)
+        raise ConfigError(f"{key} = {value!r} is not allowed: {_type_name(tp)}")
+    if origin is Literal:
+        allowed = typing.get_args(tp)
+        if value not in allowed:
+            raise ConfigError(f"{key} = {value!r} is not allowed: {_type_name(tp)}")
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)  # YAML 1.1 reads "1e-3" as a string
+            except ValueError:
+                pass
+    elif tp is str and isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return str(value)
+    raise ConfigError(f"{key} = {value!r} is not allowed: {_type_name(tp)}")
+
+
+def _build(cls: type, raw: dict[str, Any], prefix: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'} must be a mapping, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in raw:
+        if key not in names:
+            near = difflib.get_close_matches(str(key), names, n=1)
+            hint = f"; did you mean '{prefix}{near[0]}'?" if near else ""
+            raise ConfigError(
+                f"unknown config key '{prefix}{key}'{hint} Allowed keys under "
+                f"'{prefix.rstrip('.') or 'config'}': {', '.join(names)}"
+            )
+    kwargs = {}
+    for name in names:
+        if name not in raw:
+            continue
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp):
+            kwargs[name] = _build(
+                tp, raw[name] if raw[name] is not None else {}, f"{prefix}{name}."
+            )
+        else:
+            kwargs[name] = _coerce(tp, raw[name], f"{prefix}{name}")
+    return cls(**kwargs)
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = tree
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"cannot set '{key}': '{part}' is a value, not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def parse_overrides(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """``["model.hyper_width=64", "data.root=null"]`` -> {"model.hyper_width": 64, ...}."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(
+                f"override {item!r} is not of the form key=value (e.g. model.hyper_width=64)"
+            )
+        out[key.strip()] = yaml.safe_load(text) if text.strip() else ""
+    return out
+
+
+def from_dict(raw: dict[str, Any] | None, overrides: dict[str, Any] | None = None) -> Config:
+    tree = json.loads(json.dumps(raw or {}))  # a deep copy the overrides may change
+    for key, value in (overrides or {}).items():
+        _set_dotted(tree, key, value)
+    return validate(_build(Config, tree, ""))
+
+
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | dict[str, Any] | None = None
+) -> Config:
+    raw: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(
+                f"config file {str(p)!r} does not exist (shipped configs live in configs/)"
+            )
+        try:
+            raw = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config file {str(p)!r} is not valid YAML: {e}") from e
+    if isinstance(overrides, (list, tuple)):
+        overrides = parse_overrides(overrides)
+    return from_dict(raw, overrides)

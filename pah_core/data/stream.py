@@ -1,0 +1,190 @@
+"""Class-incremental task streams over an ImageSource.
+
+Each task owns ``classes_per_task`` original labels, remapped to 0..C-1. One training image per class
+is held out for prototype initialisation and removed from that task's training set, as the official
+code does. Everything random here is drawn from generators seeded by the config, so a stream is a
+pure function of (source, config).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from pah_core.config import DataConfig
+
+from .sources import DataError, ImageSource
+
+
+@dataclass(frozen=True)
+class Split:
+    x: torch.Tensor  # uint8 (N, 3, H, W)
+    y: torch.Tensor  # int64 (N,), task-local labels 0..C-1
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+
+@dataclass(frozen=True)
+class Task:
+    task_id: int
+    classes: tuple[int, ...]  # original dataset labels, in task-local order
+    train: Split
+    val: Split
+    test: Split
+    prototype_x: (
+        torch.Tensor
+    )  # uint8 (C, 3, H, W): the held-out image of each class, in local order
+    train_index: torch.Tensor  # indices into the source's training set (provenance, tests)
+    prototype_index: torch.Tensor
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """What a model needs to know about a stream before it sees data."""
+
+    n_tasks: int
+    classes_per_task: int
+    image_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    dataset: str
+    fingerprint: str
+
+
+def _per_class_subset(
+    labels: torch.Tensor, classes: list[int], limit: int | None, g: torch.Generator
+):
+    """Indices of ``classes`` in label order; at most ``limit`` per class, chosen at random."""
+    picks = []
+    for c in classes:
+        idx = torch.nonzero(labels == c, as_tuple=True)[0]
+        if limit is not None and limit < len(idx):
+            idx = idx[torch.randperm(len(idx), generator=g)[:limit]].sort().values
+        picks.append(idx)
+    return picks
+
+
+class TaskStream:
+    def __init__(self, source: ImageSource, cfg: DataConfig):
+        self.source = source
+        self.cfg = cfg
+        n = source.num_classes
+        cpt = cfg.classes_per_task
+        if cpt is None:
+            if n % cfg.n_tasks != 0:
+                raise DataError(
+                    f"data.n_tasks = {cfg.n_tasks} does not divide {source.name}'s {n} classes: choose a "
+                    f"divisor of {n} or set data.classes_per_task"
+                )
+            cpt = n // cfg.n_tasks
+        if cfg.n_tasks * cpt > n:
+            raise DataError(
+                f"data.n_tasks * data.classes_per_task = {cfg.n_tasks * cpt} exceeds {source.name}'s {n} classes"
+            )
+        self.classes_per_task = cpt
+        if cfg.class_order == "label":
+            order = list(range(n))
+        else:
+            order = torch.randperm(
+                n, generator=torch.Generator().manual_seed(cfg.order_seed)
+            ).tolist()
+        self.class_order = order[: cfg.n_tasks * cpt]
+        if cfg.normalization == "official":
+            self.mean, self.std = source.official_mean, source.official_std
+        else:
+            self.mean, self.std = source.train_mean_std()
+        self._cache: dict[int, Task] = {}
+
+    def __len__(self) -> int:
+        return self.cfg.n_tasks
+
+    @property
+    def spec(self) -> StreamSpec:
+        return StreamSpec(
+            n_tasks=self.cfg.n_tasks,
+            classes_per_task=self.classes_per_task,
+            image_size=self.source.image_size,
+            mean=tuple(self.mean),
+            std=tuple(self.std),
+            dataset=self.source.name,
+            fingerprint=self.source.fingerprint,
+        )
+
+    def task_classes(self, t: int) -> list[int]:
+        c = self.classes_per_task
+        return self.class_order[t * c : (t + 1) * c]
+
+    def task(self, t: int) -> Task:
+        if not 0 <= t < len(self):
+            raise IndexError(
+                f"task id {t} is out of range: the stream has tasks 0..{len(self) - 1}"
+            )
+        if t not in self._cache:
+            self._cache[t] = self._build(t)
+        return self._cache[t]
+
+    def _build(self, t: int) -> Task:
+        cfg, src = self.cfg, self.source
+        classes = self.task_classes(t)
+        local = torch.full((src.num_classes,), -1, dtype=torch.int64)
+        local[torch.tensor(classes)] = torch.arange(len(classes))
+        # One generator per task and purpose: task t's data never depends on which tasks were built before.
+        g = torch.Generator().manual_seed(cfg.order_seed * 1_000_003 + t)
+
+        train_per_class = _per_class_subset(src.train_y, classes, cfg.train_per_class, g)
+        proto_idx, train_idx, val_idx = [], [], []
+        for idx in train_per_class:
+            if len(idx) < 2:
+                raise DataError(f"class has {len(idx)} training image(s); at least 2 are needed")
+            held = int(torch.randint(len(idx), (1,), generator=g))
+            proto_idx.append(idx[held])
+            rest = torch.cat([idx[:held], idx[held + 1 :]])
+            n_val = int(round(cfg.val_fraction * len(rest)))
+            perm = rest[torch.randperm(len(rest), generator=g)]
+            val_idx.append(perm[:n_val])
+            train_idx.append(perm[n_val:])
+        train_index = torch.cat(train_idx).sort().values
+        val_index = torch.cat(val_idx).sort().values
+        prototype_index = torch.stack(proto_idx)
+        test_index = (
+            torch.cat(_per_class_subset(src.test_y, classes, cfg.test_per_class, g)).sort().values
+        )
+
+        def split(x: torch.Tensor, y: torch.Tensor, index: torch.Tensor) -> Split:
+            return Split(x=x[index].contiguous(), y=local[y[index]])
+
+        return Task(
+            task_id=t,
+            classes=tuple(classes),
+            train=split(src.train_x, src.train_y, train_index),
+            val=split(src.train_x, src.train_y, val_index),
+            test=split(src.test_x, src.test_y, test_index),
+            prototype_x=src.train_x[prototype_index].contiguous(),
+            train_index=train_index,
+            prototype_index=prototype_index,
+        )
+
+
+def load_source(cfg: DataConfig, data_root: str | None = None) -> ImageSource:
+    """The configured dataset, decoded into memory (``data_root`` overrides ``cfg.root``)."""
+    from pathlib import Path
+
+    from .sources import load_cifar100, load_tinyimagenet, make_synthetic, resolve_data_root
+
+    if cfg.dataset == "synthetic":
+        cpt = cfg.classes_per_task or 5
+        return make_synthetic(num_classes=cfg.n_tasks * cpt, seed=cfg.order_seed)
+    root = resolve_data_root(data_root or cfg.root)
+    if cfg.dataset == "cifar100":
+        return load_cifar100(root, download=cfg.download)
+    if cfg.dataset == "tinyimagenet":
+        return load_tinyimagenet(
+            root, download=cfg.download, cache_dir=Path(cfg.cache_dir) if cfg.cache_dir else None
+        )
+    raise DataError(f"unknown dataset {cfg.dataset!r}: use cifar100, tinyimagenet or synthetic")

@@ -1,0 +1,347 @@
+"""The task loop: train each task, evaluate every seen task, checkpoint at task boundaries, report.
+
+One readable loop. It knows nothing about which method runs or where results go: methods sit
+behind ``Method`` and results leave through ``Reporter`` events.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pah_core import metrics
+from pah_core.config import Config
+from pah_core.data import Augment, BatchLoader, Normalize, TaskStream
+from pah_core.distributed import LOCAL, Distributed
+from pah_core.methods import Method, build_method
+from pah_core.reporters import Reporter
+
+CHECKPOINT_FILE = "state.pt"
+# Config keys that may differ between a checkpoint and the run resuming it: they change where or
+# how fast things run, never the numbers.
+RESUME_FREE_KEYS = {
+    "data.root",
+    "data.download",
+    "data.cache_dir",
+    "run.device",
+    "run.threads",
+    "run.checkpoint",
+    "run.progress",
+    "schedule.max_tasks",
+    "schedule.eval_batch_size",
+}
+
+
+class CheckpointError(RuntimeError):
+    pass
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(
+            f"run.device = {name!r} but CUDA is not available here: use run.device=auto or cpu"
+        )
+    return dev
+
+
+@dataclass
+class RunState:
+    """What the engine carries between tasks (and saves in checkpoints)."""
+
+    n_tasks: int
+    next_task: int = 0
+    correct: np.ndarray = field(default=None)  # type: ignore[assignment]
+    total: np.ndarray = field(default=None)  # type: ignore[assignment]
+    seconds_per_task: list[float] = field(default_factory=list)
+    train_images: int = 0
+    train_seconds: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.correct is None:
+            self.correct = np.zeros((self.n_tasks, self.n_tasks), dtype=np.int64)
+            self.total = np.zeros((self.n_tasks, self.n_tasks), dtype=np.int64)
+
+    def matrix(self) -> np.ndarray:
+        """Rows 0..next_task-1 of the accuracy matrix (fractions; NaN above the diagonal)."""
+        k = self.next_task
+        return metrics.accuracy_matrix(self.correct[:k], self.total[:k])
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    keys = (set(saved) | set(current)) - RESUME_FREE_KEYS
+    return [
+        f"{k}: {saved.get(k)!r} (checkpoint) vs {current.get(k)!r} (now)"
+        for k in sorted(keys)
+        if saved.get(k) != current.get(k)
+    ]
+
+
+class Engine:
+    def __init__(
+        self,
+        cfg: Config,
+        stream: TaskStream,
+        reporters: list[Reporter] | None = None,
+        checkpoint_dir: str | os.PathLike | None = None,
+        dist: Distributed = LOCAL,
+        method: Method | None = None,
+    ):
+        self.cfg = cfg
+        self.stream = stream
+        self.reporters = list(reporters or [])
+        self.checkpoint_dir = Path(checkpoint_dir).resolve() if checkpoint_dir else None
+        self.dist = dist
+        self.device = pick_device(cfg.run.device)
+        if cfg.run.threads:
+            torch.set_num_threads(cfg.run.threads)
+        torch.manual_seed(cfg.run.seed)
+        random.seed(cfg.run.seed)
+        np.random.seed(cfg.run.seed)
+        spec = stream.spec
+        self.method = method or build_method(cfg, spec, self.device, dist)
+        self.normalize = Normalize(spec.mean, spec.std, self.device)
+        n_run = min(len(stream), cfg.schedule.max_tasks or len(stream))
+        self.n_run = n_run
+        self.state = RunState(n_tasks=len(stream))
+
+    # -- events ---------------------------------------------------------------------------------
+
+    def _emit(self, event: str, *args: Any) -> None:
+        for r in self.reporters:
+            getattr(r, event)(*args)
+
+    # -- evaluation -----------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def evaluate_task(self, j: int) -> tuple[int, int]:
+        """Exact (correct, total) on task j's test set, summed over ranks with no padded duplicates."""
+        task = self.stream.task(j)
+        loader = BatchLoader(
+            task.test,
+            self.cfg.schedule.eval_batch_size,
+            self.normalize,
+            self.device,
+            shard=(self.dist.rank, self.dist.world_size),
+        )
+        counts = torch.zeros(2, dtype=torch.int64, device=self.device)
+        for x, y in loader:
+            pred = self.method.predict(x, j).argmax(dim=-1)
+            counts[0] += (pred == y).sum()
+            counts[1] += y.numel()
+        self.dist.sum(counts)
+        return int(counts[0]), int(counts[1])
+
+    def evaluate_seen(self, t: int) -> tuple[list[int], list[int]]:
+        model = self.method.model
+        # "eval": running statistics (default); "train": batch statistics, as the official code.
+        model.train(self.cfg.schedule.eval_bn == "train")
+        try:
+            results = [self.evaluate_task(j) for j in range(t + 1)]
+        finally:
+            model.train(True)
+        return [c for c, _ in results], [n for _, n in results]
+
+    # -- checkpoints ----------------------------------------------------------------------------
+
+    def checkpoint_payload(self) -> dict[str, Any]:
+        s = self.state
+        return {
+            "format": 1,
+            "config": self.cfg.flat(),
+            "method": self.cfg.method.name,
+            "dataset_fingerprint": self.stream.spec.fingerprint,
+            "next_task": s.next_task,
+            "correct": s.correct,
+            "total": s.total,
+            "seconds_per_task": s.seconds_per_task,
+            "train_images": s.train_images,
+            "train_seconds": s.train_seconds,
+            "method_state": self.method.state_dict(),
+            "rng": _rng_state(),
+        }
+
+    def save_checkpoint(self, directory: Path) -> Path:
+        directory.mkdir(parents=True, exist_ok=True)
+        tmp = directory / f"{CHECKPOINT_FILE}.tmp{os.getpid()}"
+        torch.save(self.checkpoint_payload(), tmp)
+        os.replace(tmp, directory / CHECKPOINT_FILE)
+        return directory
+
+    def load_checkpoint(self, path: str | os.PathLike) -> None:
+        p = Path(path)
+        if p.is_dir():
+            p = p / CHECKPOINT_FILE
+        if not p.is_file():
+            raise CheckpointError(
+                f"no checkpoint at {p}: pass a task_NN folder written by a previous run, or its {CHECKPOINT_FILE}"
+            )
+        try:
+            payload = torch.load(p, map_location=self.device, weights_only=False)
+        except Exception as e:  # noqa: BLE001
+            raise CheckpointError(
+                f"checkpoint {p} could not be read ({type(e).__name__}: {e})"
+            ) from e
+        diffs = config_differences(payload.get("config", {}), self.cfg.flat())
+        if diffs:
+            raise CheckpointError(
+                f"checkpoint {p} was written by another config, so it cannot resume this run. "
+                f"Differences: {'; '.join(diffs)}. Resume with the checkpoint's config, or start a new run."
+            )
+        if payload.get("dataset_fingerprint") != self.stream.spec.fingerprint:
+            raise CheckpointError(
+                f"checkpoint {p} was trained on other data (fingerprint {payload.get('dataset_fingerprint')} vs "
+                f"{self.stream.spec.fingerprint} now): point data.root at the same dataset copy"
+            )
+        self.method.load_state_dict(payload["method_state"])
+        s = self.state
+        s.next_task = int(payload["next_task"])
+        s.correct, s.total = np.asarray(payload["correct"]), np.asarray(payload["total"])
+        s.seconds_per_task = list(payload["seconds_per_task"])
+        s.train_images, s.train_seconds = (
+            int(payload["train_images"]),
+            float(payload["train_seconds"]),
+        )
+        _set_rng_state(payload["rng"])
+
+    def _write_task_checkpoint(self, t: int) -> Path | None:
+        if self.checkpoint_dir is None or not self.cfg.run.checkpoint:
+            return None
+        target = self.checkpoint_dir / f"task_{t:02d}"
+        if self.dist.is_main:
+            self.save_checkpoint(target)
+            # Keep only the newest boundary: a ResNet-18 checkpoint with AdamW state is ~130 MB.
+            for old in self.checkpoint_dir.glob("task_*"):
+                if old != target and old.is_dir():
+                    shutil.rmtree(old, ignore_errors=True)
+        self.dist.barrier()
+        return target
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    def results(self, wall_seconds: float, status: str) -> dict[str, Any]:
+        s = self.state
+        mat = s.matrix()
+        out: dict[str, Any] = {
+            "status": status,
+            "method": self.cfg.method.name,
+            "config": self.cfg.to_dict(),
+            "dataset": self.stream.spec.dataset,
+            "dataset_fingerprint": self.stream.spec.fingerprint,
+            "tasks_completed": s.next_task,
+            "n_tasks": len(self.stream),
+            "accuracy_matrix": [[None if np.isnan(v) else float(v) for v in row] for row in mat],
+            "correct": s.correct[: s.next_task].tolist(),
+            "total": s.total[: s.next_task].tolist(),
+            "wall_seconds": wall_seconds,
+            "seconds_per_task": list(s.seconds_per_task),
+            "train_images_per_second": s.train_images / s.train_seconds
+            if s.train_seconds
+            else None,
+            "param_counts": self.method.param_counts(),
+            "device": str(self.device),
+        }
+        if s.next_task:
+            out.update(metrics.summary(mat))
+        return out
+
+    def run(self, resume_from: str | os.PathLike | None = None) -> dict[str, Any]:
+        s = self.state
+        if resume_from is not None:
+            self.load_checkpoint(resume_from)
+        started = time.perf_counter()
+        self._emit("run_start", self.cfg, self.method.param_counts(), s.next_task)
+        try:
+            for t in range(s.next_task, self.n_run):
+                self._train_task(t)
+        except BaseException as e:
+            self._emit("run_failed", self.results(time.perf_counter() - started, "failed"), e)
+            raise
+        summary = self.results(time.perf_counter() - started, "finished")
+        self._emit("run_end", summary)
+        return summary
+
+    def _train_task(self, t: int) -> None:
+        cfg, s = self.cfg, self.state
+        task_started = time.perf_counter()
+        task = self.stream.task(t)
+        self._emit("task_start", t, task)
+        self.method.begin_task(task, self.normalize)
+        d = cfg.data
+        loader = BatchLoader(
+            task.train,
+            cfg.optim.batch_size,
+            self.normalize,
+            self.device,
+            shuffle=True,
+            augment=Augment(d.crop_padding, d.flip) if d.augment else None,
+            seed=cfg.run.seed * 1_000 + t,
+            shard=(self.dist.rank, self.dist.world_size),
+            min_last_batch=2,
+        )
+        for epoch in range(cfg.schedule.epochs_per_task):
+            loader.set_epoch(epoch)
+            self._emit("epoch_start", t, epoch, len(loader))
+            sums: dict[str, float] = {}
+            n_batches = images = 0
+            epoch_started = time.perf_counter()
+            for x, y in loader:
+                stats = self.method.train_batch(x, y, t)
+                for k, v in stats.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                n_batches += 1
+                images += int(y.shape[0])
+                self._emit("batch_end", t, epoch, stats)
+            seconds = time.perf_counter() - epoch_started
+            s.train_images += images
+            s.train_seconds += seconds
+            epoch_stats = {k: v / max(n_batches, 1) for k, v in sums.items()}
+            epoch_stats["seconds"] = seconds
+            epoch_stats["images_per_second"] = images / seconds if seconds > 0 else 0.0
+            self._emit("epoch_end", t, epoch, epoch_stats)
+        self.method.end_task(task)
+        self.dist.sync_buffers(self.method.model)
+        correct, total = self.evaluate_seen(t)
+        s.correct[t, : t + 1] = correct
+        s.total[t, : t + 1] = total
+        s.next_task = t + 1
+        s.seconds_per_task.append(time.perf_counter() - task_started)
+        ckpt = self._write_task_checkpoint(t)
+        mat = s.matrix()
+        task_metrics = {
+            "task": t,
+            "avg_acc": metrics.average_accuracy(mat),
+            "forgetting": metrics.forgetting(mat),
+            "bwt": metrics.bwt(mat),
+            "seconds": s.seconds_per_task[-1],
+        }
+        self._emit("task_end", t, mat[t, : t + 1].tolist(), mat, ckpt, task_metrics)

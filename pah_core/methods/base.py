@@ -1,0 +1,74 @@
+"""The one interface every continual-learning method implements.
+
+The engine owns the loop, the data and the evaluation; a method owns its model(s), optimisers and
+whatever it carries between tasks (teacher, Fisher, memory). Adding a method never touches the engine.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from pah_core.config import Config
+from pah_core.data import StreamSpec, Task
+from pah_core.distributed import LOCAL, Distributed
+
+
+class Method(ABC):
+    name: ClassVar[str]
+    summary: ClassVar[str]  # one line for `--list-methods`
+
+    def __init__(
+        self, cfg: Config, spec: StreamSpec, device: torch.device, dist: Distributed = LOCAL
+    ):
+        self.cfg = cfg
+        self.spec = spec
+        self.device = device
+        self.dist = dist
+
+    # The module evaluated by the engine and saved in checkpoints.
+    model: nn.Module
+
+    @abstractmethod
+    def begin_task(self, task: Task, normalize: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        """Called before task ``task.task_id`` trains; ``normalize`` maps uint8 images to model inputs."""
+
+    @abstractmethod
+    def train_batch(self, x: torch.Tensor, y: torch.Tensor, task_id: int) -> dict[str, float]:
+        """One optimisation step on a normalised batch; returns scalar stats (losses) for reporters."""
+
+    def end_task(self, task: Task) -> None:  # noqa: B027 - optional hook
+        """Called after the last epoch of a task, before evaluation."""
+
+    @abstractmethod
+    def predict(self, x: torch.Tensor, task_id: int) -> torch.Tensor:
+        """Logits over task ``task_id``'s C classes (task-incremental: the task id is given)."""
+
+    @abstractmethod
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly after a task boundary (model, optimisers, method state)."""
+
+    @abstractmethod
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+    def param_counts(self) -> dict[str, int]:
+        n = sum(p.numel() for p in self.model.parameters())
+        return {"total": n}
+
+
+_REGISTRY: dict[str, type[Method]] = {}
+
+
+def register(cls: type[Method]) -> type[Method]:
+    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
+        raise ValueError(f"method name {cls.name!r} is registered twice")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def registry() -> dict[str, type[Method]]:
+    return dict(_REGISTRY)

@@ -1,0 +1,206 @@
+"""PAH: one hypernetwork generates each task's head from that task's learnable prototypes.
+
+Per batch of task k (see ../shared/reference/pah-method.md, section 1.5):
+1. main step over backbone, hypernetwork and prototypes:
+   CE(f_k(x | k), y) + lambda_sm * L_sm, with L_sm the distillation of the frozen teacher's old heads
+   on the current images;
+2. prototype step over the prototypes only: lambda_sp * L_sp, the distillation of the teacher's
+   outputs on the old tasks' prototypes (fed as images through the old generated heads).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pah_core.config import Config
+from pah_core.data import StreamSpec, Task
+from pah_core.distributed import LOCAL, Distributed
+from pah_core.losses import distillation_kl
+from pah_core.models import PAHNet
+
+from .base import Method, register
+
+
+@contextlib.contextmanager
+def frozen_bn_stats(module: nn.Module) -> Iterator[None]:
+    """BatchNorm keeps normalising with batch statistics but does not fold them into its running
+    statistics (momentum 0): 10 prototype images must not shift the statistics used at test."""
+    bns = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [
+        (m.momentum, m.num_batches_tracked.clone() if m.num_batches_tracked is not None else None)
+        for m in bns
+    ]
+    for m in bns:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, (momentum, tracked) in zip(bns, saved, strict=True):
+            m.momentum = momentum
+            if tracked is not None:
+                m.num_batches_tracked.copy_(tracked)
+
+
+@register
+class PAH(Method):
+    name = "pah"
+    summary = "Prototype-Augmented Hypernetworks: prototypes -> hypernetwork -> head, logit + prototype distillation"
+
+    def __init__(
+        self, cfg: Config, spec: StreamSpec, device: torch.device, dist: Distributed = LOCAL
+    ):
+        super().__init__(cfg, spec, device, dist)
+        self.p = cfg.method.pah
+        self.model = PAHNet(cfg.model, spec.n_tasks, spec.classes_per_task, spec.image_size).to(
+            device
+        )
+        o = cfg.optim
+        net = self.model
+        self.opt = torch.optim.AdamW(
+            [
+                {"params": list(net.backbone.parameters()), "lr": o.lr_backbone},
+                {"params": list(net.hypernet.parameters()), "lr": o.lr_hypernet},
+                {"params": [net.prototypes], "lr": o.lr_prototypes},
+            ],
+            weight_decay=o.weight_decay,
+        )
+        self.opt_proto = torch.optim.AdamW(
+            [net.prototypes], lr=o.lr_prototypes, weight_decay=o.weight_decay
+        )
+        self.teacher: PAHNet | None = None
+        self._teacher_heads: torch.Tensor | None = None  # (k, C, D), constant during task k
+        self._teacher_proto_logits: torch.Tensor | None = None  # (k, C, C), constant during task k
+        self._official_bn = cfg.schedule.eval_bn == "train"
+
+    # -- task boundaries ------------------------------------------------------------------------
+
+    def begin_task(self, task: Task, normalize: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        t = task.task_id
+        self.model.check_task(t)
+        self.model.init_prototypes(
+            t, normalize(task.prototype_x.to(self.device)), self.cfg.model.prototype_init
+        )
+        self.model.train()
+        if t == 0:
+            self.teacher = None
+            self._teacher_heads = self._teacher_proto_logits = None
+            return
+        # The frozen reference f_{k-1}: backbone, hypernetwork and prototypes as they are now.
+        teacher = copy.deepcopy(self.model)
+        teacher.requires_grad_(False)
+        # Train-mode BatchNorm, like the student's forward, so that student == teacher gives zero loss.
+        teacher.train()
+        self.teacher = teacher
+        with torch.no_grad():
+            self._teacher_heads = teacher.heads(range(t))
+            # The teacher and the old prototypes are frozen for the whole task: compute once.
+            self._teacher_proto_logits = torch.stack(
+                [teacher(teacher.prototype_images(j), j) for j in range(t)]
+            )
+
+    def end_task(self, task: Task) -> None:
+        # The teacher is rebuilt at the next task's start; drop it now so checkpoints stay small.
+        self.teacher = None
+        self._teacher_heads = self._teacher_proto_logits = None
+
+    # -- one batch ------------------------------------------------------------------------------
+
+    def _uses_sm(self, t: int) -> bool:
+        return t > 0 and self.p.use_sm and self.p.lambda_sm > 0
+
+    def _uses_sp(self, t: int) -> bool:
+        return t > 0 and self.p.use_sp and self.p.lambda_sp > 0
+
+    def _kd(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        return distillation_kl(
+            student, teacher, self.p.temperature, self.p.kl_direction, self.p.old_task_reduction
+        )
+
+    def main_loss(
+        self, x: torch.Tensor, y: torch.Tensor, t: int
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        net = self.model
+        use_sm = self._uses_sm(t)
+        tasks = range(t + 1) if use_sm else [t]
+        # Features once per batch; every head (old and current) is applied to the same features.
+        logits = net.apply_heads(net.features(x), net.heads(tasks))
+        ce = F.cross_entropy(logits[-1], y)
+        stats = {"loss_ce": float(ce.detach())}
+        loss = ce
+        if use_sm:
+            assert self.teacher is not None and self._teacher_heads is not None
+            with torch.no_grad():
+                teacher_logits = self.teacher.apply_heads(
+                    self.teacher.features(x), self._teacher_heads
+                )
+            l_sm = self._kd(logits[:-1], teacher_logits)
+            loss = loss + self.p.lambda_sm * l_sm
+            stats["loss_sm"] = float(l_sm.detach())
+        stats["loss"] = float(loss.detach())
+        return loss, stats
+
+    def prototype_loss(self, t: int) -> torch.Tensor:
+        net = self.model
+        bn = contextlib.nullcontext() if self._official_bn else frozen_bn_stats(net)
+        with bn:
+            # One forward per old task, as the official code: each task's C prototypes form one batch.
+            student = torch.stack([net(net.prototype_images(j), j) for j in range(t)])
+        assert self._teacher_proto_logits is not None
+        return self._kd(student, self._teacher_proto_logits)
+
+    def train_batch(self, x: torch.Tensor, y: torch.Tensor, task_id: int) -> dict[str, float]:
+        t = task_id
+        net = self.model
+        self.opt.zero_grad(set_to_none=True)
+        loss, stats = self.main_loss(x, y, t)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"PAH loss is {float(loss)} at task {t} (CE {stats['loss_ce']:.4g}): training diverged; "
+                "lower the learning rates or the distillation weights"
+            )
+        loss.backward()
+        self.dist.sync_grads(net.parameters())
+        main_proto_grad = (
+            net.prototypes.grad.detach().clone() if self.p.proto_step_keeps_main_grad else None
+        )
+        self.opt.step()
+
+        if self._uses_sp(t):
+            l_sp = self.prototype_loss(t)
+            # Only the prototypes get this gradient: autograd.grad skips the weight gradients of the
+            # backbone and hypernetwork that a full backward() would compute and throw away.
+            (grad,) = torch.autograd.grad(self.p.lambda_sp * l_sp, [net.prototypes])
+            if main_proto_grad is not None:
+                grad = grad + main_proto_grad
+            net.prototypes.grad = grad
+            self.dist.sync_grads([net.prototypes])
+            self.opt_proto.step()
+            stats["loss_sp"] = float(l_sp.detach())
+        return stats
+
+    # -- inference and state --------------------------------------------------------------------
+
+    def predict(self, x: torch.Tensor, task_id: int) -> torch.Tensor:
+        return self.model(x, task_id)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "opt": self.opt.state_dict(),
+            "opt_proto": self.opt_proto.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["opt"])
+        self.opt_proto.load_state_dict(state["opt_proto"])
+
+    def param_counts(self) -> dict[str, int]:
+        return self.model.param_counts()
