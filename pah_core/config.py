@@ -145,6 +145,7 @@ class Config:
 
 # Class counts of the real datasets (synthetic: n_tasks * classes_per_task, 5 per task by default).
 DATASET_CLASSES: dict[str, int] = {"cifar100": 100, "tinyimagenet": 200}
+DATASET_IMAGE_SIZE: dict[str, int] = {"cifar100": 32, "tinyimagenet": 64, "synthetic": 16}
 
 
 def _divisors(n: int) -> str:
@@ -191,6 +192,13 @@ def validate(cfg: Config) -> Config:
         # One image per class is held out for the prototype, and at least one must remain to train.
         _check(d.train_per_class >= 2, "data.train_per_class", d.train_per_class, "an integer >= 2")
     _check(m.prototype_size >= 1, "model.prototype_size", m.prototype_size, "an integer >= 1")
+    size = DATASET_IMAGE_SIZE[d.dataset]
+    _check(
+        m.prototype_size <= size,
+        "model.prototype_size",
+        m.prototype_size,
+        f"at most the {size}x{size} image size of {d.dataset} (prototypes are crops of an image)",
+    )
     _check(
         m.prototype_channels in (1, 3), "model.prototype_channels", m.prototype_channels, "1 or 3"
     )

@@ -30,10 +30,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--resume",
-        nargs="?",
-        const="latest",
-        metavar="CHECKPOINT",
-        help="continue from a task checkpoint (default: the newest under OUT/checkpoints)",
+        action="store_true",
+        help="continue from the newest checkpoint under OUT/checkpoints",
+    )
+    p.add_argument(
+        "--resume-from", metavar="CHECKPOINT", help="continue from this task_NN checkpoint folder"
     )
     p.add_argument(
         "--list-methods", action="store_true", help="list the available methods and exit"
@@ -70,8 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     from pah_core.reporters import ConsoleReporter, JSONReporter
 
     out = Path(args.out).resolve()
-    resume = None
-    if args.resume == "latest":
+    resume = Path(args.resume_from) if args.resume_from else None
+    if args.resume and resume is None:
         resume = _latest_checkpoint(out)
         if resume is None:
             print(
@@ -79,8 +80,6 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 2
-    elif args.resume:
-        resume = Path(args.resume)
     try:
         stream = TaskStream(load_source(cfg.data, args.data_root), cfg.data)
         engine = Engine(

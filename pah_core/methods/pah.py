@@ -162,7 +162,7 @@ class PAH(Method):
         loss, stats = self.main_loss(x, y, t)
         if not torch.isfinite(loss):
             raise FloatingPointError(
-                f"PAH loss is {float(loss)} at task {t} (CE {stats['loss_ce']:.4g}): training diverged; "
+                f"PAH loss is {float(loss.detach())} at task {t} (CE {stats['loss_ce']:.4g}): training diverged; "
                 "lower the learning rates or the distillation weights"
             )
         loss.backward()

@@ -1,0 +1,124 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from pah_core.engine import CheckpointError, Engine
+from pah_core.reporters import JSONReporter, Reporter
+from pah_core.train import main as cli_main
+from tests.helpers import tiny_config, tiny_stream
+
+
+class Recorder(Reporter):
+    def __init__(self):
+        self.events = []
+
+    def task_end(self, t, accuracy_row, matrix, checkpoint_dir, task_metrics):
+        self.events.append(("task_end", t, list(accuracy_row), checkpoint_dir))
+
+    def run_end(self, results):
+        self.events.append(("run_end", results["tasks_completed"]))
+
+
+def test_run_emits_events_and_full_matrix(tmp_path):
+    cfg = tiny_config()
+    rec = Recorder()
+    results = Engine(
+        cfg, tiny_stream(cfg), [rec, JSONReporter(tmp_path)], checkpoint_dir=tmp_path / "ck"
+    ).run()
+    assert [e[1] for e in rec.events if e[0] == "task_end"] == [0, 1, 2]
+    assert rec.events[-1] == ("run_end", 3)
+    m = results["accuracy_matrix"]
+    assert len(m) == 3 and all(m[i][j] is None for i in range(3) for j in range(i + 1, 3))
+    # The matrix is computed from exact counts: every test image of every seen task, once.
+    assert results["total"] == [[40, 0, 0], [40, 40, 0], [40, 40, 40]]
+    on_disk = json.loads((tmp_path / "results.json").read_text())
+    assert on_disk["status"] == "finished" and on_disk["accuracy_matrix"] == m
+    for key in (
+        "avg_acc",
+        "forgetting",
+        "bwt",
+        "wall_seconds",
+        "seconds_per_task",
+        "param_counts",
+        "config",
+    ):
+        assert key in on_disk
+    assert [p.name for p in (tmp_path / "ck").iterdir()] == [
+        "task_02"
+    ]  # only the newest boundary kept
+
+
+def test_resume_after_task_k_gives_the_same_matrix(tmp_path):
+    cfg = tiny_config()
+    full = Engine(cfg, tiny_stream(cfg), checkpoint_dir=tmp_path / "a").run()
+
+    first = tiny_config("schedule.max_tasks=1")
+    Engine(first, tiny_stream(first), checkpoint_dir=tmp_path / "b").run()
+    ckpt = tmp_path / "b" / "task_00"
+    resumed = Engine(cfg, tiny_stream(cfg), checkpoint_dir=tmp_path / "b").run(resume_from=ckpt)
+    assert resumed["correct"] == full["correct"]
+    assert resumed["accuracy_matrix"] == full["accuracy_matrix"]
+    a = torch.load(tmp_path / "a" / "task_02" / "state.pt", weights_only=False)["method_state"][
+        "model"
+    ]
+    b = torch.load(tmp_path / "b" / "task_02" / "state.pt", weights_only=False)["method_state"][
+        "model"
+    ]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_checkpoint_from_another_config_is_refused(tmp_path):
+    cfg = tiny_config("schedule.max_tasks=1")
+    Engine(cfg, tiny_stream(cfg), checkpoint_dir=tmp_path).run()
+    other = tiny_config("method.pah.lambda_sm=2.0")
+    engine = Engine(other, tiny_stream(other))
+    with pytest.raises(
+        CheckpointError,
+        match=r"another config.*method.pah.lambda_sm: 0.5 \(checkpoint\) vs 2.0 \(now\)",
+    ):
+        engine.run(resume_from=tmp_path / "task_00")
+    with pytest.raises(CheckpointError, match="no checkpoint at"):
+        engine.run(resume_from=tmp_path / "nothing")
+
+
+def test_failure_keeps_what_was_logged(tmp_path):
+    cfg = tiny_config(
+        "optim.lr_hypernet=1e30", "optim.lr_backbone=1e30", "optim.lr_prototypes=1e30"
+    )
+    with pytest.raises(FloatingPointError):
+        Engine(
+            cfg, tiny_stream(cfg), [JSONReporter(tmp_path)], checkpoint_dir=tmp_path / "ck"
+        ).run()
+    on_disk = json.loads((tmp_path / "results.json").read_text())
+    assert on_disk["status"] == "failed" and "diverged" in on_disk["error"]
+
+
+def test_official_bn_mode_runs(tmp_path):
+    cfg = tiny_config(
+        "schedule.eval_bn=train",
+        "method.pah.kl_direction=student_teacher",
+        "method.pah.old_task_reduction=sum",
+        "method.pah.proto_step_keeps_main_grad=true",
+    )
+    results = Engine(cfg, tiny_stream(cfg)).run()
+    assert np.isfinite(results["avg_acc"])
+
+
+def test_cli_writes_results_and_resumes(tmp_path, capsys):
+    args = [
+        "data.dataset=synthetic",
+        "data.n_tasks=2",
+        "data.classes_per_task=3",
+        "model.backbone=small_cnn",
+        "model.prototype_size=4",
+        "schedule.epochs_per_task=1",
+        "run.progress=false",
+    ]
+    assert cli_main(["--out", str(tmp_path), *args, "schedule.max_tasks=1"]) == 0
+    assert json.loads((tmp_path / "results.json").read_text())["tasks_completed"] == 1
+    assert cli_main(["--out", str(tmp_path), "--resume", *args]) == 0
+    assert json.loads((tmp_path / "results.json").read_text())["tasks_completed"] == 2
+    assert cli_main(["--out", str(tmp_path), "optim.batch_size=-1"]) == 2
+    assert "optim.batch_size = -1" in capsys.readouterr().err
