@@ -1,0 +1,227 @@
+"""MLflow reporter: one run per training run, found again by its key when a run resumes.
+
+MLflow is imported only when this reporter is built, so the core stays importable without it. It
+uses ``MlflowClient`` with explicit run ids (no global active run), which keeps concurrent trials in
+one process from writing into each other's runs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pah_core.reporters import Reporter
+
+RUN_KEY_TAG = "pah.run_key"
+
+
+def git_sha(path: str | os.PathLike | None = None) -> str:
+    """The checkout's commit (with "-dirty" when it has changes), or "unknown" outside git."""
+    cwd = Path(path or Path(__file__).resolve().parent)
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5
+        )
+        if sha.returncode != 0:
+            return "unknown"
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+        return sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def check_tracking_uri(uri: str) -> str:
+    """Absolute sqlite or http(s) URIs only: relative ones break when Ray moves a trial's working dir."""
+    if uri.startswith(("http://", "https://", "databricks")):
+        return uri
+    if uri.startswith("sqlite:///"):
+        path = uri[len("sqlite:///") :]
+        if not path.startswith("/"):
+            path = str(Path(path).resolve())
+        return f"sqlite:///{path}"
+    if "://" not in uri:
+        return f"sqlite:///{Path(uri).resolve()}"  # a plain path means an embedded sqlite file
+    raise ValueError(
+        f"MLflow tracking URI {uri!r} is not supported: use sqlite:////abs/path/mlflow.db, a path to a .db file, "
+        "or http(s)://host:port of an MLflow server (file stores are read-only since MLflow 3.13)"
+    )
+
+
+def get_or_create_experiment(client, name: str, artifact_location: str | None = None) -> str:
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    try:
+        return client.create_experiment(name, artifact_location=artifact_location)
+    except Exception:  # noqa: BLE001 - another process created it first
+        exp = client.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
+def find_run(client, experiment_id: str, key: str):
+    runs = client.search_runs(
+        [experiment_id], filter_string=f"tags.`{RUN_KEY_TAG}` = '{key}'", max_results=2
+    )
+    return runs[0] if runs else None
+
+
+def matrix_heatmap(matrix: np.ndarray, title: str = ""):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = matrix.shape[0]
+    fig, ax = plt.subplots(figsize=(1.0 + 0.55 * matrix.shape[1], 1.0 + 0.5 * n))
+    shown = np.ma.masked_invalid(100 * matrix)
+    im = ax.imshow(shown, vmin=0, vmax=100, cmap="viridis")
+    for i in range(n):
+        for j in range(min(i + 1, matrix.shape[1])):
+            ax.text(
+                j,
+                i,
+                f"{100 * matrix[i, j]:.0f}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white",
+            )
+    ax.set_xlabel("evaluated on task")
+    ax.set_ylabel("after training task")
+    ax.set_title(title or "accuracy (%)")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    return fig
+
+
+class MLflowReporter(Reporter):
+    def __init__(
+        self,
+        tracking_uri: str,
+        experiment: str,
+        run_name: str,
+        run_key: str | None = None,
+        parent_run_id: str | None = None,
+        tags: dict[str, str] | None = None,
+        artifact_location: str | None = None,
+    ):
+        from mlflow.tracking import MlflowClient
+
+        self.client = MlflowClient(tracking_uri=check_tracking_uri(tracking_uri))
+        self.experiment_id = get_or_create_experiment(self.client, experiment, artifact_location)
+        self.run_name = run_name
+        self.run_key = run_key or run_name
+        self.parent_run_id = parent_run_id
+        self.tags = dict(tags or {})
+        self.run_id: str | None = None
+        self.n_tasks = 0
+
+    def run_start(self, config, param_counts, first_task):
+        existing = find_run(self.client, self.experiment_id, self.run_key)
+        if existing is not None:
+            self.run_id = existing.info.run_id  # a resumed run continues its own MLflow run
+            self.client.update_run(self.run_id, status="RUNNING")
+        else:
+            tags = {
+                RUN_KEY_TAG: self.run_key,
+                "mlflow.runName": self.run_name,
+                "method": config.method.name,
+                "dataset": config.data.dataset,
+                **self.tags,
+            }
+            if self.parent_run_id:
+                tags["mlflow.parentRunId"] = self.parent_run_id
+            self.run_id = self.client.create_run(
+                self.experiment_id, run_name=self.run_name, tags=tags
+            ).info.run_id
+            from mlflow.entities import Param
+
+            params = [Param(k, str(v)[:6000]) for k, v in config.flat().items()]
+            for i in range(0, len(params), 100):
+                self.client.log_batch(self.run_id, params=params[i : i + 100])
+            for k, v in param_counts.items():
+                self.client.log_metric(self.run_id, f"params_{k}", float(v))
+        self.n_tasks = min(config.data.n_tasks, config.schedule.max_tasks or config.data.n_tasks)
+
+    def task_end(self, t, accuracy_row, matrix, checkpoint_dir, task_metrics):
+        import time
+
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        batch = [Metric(f"acc/task_{j:02d}", float(a), now, t) for j, a in enumerate(accuracy_row)]
+        batch += [Metric(k, float(v), now, t) for k, v in task_metrics.items() if k != "task"]
+        batch.append(Metric("tasks_done", float(t + 1), now, t))
+        self.client.log_batch(self.run_id, metrics=batch)
+
+    def _log_matrix(self, results: dict[str, Any]) -> None:
+        mat = np.array(
+            [[np.nan if v is None else v for v in row] for row in results["accuracy_matrix"]],
+            dtype=float,
+        )
+        if mat.size == 0:
+            return
+        self.client.log_dict(
+            self.run_id,
+            {
+                "acc_matrix": results["accuracy_matrix"],
+                "correct": results["correct"],
+                "total": results["total"],
+                "n_tasks": results["n_tasks"],
+            },
+            "acc_matrix.json",
+        )
+        rows = [(i, j, float(mat[i, j])) for i in range(mat.shape[0]) for j in range(i + 1)]
+        self.client.log_table(
+            self.run_id,
+            data={
+                "train_task": [r[0] for r in rows],
+                "eval_task": [r[1] for r in rows],
+                "acc": [r[2] for r in rows],
+            },
+            artifact_file="acc_matrix_table.json",
+        )
+        import matplotlib.pyplot as plt
+
+        fig = matrix_heatmap(mat, f"{results['method']} on {results['dataset']}: accuracy (%)")
+        self.client.log_figure(self.run_id, fig, "acc_matrix.png")
+        plt.close(fig)
+
+    def run_end(self, results):
+        self._log_matrix(results)
+        final = {
+            f"final_{k}": v
+            for k in ("avg_acc", "forgetting", "bwt", "official_code_bwt")
+            if isinstance(v := results.get(k), float) and not math.isnan(v)
+        }
+        final["wall_seconds"] = results["wall_seconds"]
+        if results.get("train_images_per_second"):
+            final["train_images_per_second"] = results["train_images_per_second"]
+        for k, v in final.items():
+            self.client.log_metric(self.run_id, k, float(v))
+        self.client.set_terminated(self.run_id, status="FINISHED")
+
+    def run_failed(self, results, error):
+        if self.run_id is None:
+            return
+        if results.get("tasks_completed"):
+            self._log_matrix(results)
+        self.client.set_tag(self.run_id, "error", f"{type(error).__name__}: {error}"[:5000])
+        self.client.log_text(
+            self.run_id, json.dumps(results, indent=2, default=str), "results_partial.json"
+        )
+        self.client.set_terminated(self.run_id, status="FAILED")

@@ -1,0 +1,535 @@
+"""The sweep driver shared by ``sweeps/cifar100_search.py`` and ``sweeps/tinyimagenet_search.py``.
+
+Ray Tune + OptunaSearch (TPE; single- or multi-objective, study persisted in an Optuna RDB beside the
+MLflow store) behind a ConcurrencyLimiter, ASHA with one milestone per task, one MLflow parent run
+per sweep and one child run per trial. ``--resume`` continues an interrupted sweep.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from pah_core.config import ConfigError, load_config
+
+from .space import PAPER_DEFAULTS, search_space
+from .trial import DRIVER_CPUS, TrialPlumbing, trial_driver
+
+REPO = Path(__file__).resolve().parents[1]
+SWEEP_STATE = "pah_sweep.json"
+
+# Presets: overrides on top of the dataset's shipped config.
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "cifar100": {
+        # Real CIFAR-100, minutes on 2 CPU cores: 4 of 10 tasks, 50 images per class, 1 epoch.
+        "smoke": {
+            "data.train_per_class": 50,
+            "data.test_per_class": 20,
+            "data.val_fraction": 0.0,
+            "schedule.epochs_per_task": 1,
+            "schedule.max_tasks": 4,
+        },
+        "paper": {},
+    },
+    "tinyimagenet": {
+        "smoke": {
+            "data.train_per_class": 20,
+            "data.test_per_class": 10,
+            "data.val_fraction": 0.0,
+            "schedule.epochs_per_task": 1,
+            "schedule.max_tasks": 3,
+        },
+        "paper": {},
+    },
+}
+DEFAULT_SAMPLES = {"smoke": 4, "paper": 64}
+
+
+class SweepError(RuntimeError):
+    pass
+
+
+def parser(dataset: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=f"python sweeps/{dataset}_search.py",
+        description=f"PAH hyperparameter search on {dataset} (Ray Tune + Optuna + ASHA, MLflow tracking).",
+    )
+    p.add_argument(
+        "--preset",
+        choices=["smoke", "paper"],
+        default="smoke",
+        help="smoke: real data, minutes on 2 CPU cores; paper: the paper's protocol",
+    )
+    p.add_argument("--config", help="base config (default: configs/<dataset>_pah.yaml)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override the base config for every trial (repeatable)",
+    )
+    p.add_argument("--num-samples", type=int, help="trials to run (default: 4 smoke, 64 paper)")
+    p.add_argument("--workers-per-trial", type=int, default=1)
+    p.add_argument(
+        "--cpus-per-worker",
+        type=float,
+        default=1.0 - DRIVER_CPUS,
+        help="CPUs per Train worker (default 0.99: a 1-worker trial plus its driver take one core)",
+    )
+    p.add_argument("--gpus-per-worker", type=float, default=0.0)
+    p.add_argument(
+        "--max-concurrent", type=int, help="trials in flight (default: as many as the cluster fits)"
+    )
+    p.add_argument("--objectives", choices=["acc", "acc,forgetting"], default="acc")
+    p.add_argument(
+        "--grace-tasks",
+        type=int,
+        default=1,
+        help="ASHA: tasks every trial trains before it may stop",
+    )
+    p.add_argument(
+        "--points",
+        help="JSON file: a list of {config key: value} points to evaluate after the paper defaults",
+    )
+    p.add_argument(
+        "--storage",
+        default="ray_results",
+        help="folder or s3:// URI for Ray results and checkpoints",
+    )
+    p.add_argument(
+        "--mlflow-uri",
+        default=None,
+        help="MLflow tracking URI (default: sqlite file mlflow.db in the working directory; or http://host:port)",
+    )
+    p.add_argument("--experiment", default=None, help="MLflow experiment (default: pah-<dataset>)")
+    p.add_argument(
+        "--name", default=None, help="sweep name (default: pah-<dataset>-<preset>-<timestamp>)"
+    )
+    p.add_argument(
+        "--resume", action="store_true", help="continue the interrupted sweep --name in --storage"
+    )
+    p.add_argument(
+        "--address", default=None, help="Ray address (default: $RAY_ADDRESS, else a local Ray)"
+    )
+    p.add_argument(
+        "--data-root",
+        default=None,
+        help="dataset folder (default: $PAH_DATA_ROOT, else ~/.cache/pah/data)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the Optuna sampler")
+    return p
+
+
+def absolute_storage(storage: str) -> str:
+    return storage if "://" in storage else str(Path(storage).expanduser().resolve())
+
+
+def default_mlflow_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path('mlflow.db').resolve()}"
+
+
+def optuna_storage_url(mlflow_uri: str, sweep_dir: Path) -> str:
+    """The Optuna study lives beside an sqlite MLflow store, else in the sweep folder."""
+    if mlflow_uri.startswith("sqlite:///"):
+        return f"sqlite:///{Path(mlflow_uri[len('sqlite:///') :]).with_name('optuna.db')}"
+    return f"sqlite:///{sweep_dir / 'optuna.db'}"
+
+
+def check_resources(cluster: dict[str, float], workers: int, cpus: float, gpus: float) -> int:
+    """How many trials fit at once; a clear error (with the arithmetic) when not even one does."""
+    need_cpu = DRIVER_CPUS + workers * cpus
+    need_gpu = workers * gpus
+    have_cpu, have_gpu = float(cluster.get("CPU", 0)), float(cluster.get("GPU", 0))
+    problems = []
+    if need_cpu > have_cpu + 1e-9:
+        problems.append(
+            f"one trial needs {DRIVER_CPUS} (trial driver) + {workers} worker(s) x {cpus:g} CPU = {need_cpu:g} CPUs, "
+            f"but the cluster has {have_cpu:g}"
+        )
+    if need_gpu > have_gpu + 1e-9:
+        problems.append(
+            f"one trial needs {workers} worker(s) x {gpus:g} GPU = {need_gpu:g} GPUs, but the cluster has {have_gpu:g}"
+        )
+    if problems:
+        raise SweepError(
+            "this sweep cannot start: "
+            + "; ".join(problems)
+            + ". Lower --workers-per-trial, --cpus-per-worker or --gpus-per-worker, or add nodes."
+        )
+    fits = math.floor(have_cpu / need_cpu + 1e-9)
+    if need_gpu > 0:
+        fits = min(fits, math.floor(have_gpu / need_gpu + 1e-9))
+    return max(1, fits)
+
+
+def pareto_front(points: list[tuple[str, float, float]]) -> list[tuple[str, float, float]]:
+    """Non-dominated (id, accuracy up, forgetting down) points, best accuracy first."""
+    front = [
+        p
+        for p in points
+        if not any(q[1] >= p[1] and q[2] <= p[2] and (q[1] > p[1] or q[2] < p[2]) for q in points)
+    ]
+    return sorted(front, key=lambda p: -p[1])
+
+
+def _init_ray(address: str | None) -> None:
+    import ray
+
+    address = address or os.environ.get("RAY_ADDRESS")
+    if ray.is_initialized():
+        return
+    # Trials import pah_core and sweeps from this checkout, installed or not.
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+    runtime_env = {"env_vars": {"PYTHONPATH": path}}
+    if address:
+        ray.init(address=address, runtime_env=runtime_env)
+    else:
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, runtime_env=runtime_env)
+
+
+def main(dataset: str, argv: list[str] | None = None) -> int:
+    args = parser(dataset).parse_args(argv)
+    try:
+        return run(dataset, args)
+    except (SweepError, ConfigError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def run(dataset: str, args: argparse.Namespace) -> int:
+    from pah_core.data import resolve_data_root
+    from pah_core.mlflow_reporter import check_tracking_uri, git_sha
+
+    started = time.perf_counter()
+    base_path = Path(args.config) if args.config else REPO / "configs" / f"{dataset}_pah.yaml"
+    overrides = {**PRESETS[dataset][args.preset]}
+    from pah_core.config import parse_overrides
+
+    overrides.update(parse_overrides(args.overrides))
+    base = load_config(base_path, overrides)  # validated before anything starts
+    n_run = min(base.data.n_tasks, base.schedule.max_tasks or base.data.n_tasks)
+    data_root = str(resolve_data_root(args.data_root or base.data.root))
+    storage = absolute_storage(args.storage)
+    name = args.name or f"pah-{dataset}-{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    sweep_dir = Path(storage) / name
+    mlflow_uri = check_tracking_uri(args.mlflow_uri or default_mlflow_uri())
+    experiment = args.experiment or f"pah-{dataset}"
+    objectives = args.objectives.split(",")
+    num_samples = args.num_samples or DEFAULT_SAMPLES[args.preset]
+    if args.workers_per_trial < 1:
+        raise SweepError(f"--workers-per-trial = {args.workers_per_trial}: use 1 or more")
+
+    # Check the data before Ray starts: a missing dataset should fail here, not in every trial.
+    from pah_core.data import TaskStream, load_source
+
+    spec = TaskStream(load_source(base.data, data_root), base.data).spec
+
+    import ray
+
+    _init_ray(args.address)
+    fits = check_resources(
+        ray.cluster_resources(), args.workers_per_trial, args.cpus_per_worker, args.gpus_per_worker
+    )
+    max_concurrent = min(args.max_concurrent or fits, fits)
+
+    state_file = sweep_dir / SWEEP_STATE
+    if args.resume:
+        if not state_file.is_file():
+            raise SweepError(f"--resume: no sweep {name!r} in {storage} (missing {state_file})")
+        state = json.loads(state_file.read_text())
+        parent_run_id = state["parent_run_id"]
+    else:
+        if sweep_dir.exists():
+            raise SweepError(
+                f"sweep {name!r} already exists in {storage}: pass --resume to continue it, or another --name"
+            )
+        parent_run_id = _start_parent_run(
+            mlflow_uri, experiment, name, args, base, spec.fingerprint
+        )
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        state = {
+            "parent_run_id": parent_run_id,
+            "mlflow_uri": mlflow_uri,
+            "experiment": experiment,
+            "dataset": dataset,
+            "preset": args.preset,
+            "objectives": objectives,
+        }
+        state_file.write_text(json.dumps(state, indent=2))
+
+    plumbing = TrialPlumbing(
+        base_config=base.to_dict(),
+        data_root=data_root,
+        storage_path=storage,
+        mlflow_uri=mlflow_uri,
+        experiment=experiment,
+        parent_run_id=parent_run_id,
+        sweep_name=name,
+        workers=args.workers_per_trial,
+        cpus_per_worker=args.cpus_per_worker,
+        gpus_per_worker=args.gpus_per_worker,
+        tags={
+            "git_sha": git_sha(REPO),
+            "dataset_fingerprint": spec.fingerprint,
+            "preset": args.preset,
+        },
+    )
+    print(
+        f"[sweep] {name}: {num_samples} trial(s), {max_concurrent} at a time, objectives {objectives}, "
+        f"{n_run} task(s) each; MLflow {mlflow_uri} (experiment {experiment!r})",
+        flush=True,
+    )
+    results = _fit(
+        args,
+        name,
+        storage,
+        plumbing,
+        objectives,
+        n_run,
+        num_samples,
+        max_concurrent,
+        mlflow_uri,
+        sweep_dir,
+    )
+    summary = _summarise(results, objectives, n_run)
+    _finish_parent_run(mlflow_uri, parent_run_id, summary, experiment)
+    _print_summary(summary, time.perf_counter() - started, mlflow_uri)
+    return 0
+
+
+def _tuner(
+    args,
+    name,
+    storage,
+    plumbing,
+    objectives,
+    n_run,
+    num_samples,
+    max_concurrent,
+    mlflow_uri,
+    sweep_dir,
+):
+    import optuna
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search import ConcurrencyLimiter
+    from ray.tune.search.optuna import OptunaSearch
+
+    trainable = tune.with_resources(
+        tune.with_parameters(trial_driver, plumbing=plumbing), {"cpu": DRIVER_CPUS}
+    )
+    if args.resume:
+        path = str(Path(storage) / name)
+        if not tune.Tuner.can_restore(path):
+            raise SweepError(f"--resume: {path} holds no restorable Tune experiment")
+        return tune.Tuner.restore(
+            path,
+            trainable=trainable,
+            resume_unfinished=True,
+            resume_errored=False,
+            restart_errored=False,
+        )
+    points = [dict(PAPER_DEFAULTS)]
+    if args.points:
+        extra = json.loads(Path(args.points).read_text())
+        if not isinstance(extra, list) or not all(isinstance(p, dict) for p in extra):
+            raise SweepError(
+                f"--points {args.points}: expected a JSON list of {{config key: value}} objects"
+            )
+        space_keys = set(search_space())
+        points += [{**PAPER_DEFAULTS, **p} for p in extra]
+        for p in points:
+            unknown = set(p) - space_keys
+            if unknown:
+                raise SweepError(
+                    f"--points: {sorted(unknown)} are not searched keys; searched: {sorted(space_keys)}"
+                )
+    metric = ["objective_acc", "objective_forgetting"] if len(objectives) == 2 else "objective_acc"
+    mode = ["max", "min"] if len(objectives) == 2 else "max"
+    searcher = OptunaSearch(
+        metric=metric,
+        mode=mode,
+        points_to_evaluate=points,
+        sampler=optuna.samplers.TPESampler(seed=args.seed),
+        storage=optuna.storages.RDBStorage(optuna_storage_url(mlflow_uri, sweep_dir)),
+        study_name=name,
+    )
+    scheduler = ASHAScheduler(
+        time_attr="tasks_done",
+        metric="objective_acc",
+        mode="max",
+        max_t=n_run,
+        grace_period=min(args.grace_tasks, n_run),
+        reduction_factor=2,
+    )
+    return tune.Tuner(
+        trainable,
+        param_space=search_space(),
+        tune_config=tune.TuneConfig(
+            search_alg=ConcurrencyLimiter(searcher, max_concurrent=max_concurrent),
+            scheduler=scheduler,
+            num_samples=num_samples,
+            max_concurrent_trials=max_concurrent,
+            trial_name_creator=_trial_name,
+            trial_dirname_creator=_trial_name,
+        ),
+        run_config=tune.RunConfig(
+            name=name,
+            storage_path=storage,
+            failure_config=tune.FailureConfig(max_failures=0),
+            verbose=1,
+        ),
+    )
+
+
+def _trial_name(trial) -> str:
+    # Deterministic names: the trial id is how a resumed sweep finds its MLflow child run again.
+    return f"trial_{trial.trial_id}"
+
+
+def _fit(*a):
+    return _tuner(*a).fit()
+
+
+def _start_parent_run(mlflow_uri, experiment, name, args, base, fingerprint) -> str:
+    from mlflow.tracking import MlflowClient
+
+    from pah_core.mlflow_reporter import RUN_KEY_TAG, get_or_create_experiment, git_sha
+
+    client = MlflowClient(tracking_uri=mlflow_uri)
+    artifacts = Path("mlartifacts").resolve().as_uri() if mlflow_uri.startswith("sqlite") else None
+    exp_id = get_or_create_experiment(client, experiment, artifacts)
+    run = client.create_run(
+        exp_id,
+        run_name=name,
+        tags={
+            RUN_KEY_TAG: f"{name}/parent",
+            "sweep": name,
+            "pah.role": "sweep",
+            "git_sha": git_sha(REPO),
+            "dataset_fingerprint": fingerprint,
+            "preset": args.preset,
+            "objectives": args.objectives,
+        },
+    )
+    rid = run.info.run_id
+    client.log_dict(
+        rid,
+        {"base_config": base.to_dict(), "argv": sys.argv, "search_space": sorted(search_space())},
+        "sweep_config.json",
+    )
+    return rid
+
+
+def _summarise(results, objectives: list[str], n_run: int) -> dict[str, Any]:
+    trials, failures = [], []
+    for r in results:
+        m = r.metrics or {}
+        cfg = {k: v for k, v in (r.config or {}).items() if "." in k}
+        trial_id = m.get("trial_id") or (
+            Path(r.path).name.removeprefix("trial_") if r.path else "?"
+        )
+        row = {
+            "trial": trial_id,
+            "tasks_done": int(m.get("tasks_done", 0)),
+            "avg_acc": m.get("avg_acc"),
+            "forgetting": m.get("forgetting"),
+            "config": cfg,
+            "status": "finished",
+        }
+        if r.error is not None:
+            lines = [ln for ln in str(r.error).strip().splitlines() if ln.strip()]
+            cause = next(
+                (ln for ln in reversed(lines) if "Error" in ln),
+                lines[-1] if lines else repr(r.error),
+            )
+            row["status"] = "error"
+            row["error"] = cause.strip()
+            failures.append(row)
+        elif row["tasks_done"] < n_run:
+            row["status"] = "stopped early (ASHA)"
+        trials.append(row)
+    complete = [t for t in trials if t["status"] == "finished" and t["tasks_done"] >= n_run]
+    best = max(complete, key=lambda t: t["avg_acc"], default=None)
+    front = (
+        pareto_front([(t["trial"], t["avg_acc"], t["forgetting"]) for t in complete])
+        if len(objectives) == 2
+        else []
+    )
+    by_id = {t["trial"]: t for t in complete}
+    return {
+        "trials": trials,
+        "failures": failures,
+        "best": best,
+        "pareto": [by_id[p[0]] for p in front],
+        "n_run": n_run,
+    }
+
+
+def _finish_parent_run(
+    mlflow_uri: str, parent_run_id: str, summary: dict[str, Any], experiment: str
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from pah_core.mlflow_reporter import find_run, get_or_create_experiment
+
+    client = MlflowClient(tracking_uri=mlflow_uri)
+    client.log_dict(parent_run_id, summary["trials"], "trials.json")
+    best = summary["best"]
+    if best:
+        client.log_dict(parent_run_id, best, "best_config.json")
+        client.log_metric(parent_run_id, "best_avg_acc", float(best["avg_acc"]))
+        client.log_metric(parent_run_id, "best_forgetting", float(best["forgetting"]))
+        for k, v in best["config"].items():
+            client.set_tag(parent_run_id, f"best.{k}", str(v))
+    if summary["pareto"]:
+        client.log_dict(parent_run_id, summary["pareto"], "pareto.json")
+        client.log_metric(parent_run_id, "pareto_size", float(len(summary["pareto"])))
+    client.log_metric(parent_run_id, "trials_failed", float(len(summary["failures"])))
+    # Trials that ASHA stopped (or that crashed before logging their end) still say RUNNING: close them.
+    exp_id = get_or_create_experiment(client, experiment)
+    sweep = client.get_run(parent_run_id).data.tags.get("sweep")
+    for t in summary["trials"]:
+        run = find_run(client, exp_id, f"{sweep}/{t['trial']}")
+        if run is not None and run.info.status == "RUNNING":
+            if t["status"] == "error":
+                client.set_tag(run.info.run_id, "error", t.get("error", "")[:5000])
+            else:
+                client.set_tag(run.info.run_id, "pah.stopped_early", "asha")
+            client.set_terminated(
+                run.info.run_id, status="FAILED" if t["status"] == "error" else "KILLED"
+            )
+    client.set_terminated(parent_run_id, status="FINISHED")
+
+
+def _print_summary(summary: dict[str, Any], seconds: float, mlflow_uri: str) -> None:
+    print(
+        f"\n[sweep] done in {seconds:.0f} s: {len(summary['trials'])} trial(s), {len(summary['failures'])} failed"
+    )
+    for t in sorted(summary["trials"], key=lambda t: -(t["avg_acc"] or -1)):
+        acc = "-" if t["avg_acc"] is None else f"{100 * t['avg_acc']:.1f}%"
+        forg = "-" if t["forgetting"] is None else f"{100 * t['forgetting']:.1f}%"
+        extra = f"  {t['error']}" if t.get("error") else ""
+        print(
+            f"  {t['trial']:>20s}  tasks {t['tasks_done']}/{summary['n_run']}  acc {acc:>6s}  forgetting {forg:>6s}  "
+            f"{t['status']}{extra}"
+        )
+    if summary["best"]:
+        print(
+            f"[sweep] best: {summary['best']['trial']} acc {100 * summary['best']['avg_acc']:.2f}%"
+        )
+    if summary["pareto"]:
+        print(f"[sweep] Pareto set: {[p['trial'] for p in summary['pareto']]}")
+    if mlflow_uri.startswith("sqlite"):
+        print(
+            f"[sweep] browse: mlflow ui --backend-store-uri {mlflow_uri}  (then open http://127.0.0.1:5000)"
+        )
+    else:
+        print(f"[sweep] browse: {mlflow_uri}")

@@ -1,0 +1,14 @@
+"""PAH hyperparameter search on tinyimagenet: `python sweeps/tinyimagenet_search.py --preset smoke` (see --help).
+
+On a cluster: `ray job submit --working-dir . -- python sweeps/tinyimagenet_search.py --preset paper`.
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a plain checkout too
+
+from sweeps.search import main  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(main("tinyimagenet"))

@@ -1,0 +1,182 @@
+"""One sweep trial: a Tune function trainable that runs the PAH engine inside a Ray Train TorchTrainer.
+
+Layers (Ray 2.60, Train V2): ``trial_driver`` is the Tune trial (a light process); it builds a
+``TorchTrainer`` whose workers run ``train_fn_per_worker``, i.e. the ordinary ``Engine`` with a
+``RayReporter`` (and, on rank 0, an ``MLflowReporter``). Gradients are averaged across workers by
+``pah_core.distributed`` over the gloo/nccl process group that Ray Train sets up; training data is
+sharded per rank and evaluation counts are summed exactly.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any
+
+from pah_core.reporters import Reporter
+
+# A Tune trial's own process needs almost no CPU; asking for a whole core would idle one per trial.
+DRIVER_CPUS = 0.01
+
+
+@dataclass
+class TrialPlumbing:
+    """What every trial needs besides its sampled config (all paths absolute)."""
+
+    base_config: dict[str, Any]
+    data_root: str
+    storage_path: str
+    mlflow_uri: str | None
+    experiment: str
+    parent_run_id: str | None
+    sweep_name: str
+    workers: int = 1
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 0.0
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def objective_metrics(
+    accuracy_row: list[float], forgetting: float, tasks_done: int, n_run: int
+) -> dict[str, float]:
+    """Objectives that rank trials fairly whether or not ASHA stopped them.
+
+    ``objective_acc`` averages accuracy over all ``n_run`` tasks, counting tasks not trained yet as 0:
+    it equals the final average accuracy at the end, and a trial stopped early can never look better
+    than one that finished. ``objective_forgetting`` is the forgetting at the end and 1.0 (the worst)
+    before it, for the same reason.
+    """
+    return {
+        "objective_acc": float(sum(accuracy_row)) / n_run,
+        "objective_forgetting": float(forgetting) if tasks_done >= n_run else 1.0,
+    }
+
+
+class RayReporter(Reporter):
+    """Reports each task boundary to Ray Train (and so to Tune), with rank 0's checkpoint."""
+
+    def __init__(self, rank: int):
+        self.rank = rank
+        self.n_run = 1
+
+    def run_start(self, config, param_counts, first_task):
+        self.n_run = min(config.data.n_tasks, config.schedule.max_tasks or config.data.n_tasks)
+
+    def task_end(self, t, accuracy_row, matrix, checkpoint_dir, task_metrics):
+        import ray.train
+
+        report = {
+            "tasks_done": t + 1,
+            "avg_acc": task_metrics["avg_acc"],
+            "forgetting": task_metrics["forgetting"],
+            "bwt": task_metrics["bwt"],
+            "task_seconds": task_metrics["seconds"],
+            **objective_metrics(accuracy_row, task_metrics["forgetting"], t + 1, self.n_run),
+        }
+        ckpt = None
+        if self.rank == 0 and checkpoint_dir is not None:
+            ckpt = ray.train.Checkpoint.from_directory(str(checkpoint_dir))
+        ray.train.report(report, checkpoint=ckpt, checkpoint_dir_name=f"task_{t:02d}")
+
+
+def train_fn_per_worker(loop: dict[str, Any]) -> None:
+    import ray.train
+    import ray.train.torch
+    import torch
+
+    from pah_core.config import from_dict
+    from pah_core.data import TaskStream, load_source
+    from pah_core.distributed import from_torch_distributed
+    from pah_core.engine import Engine
+
+    ctx = ray.train.get_context()
+    rank = ctx.get_world_rank()
+    torch.set_num_threads(max(1, round(loop["cpus_per_worker"])))
+    device = ray.train.torch.get_device()
+    cfg = from_dict(loop["config"], {"run.device": str(device), "run.progress": False})
+    stream = TaskStream(load_source(cfg.data, loop["data_root"]), cfg.data)
+    reporters: list[Reporter] = [RayReporter(rank)]
+    if rank == 0 and loop.get("mlflow_uri"):
+        from pah_core.mlflow_reporter import MLflowReporter
+
+        reporters.insert(
+            0,
+            MLflowReporter(
+                loop["mlflow_uri"],
+                loop["experiment"],
+                run_name=loop["trial_name"],
+                run_key=f"{loop['sweep_name']}/{loop['trial_id']}",
+                parent_run_id=loop["parent_run_id"],
+                tags={
+                    **loop["tags"],
+                    "sweep": loop["sweep_name"],
+                    "ray_trial_id": loop["trial_id"],
+                    "dataset_fingerprint": stream.spec.fingerprint,
+                },
+            ),
+        )
+    with tempfile.TemporaryDirectory(prefix="pah-ckpt-") as local_ckpt:
+        engine = Engine(
+            cfg, stream, reporters, checkpoint_dir=local_ckpt, dist=from_torch_distributed()
+        )
+        restored = ray.train.get_checkpoint()
+        if restored is not None:  # a resumed sweep, or a retried worker group
+            with restored.as_directory() as d:
+                engine.load_checkpoint(d)
+        engine.run()
+
+
+def trial_driver(config: dict[str, Any], plumbing: TrialPlumbing) -> None:
+    """The Tune trainable: one TorchTrainer per trial, named by the trial id so a resumed sweep
+    finds the trial's Train run (and its last task checkpoint) again."""
+    import ray.train
+    import ray.tune
+    from ray.train.torch import TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from pah_core.config import from_dict
+
+    from .space import overrides_of
+
+    ctx = ray.tune.get_context()
+    trial_id, trial_name = ctx.get_trial_id(), ctx.get_trial_name()
+    cfg = from_dict(plumbing.base_config, overrides_of(config))  # a bad point fails here, clearly
+    loop = {
+        "config": cfg.to_dict(),
+        "data_root": plumbing.data_root,
+        "mlflow_uri": plumbing.mlflow_uri,
+        "experiment": plumbing.experiment,
+        "parent_run_id": plumbing.parent_run_id,
+        "sweep_name": plumbing.sweep_name,
+        "trial_id": trial_id,
+        "trial_name": trial_name,
+        "tags": plumbing.tags,
+        "cpus_per_worker": plumbing.cpus_per_worker,
+    }
+    per_worker = {"CPU": plumbing.cpus_per_worker}
+    if plumbing.gpus_per_worker:
+        per_worker["GPU"] = plumbing.gpus_per_worker
+    trainer = TorchTrainer(
+        train_fn_per_worker,
+        train_loop_config=loop,
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=plumbing.workers,
+            use_gpu=plumbing.gpus_per_worker > 0,
+            resources_per_worker=per_worker,
+        ),
+        run_config=ray.train.RunConfig(
+            name=f"train-{trial_id}",
+            storage_path=plumbing.storage_path,
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
+            failure_config=ray.train.FailureConfig(max_failures=0),
+            callbacks=[TuneReportCallback()],
+        ),
+    )
+    trainer.fit()
+
+
+def env_for_workers() -> dict[str, str]:
+    """Variables the trials inherit (Ray passes the driver's environment only partly)."""
+    keep = ("PAH_DATA_ROOT", "MLFLOW_TRACKING_URI", "RAY_AUTH_MODE")
+    return {k: os.environ[k] for k in keep if k in os.environ}
