@@ -344,4 +344,9 @@ class Engine:
             "bwt": metrics.bwt(mat),
             "seconds": s.seconds_per_task[-1],
         }
-        self._emit("task_end", t, mat[t, : t + 1].tolist(), mat, ckpt, task_metrics)
+        counts = {
+            "correct": s.correct[: t + 1].tolist(),
+            "total": s.total[: t + 1].tolist(),
+            "n_run": self.n_run,
+        }
+        self._emit("task_end", t, mat[t, : t + 1].tolist(), mat, ckpt, task_metrics, counts)

@@ -11,11 +11,13 @@ import json
 import math
 import os
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from pah_core import metrics
 from pah_core.reporters import Reporter
 
 RUN_KEY_TAG = "pah.run_key"
@@ -59,10 +61,19 @@ def check_tracking_uri(uri: str) -> str:
     )
 
 
+def default_artifact_location(tracking_uri: str) -> str | None:
+    """Artifacts of an embedded sqlite store go beside the .db file (MLflow's default is the creating
+    process's working directory, which Ray changes per trial); a server decides for itself."""
+    if tracking_uri.startswith("sqlite:///"):
+        return (Path(tracking_uri[len("sqlite:///") :]).parent / "mlartifacts").resolve().as_uri()
+    return None
+
+
 def get_or_create_experiment(client, name: str, artifact_location: str | None = None) -> str:
     exp = client.get_experiment_by_name(name)
     if exp is not None:
         return exp.experiment_id
+    artifact_location = artifact_location or default_artifact_location(client.tracking_uri)
     try:
         return client.create_experiment(name, artifact_location=artifact_location)
     except Exception:  # noqa: BLE001 - another process created it first
@@ -157,9 +168,9 @@ class MLflowReporter(Reporter):
                 self.client.log_metric(self.run_id, f"params_{k}", float(v))
         self.n_tasks = min(config.data.n_tasks, config.schedule.max_tasks or config.data.n_tasks)
 
-    def task_end(self, t, accuracy_row, matrix, checkpoint_dir, task_metrics):
-        import time
-
+    def task_end(self, t, accuracy_row, matrix, checkpoint_dir, task_metrics, counts):
+        # Everything is logged at the task boundary, before the Ray report that follows it: a
+        # scheduler may stop the trial right after that report, and run_end would never come.
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
@@ -167,25 +178,27 @@ class MLflowReporter(Reporter):
         batch += [Metric(k, float(v), now, t) for k, v in task_metrics.items() if k != "task"]
         batch.append(Metric("tasks_done", float(t + 1), now, t))
         self.client.log_batch(self.run_id, metrics=batch)
+        self._log_matrix(matrix, counts, t)
+        if t + 1 >= counts["n_run"]:
+            summary = metrics.summary(matrix)
+            for k in ("avg_acc", "forgetting", "bwt", "official_code_bwt"):
+                self.client.log_metric(self.run_id, f"final_{k}", float(summary[k]))
+            self.client.set_terminated(self.run_id, status="FINISHED")
 
-    def _log_matrix(self, results: dict[str, Any]) -> None:
-        mat = np.array(
-            [[np.nan if v is None else v for v in row] for row in results["accuracy_matrix"]],
-            dtype=float,
-        )
-        if mat.size == 0:
-            return
+    def _log_matrix(self, matrix: np.ndarray, counts: dict[str, Any], t: int) -> None:
+        listed = [[None if math.isnan(v) else float(v) for v in row] for row in matrix]
         self.client.log_dict(
             self.run_id,
             {
-                "acc_matrix": results["accuracy_matrix"],
-                "correct": results["correct"],
-                "total": results["total"],
-                "n_tasks": results["n_tasks"],
+                "acc_matrix": listed,
+                "correct": counts["correct"],
+                "total": counts["total"],
+                "tasks_done": t + 1,
+                "n_tasks": counts["n_run"],
             },
             "acc_matrix.json",
         )
-        rows = [(i, j, float(mat[i, j])) for i in range(mat.shape[0]) for j in range(i + 1)]
+        rows = [(i, j, float(matrix[i, j])) for i in range(matrix.shape[0]) for j in range(i + 1)]
         self.client.log_table(
             self.run_id,
             data={
@@ -197,29 +210,21 @@ class MLflowReporter(Reporter):
         )
         import matplotlib.pyplot as plt
 
-        fig = matrix_heatmap(mat, f"{results['method']} on {results['dataset']}: accuracy (%)")
+        fig = matrix_heatmap(matrix, f"{self.run_name}: accuracy (%) after {t + 1} task(s)")
         self.client.log_figure(self.run_id, fig, "acc_matrix.png")
         plt.close(fig)
 
     def run_end(self, results):
-        self._log_matrix(results)
-        final = {
-            f"final_{k}": v
-            for k in ("avg_acc", "forgetting", "bwt", "official_code_bwt")
-            if isinstance(v := results.get(k), float) and not math.isnan(v)
-        }
-        final["wall_seconds"] = results["wall_seconds"]
+        extra = {"wall_seconds": results["wall_seconds"]}
         if results.get("train_images_per_second"):
-            final["train_images_per_second"] = results["train_images_per_second"]
-        for k, v in final.items():
+            extra["train_images_per_second"] = results["train_images_per_second"]
+        for k, v in extra.items():
             self.client.log_metric(self.run_id, k, float(v))
         self.client.set_terminated(self.run_id, status="FINISHED")
 
     def run_failed(self, results, error):
         if self.run_id is None:
             return
-        if results.get("tasks_completed"):
-            self._log_matrix(results)
         self.client.set_tag(self.run_id, "error", f"{type(error).__name__}: {error}"[:5000])
         self.client.log_text(
             self.run_id, json.dumps(results, indent=2, default=str), "results_partial.json"

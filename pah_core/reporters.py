@@ -2,7 +2,7 @@
 
 Events: run_start(config, param_counts, first_task), task_start(t, task), epoch_start(t, epoch,
 n_batches), batch_end(t, epoch, stats), epoch_end(t, epoch, stats), task_end(t, accuracy_row, matrix,
-checkpoint_dir, task_metrics), run_end(results), run_failed(partial_results, error).
+checkpoint_dir, task_metrics, counts), run_end(results), run_failed(partial_results, error).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ class Reporter:
         matrix: np.ndarray,
         checkpoint_dir: Path | None,
         task_metrics: dict[str, float],
+        counts: dict[str, Any],
     ) -> None: ...
     def run_end(self, results: dict[str, Any]) -> None: ...
     def run_failed(self, results: dict[str, Any], error: BaseException) -> None: ...
@@ -94,7 +95,7 @@ class ConsoleReporter(Reporter):
             f"[pah] task {t + 1} epoch {epoch + 1}: {losses} ({stats['images_per_second']:.0f} img/s)"
         )
 
-    def task_end(self, t, accuracy_row, matrix, checkpoint_dir, task_metrics):
+    def task_end(self, t, accuracy_row, matrix, checkpoint_dir, task_metrics, counts):
         row = " ".join(_pct(v) for v in accuracy_row)
         self._print(
             f"[pah] after task {t + 1}: avg acc {_pct(task_metrics['avg_acc'])}%  forgetting "
@@ -136,7 +137,7 @@ class JSONReporter(Reporter):
         tmp.write_text(json.dumps(payload, indent=2, default=str))
         os.replace(tmp, self.path)
 
-    def task_end(self, t, accuracy_row, matrix, checkpoint_dir, task_metrics):
+    def task_end(self, t, accuracy_row, matrix, checkpoint_dir, task_metrics, counts):
         self._write(
             {
                 "status": "running",

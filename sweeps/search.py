@@ -404,8 +404,7 @@ def _start_parent_run(mlflow_uri, experiment, name, args, base, fingerprint) -> 
     from pah_core.mlflow_reporter import RUN_KEY_TAG, get_or_create_experiment, git_sha
 
     client = MlflowClient(tracking_uri=mlflow_uri)
-    artifacts = Path("mlartifacts").resolve().as_uri() if mlflow_uri.startswith("sqlite") else None
-    exp_id = get_or_create_experiment(client, experiment, artifacts)
+    exp_id = get_or_create_experiment(client, experiment)
     run = client.create_run(
         exp_id,
         run_name=name,

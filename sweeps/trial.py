@@ -63,7 +63,7 @@ class RayReporter(Reporter):
     def run_start(self, config, param_counts, first_task):
         self.n_run = min(config.data.n_tasks, config.schedule.max_tasks or config.data.n_tasks)
 
-    def task_end(self, t, accuracy_row, matrix, checkpoint_dir, task_metrics):
+    def task_end(self, t, accuracy_row, matrix, checkpoint_dir, task_metrics, counts):
         import ray.train
 
         report = {

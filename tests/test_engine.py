@@ -14,7 +14,7 @@ class Recorder(Reporter):
     def __init__(self):
         self.events = []
 
-    def task_end(self, t, accuracy_row, matrix, checkpoint_dir, task_metrics):
+    def task_end(self, t, accuracy_row, matrix, checkpoint_dir, task_metrics, counts):
         self.events.append(("task_end", t, list(accuracy_row), checkpoint_dir))
 
     def run_end(self, results):

@@ -1,0 +1,258 @@
+"""Sweeps on a real local Ray (started once for this module), real CIFAR-100 subsets and a real
+sqlite MLflow store in a temp folder."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[1]
+# Every trial: 2 tasks of real CIFAR-100, 40 training and 10 test images per class, a small CNN.
+TINY = [
+    "--set",
+    "data.train_per_class=40",
+    "--set",
+    "data.test_per_class=10",
+    "--set",
+    "schedule.max_tasks=2",
+    "--set",
+    "model.backbone=small_cnn",
+    "--set",
+    "schedule.epochs_per_task=2",
+]
+GOOD = {"optim.lr_backbone": 1e-3, "optim.lr_hypernet": 1e-2, "optim.lr_prototypes": 1e-2}
+# Learning rates at the bottom of the search ranges: a trial that learns next to nothing in 2 epochs.
+BAD = {"optim.lr_backbone": 1e-5, "optim.lr_hypernet": 1e-4, "optim.lr_prototypes": 1e-4}
+# Far outside the ranges: the hypernetwork's weights overflow and the loss becomes NaN.
+DIVERGE = {"optim.lr_backbone": 1e30, "optim.lr_hypernet": 1e30, "optim.lr_prototypes": 1e30}
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(tmp_path_factory, data_root):
+    import ray
+
+    short = Path(f"/tmp/pahray-{os.getpid()}")  # Ray's socket paths must stay short
+    home = tmp_path_factory.mktemp("home")
+    saved = {k: os.environ.get(k) for k in ("HOME", "RAY_AUTH_MODE", "PAH_DATA_ROOT")}
+    os.environ.update(
+        {"HOME": str(home), "RAY_AUTH_MODE": "disabled", "PAH_DATA_ROOT": str(data_root)}
+    )
+    # 4 logical CPUs on 2 cores: room for a 2-worker trial and its driver.
+    ray.init(
+        num_cpus=4,
+        include_dashboard=False,
+        _temp_dir=str(short),
+        runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}},
+    )
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def _sweep(tmp_path, *argv):
+    from sweeps.search import main
+
+    return main(
+        "cifar100",
+        [
+            "--storage",
+            str(tmp_path / "ray"),
+            "--mlflow-uri",
+            str(tmp_path / "mlflow.db"),
+            "--name",
+            "s",
+            *TINY,
+            *argv,
+        ],
+    )
+
+
+def _points(tmp_path, *points):
+    f = tmp_path / "points.json"
+    f.write_text(json.dumps(list(points)))
+    return ["--points", str(f)]
+
+
+def _runs(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("pah-cifar100")
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    parents = [r for r in runs if r.data.tags.get("pah.role") == "sweep"]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    return client, parents, children
+
+
+def _matrix(client, run):
+    from mlflow.artifacts import load_dict
+
+    return load_dict(f"{run.info.artifact_uri}/acc_matrix.json")
+
+
+def test_optuna_asha_sweep_logs_parent_and_children(ray_cluster, tmp_path, capsys):
+    # One trial at a time, in order: paper defaults, a good point, a bad one, then one from TPE.
+    # ASHA (grace 1 task, factor 2) compares the bad trial at task 1 with the two before it and stops it.
+    rc = _sweep(
+        tmp_path, "--num-samples", "4", "--max-concurrent", "1", *_points(tmp_path, GOOD, BAD)
+    )
+    assert rc == 0
+    client, parents, children = _runs(tmp_path)
+    assert len(parents) == 1 and len(children) == 4
+    assert all(c.data.tags["mlflow.parentRunId"] == parents[0].info.run_id for c in children)
+    for c in children:
+        m = _matrix(client, c)
+        assert len(m["acc_matrix"]) == int(c.data.metrics["tasks_done"])
+        assert (
+            c.data.tags["git_sha"]
+            and c.data.tags["dataset_fingerprint"]
+            and c.data.tags["sweep"] == "s"
+        )
+        assert {a.path for a in client.list_artifacts(c.info.run_id)} >= {
+            "acc_matrix.json",
+            "acc_matrix.png",
+            "acc_matrix_table.json",
+        }
+    bad = [c for c in children if float(c.data.params["optim.lr_backbone"]) == 1e-5]
+    assert len(bad) == 1
+    assert (
+        bad[0].data.metrics["tasks_done"] == 1
+        and bad[0].data.tags.get("pah.stopped_early") == "asha"
+    )
+    assert any(c.data.metrics["tasks_done"] == 2 and c.info.status == "FINISHED" for c in children)
+    parent = parents[0]
+    assert parent.info.status == "FINISHED" and "best_avg_acc" in parent.data.metrics
+    best = json.loads(
+        (Path(parent.info.artifact_uri.removeprefix("file://")) / "best_config.json").read_text()
+    )
+    assert best["tasks_done"] == 2
+    out = capsys.readouterr().out
+    assert "stopped early (ASHA)" in out and "[sweep] best:" in out
+
+
+def test_multi_objective_sweep_records_pareto_set_and_survives_a_nan_trial(
+    ray_cluster, tmp_path, capsys
+):
+    import optuna
+
+    rc = _sweep(
+        tmp_path,
+        "--objectives",
+        "acc,forgetting",
+        "--num-samples",
+        "3",
+        "--max-concurrent",
+        "1",
+        "--grace-tasks",
+        "2",
+        *_points(tmp_path, GOOD, DIVERGE),
+    )
+    assert rc == 0  # the diverged trial fails alone; the sweep finishes normally
+    client, parents, children = _runs(tmp_path)
+    parent = parents[0]
+    pareto = json.loads(
+        (Path(parent.info.artifact_uri.removeprefix("file://")) / "pareto.json").read_text()
+    )
+    assert len(pareto) >= 1 and all(p["tasks_done"] == 2 for p in pareto)
+    assert parent.data.metrics["trials_failed"] == 1
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(done) == 2 and all(len(t.values) == 2 for t in done)
+    failed = [c for c in children if c.info.status == "FAILED"]
+    assert len(failed) == 1 and "diverged" in failed[0].data.tags["error"]
+    out = capsys.readouterr().out
+    assert "1 failed" in out and "FloatingPointError" in out and "diverged" in out
+
+
+def test_trial_with_two_workers_counts_every_test_image_once(ray_cluster, tmp_path):
+    rc = _sweep(
+        tmp_path,
+        "--num-samples",
+        "1",
+        "--workers-per-trial",
+        "2",
+        "--cpus-per-worker",
+        "1",
+        "--set",
+        "schedule.max_tasks=1",
+    )
+    assert rc == 0
+    client, _, children = _runs(tmp_path)
+    (child,) = children
+    m = _matrix(client, child)
+    # 10 classes x 10 test images: each counted once although two ranks evaluated shards of them.
+    assert m["total"] == [[100] + [0] * 9]
+    assert child.info.status == "FINISHED"
+
+
+def test_trial_too_big_for_the_cluster_stops_at_launch(ray_cluster, tmp_path, capsys):
+    rc = _sweep(tmp_path, "--workers-per-trial", "8", "--cpus-per-worker", "1")
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "cannot start" in err and "8 worker(s) x 1 CPU = 8.01 CPUs, but the cluster has 4" in err
+    assert not (tmp_path / "ray" / "s").exists()
+
+
+def test_killed_sweep_resumes_without_rerunning_or_duplicating(ray_cluster, tmp_path):
+    argv = [
+        sys.executable,
+        str(REPO / "sweeps" / "cifar100_search.py"),
+        "--address",
+        ray_cluster,
+        "--storage",
+        str(tmp_path / "ray"),
+        "--mlflow-uri",
+        str(tmp_path / "mlflow.db"),
+        "--name",
+        "s",
+        "--num-samples",
+        "3",
+        "--max-concurrent",
+        "1",
+        *TINY,
+    ]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 240
+        # One trial at a time: the second trial's run appears only after Tune has recorded the first
+        # as done. Kill the driver then, mid-sweep.
+        while time.time() < deadline:
+            if (tmp_path / "mlflow.db").exists():
+                _, _, children = _runs(tmp_path)
+                if len(children) >= 2 and any(c.info.status == "FINISHED" for c in children):
+                    break
+            time.sleep(1)
+        else:
+            pytest.fail("no trial finished within 240 s")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    _, _, before = _runs(tmp_path)
+    first = next(c for c in before if c.info.status == "FINISHED")
+    assert (
+        subprocess.run([*argv, "--resume"], env=env, capture_output=True, timeout=400).returncode
+        == 0
+    )
+    client, parents, children = _runs(tmp_path)
+    assert len(parents) == 1 and len(children) == 3
+    assert len({c.data.tags["ray_trial_id"] for c in children}) == 3
+    # The finished trial was not trained again: its task metrics were logged once per task.
+    history = client.get_metric_history(first.info.run_id, "tasks_done")
+    assert sorted(m.step for m in history) == [0, 1]
+    assert all(c.info.status in ("FINISHED", "KILLED") for c in children)
+    assert parents[0].info.status == "FINISHED"
