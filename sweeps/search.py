@@ -13,6 +13,7 @@ import math
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,11 +56,8 @@ class SweepError(RuntimeError):
     pass
 
 
-def parser(dataset: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=f"python sweeps/{dataset}_search.py",
-        description=f"PAH hyperparameter search on {dataset} (Ray Tune + Optuna + ASHA, MLflow tracking).",
-    )
+def common_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Flags every sweep kind shares: data, resources, storage, tracking, resume."""
     p.add_argument(
         "--preset",
         choices=["smoke", "paper"],
@@ -75,7 +73,6 @@ def parser(dataset: str) -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override the base config for every trial (repeatable)",
     )
-    p.add_argument("--num-samples", type=int, help="trials to run (default: 4 smoke, 64 paper)")
     p.add_argument("--workers-per-trial", type=int, default=1)
     p.add_argument(
         "--cpus-per-worker",
@@ -87,17 +84,6 @@ def parser(dataset: str) -> argparse.ArgumentParser:
     p.add_argument(
         "--max-concurrent", type=int, help="trials in flight (default: as many as the cluster fits)"
     )
-    p.add_argument("--objectives", choices=["acc", "acc,forgetting"], default="acc")
-    p.add_argument(
-        "--grace-tasks",
-        type=int,
-        default=1,
-        help="ASHA: tasks every trial trains before it may stop",
-    )
-    p.add_argument(
-        "--points",
-        help="JSON file: a list of {config key: value} points to evaluate after the paper defaults",
-    )
     p.add_argument(
         "--storage",
         default="ray_results",
@@ -106,11 +92,14 @@ def parser(dataset: str) -> argparse.ArgumentParser:
     p.add_argument(
         "--mlflow-uri",
         default=None,
-        help="MLflow tracking URI (default: sqlite file mlflow.db in the working directory; or http://host:port)",
+        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite file mlflow.db in the "
+        "working directory; or http://host:port)",
     )
     p.add_argument("--experiment", default=None, help="MLflow experiment (default: pah-<dataset>)")
     p.add_argument(
-        "--name", default=None, help="sweep name (default: pah-<dataset>-<preset>-<timestamp>)"
+        "--name",
+        default=None,
+        help="sweep name (default: pah-<dataset>-<kind>-<preset>-<timestamp>)",
     )
     p.add_argument(
         "--resume", action="store_true", help="continue the interrupted sweep --name in --storage"
@@ -123,8 +112,70 @@ def parser(dataset: str) -> argparse.ArgumentParser:
         default=None,
         help="dataset folder (default: $PAH_DATA_ROOT, else ~/.cache/pah/data)",
     )
+    return p
+
+
+def parser(dataset: str) -> argparse.ArgumentParser:
+    p = common_arguments(
+        argparse.ArgumentParser(
+            prog=f"python sweeps/{dataset}_search.py",
+            description=f"PAH hyperparameter search on {dataset} (Ray Tune + Optuna + ASHA, MLflow tracking).",
+        )
+    )
+    p.add_argument("--num-samples", type=int, help="trials to run (default: 4 smoke, 64 paper)")
+    p.add_argument("--objectives", choices=["acc", "acc,forgetting"], default="acc")
+    p.add_argument(
+        "--grace-tasks",
+        type=int,
+        default=1,
+        help="ASHA: tasks every trial trains before it may stop",
+    )
+    p.add_argument(
+        "--points",
+        help="JSON file: a list of {config key: value} points to evaluate after the paper defaults",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the Optuna sampler")
     return p
+
+
+def parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        seeds = []
+    if not seeds:
+        raise SweepError(f"--seeds {text!r}: give a comma-separated list of integers, e.g. 0,1,2")
+    return seeds
+
+
+def best_config_of_sweep(mlflow_uri: str, experiment: str, sweep: str) -> dict[str, Any]:
+    """The searched keys of an earlier sweep's best trial (from its parent run's best_config.json)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=mlflow_uri)
+    exp = client.get_experiment_by_name(experiment)
+    runs = (
+        []
+        if exp is None
+        else client.search_runs(
+            [exp.experiment_id],
+            filter_string=f"tags.sweep = '{sweep}' and tags.`pah.role` = 'sweep'",
+            max_results=1,
+        )
+    )
+    if not runs:
+        raise SweepError(
+            f"--from-sweep {sweep!r}: no such sweep in experiment {experiment!r} at {mlflow_uri}"
+        )
+    import mlflow.artifacts
+
+    try:
+        best = mlflow.artifacts.load_dict(f"{runs[0].info.artifact_uri}/best_config.json")
+    except Exception as e:  # noqa: BLE001
+        raise SweepError(
+            f"--from-sweep {sweep!r}: it has no best_config.json (did it finish a trial?)"
+        ) from e
+    return dict(best["config"])
 
 
 def absolute_storage(storage: str) -> str:
@@ -133,6 +184,12 @@ def absolute_storage(storage: str) -> str:
 
 def default_mlflow_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path('mlflow.db').resolve()}"
+
+
+def check_tracking_uri_or_default(uri: str | None) -> str:
+    from pah_core.mlflow_reporter import check_tracking_uri
+
+    return check_tracking_uri(uri or default_mlflow_uri())
 
 
 def optuna_storage_url(mlflow_uri: str, sweep_dir: Path) -> str:
@@ -197,38 +254,66 @@ def _init_ray(address: str | None) -> None:
 def main(dataset: str, argv: list[str] | None = None) -> int:
     args = parser(dataset).parse_args(argv)
     try:
-        return run(dataset, args)
+        setup = prepare(dataset, args, num_samples=args.num_samples or DEFAULT_SAMPLES[args.preset])
+        return execute(setup, lambda trainable, s: _optuna_tuner(trainable, s, args))
     except (SweepError, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
 
-def run(dataset: str, args: argparse.Namespace) -> int:
-    from pah_core.data import resolve_data_root
-    from pah_core.mlflow_reporter import check_tracking_uri, git_sha
+@dataclass
+class Setup:
+    """Everything a sweep decided before its first trial."""
+
+    args: argparse.Namespace
+    name: str
+    storage: str
+    sweep_dir: Path
+    mlflow_uri: str
+    experiment: str
+    objectives: list[str]
+    n_run: int
+    num_samples: int
+    max_concurrent: int
+    plumbing: TrialPlumbing
+    started: float
+
+
+def prepare(
+    dataset: str,
+    args: argparse.Namespace,
+    num_samples: int,
+    kind: str = "search",
+    base_overrides: dict[str, Any] | None = None,
+    variants: dict[str, dict[str, Any]] | None = None,
+) -> Setup:
+    """Validate the config and the data, start or join Ray, check resources, open the parent run."""
+    from pah_core.config import parse_overrides
+    from pah_core.data import TaskStream, load_source, resolve_data_root
+    from pah_core.mlflow_reporter import git_sha
 
     started = time.perf_counter()
     base_path = Path(args.config) if args.config else REPO / "configs" / f"{dataset}_pah.yaml"
-    overrides = {**PRESETS[dataset][args.preset]}
-    from pah_core.config import parse_overrides
-
-    overrides.update(parse_overrides(args.overrides))
+    overrides = {
+        **PRESETS[dataset][args.preset],
+        **(base_overrides or {}),
+        **parse_overrides(args.overrides),
+    }
     base = load_config(base_path, overrides)  # validated before anything starts
+    for extra in (variants or {}).values():
+        load_config(base_path, {**overrides, **extra})  # every variant too
     n_run = min(base.data.n_tasks, base.schedule.max_tasks or base.data.n_tasks)
     data_root = str(resolve_data_root(args.data_root or base.data.root))
     storage = absolute_storage(args.storage)
-    name = args.name or f"pah-{dataset}-{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    name = args.name or f"pah-{dataset}-{kind}-{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
     sweep_dir = Path(storage) / name
-    mlflow_uri = check_tracking_uri(args.mlflow_uri or default_mlflow_uri())
+    mlflow_uri = check_tracking_uri_or_default(args.mlflow_uri)
     experiment = args.experiment or f"pah-{dataset}"
-    objectives = args.objectives.split(",")
-    num_samples = args.num_samples or DEFAULT_SAMPLES[args.preset]
+    objectives = getattr(args, "objectives", "acc").split(",")
     if args.workers_per_trial < 1:
         raise SweepError(f"--workers-per-trial = {args.workers_per_trial}: use 1 or more")
 
     # Check the data before Ray starts: a missing dataset should fail here, not in every trial.
-    from pah_core.data import TaskStream, load_source
-
     spec = TaskStream(load_source(base.data, data_root), base.data).spec
 
     import ray
@@ -243,15 +328,14 @@ def run(dataset: str, args: argparse.Namespace) -> int:
     if args.resume:
         if not state_file.is_file():
             raise SweepError(f"--resume: no sweep {name!r} in {storage} (missing {state_file})")
-        state = json.loads(state_file.read_text())
-        parent_run_id = state["parent_run_id"]
+        parent_run_id = json.loads(state_file.read_text())["parent_run_id"]
     else:
         if sweep_dir.exists():
             raise SweepError(
                 f"sweep {name!r} already exists in {storage}: pass --resume to continue it, or another --name"
             )
         parent_run_id = _start_parent_run(
-            mlflow_uri, experiment, name, args, base, spec.fingerprint
+            mlflow_uri, experiment, name, args, base, spec.fingerprint, kind
         )
         sweep_dir.mkdir(parents=True, exist_ok=True)
         state = {
@@ -261,6 +345,7 @@ def run(dataset: str, args: argparse.Namespace) -> int:
             "dataset": dataset,
             "preset": args.preset,
             "objectives": objectives,
+            "kind": kind,
         }
         state_file.write_text(json.dumps(state, indent=2))
 
@@ -279,63 +364,77 @@ def run(dataset: str, args: argparse.Namespace) -> int:
             "git_sha": git_sha(REPO),
             "dataset_fingerprint": spec.fingerprint,
             "preset": args.preset,
+            "sweep_kind": kind,
         },
+        variants=dict(variants or {}),
     )
-    print(
-        f"[sweep] {name}: {num_samples} trial(s), {max_concurrent} at a time, objectives {objectives}, "
-        f"{n_run} task(s) each; MLflow {mlflow_uri} (experiment {experiment!r})",
-        flush=True,
-    )
-    results = _fit(
+    return Setup(
         args,
         name,
         storage,
-        plumbing,
+        sweep_dir,
+        mlflow_uri,
+        experiment,
         objectives,
         n_run,
         num_samples,
         max_concurrent,
-        mlflow_uri,
-        sweep_dir,
+        plumbing,
+        started,
     )
-    summary = _summarise(results, objectives, n_run)
-    _finish_parent_run(mlflow_uri, parent_run_id, summary, experiment)
-    _print_summary(summary, time.perf_counter() - started, mlflow_uri)
-    return 0
 
 
-def _tuner(
-    args,
-    name,
-    storage,
-    plumbing,
-    objectives,
-    n_run,
-    num_samples,
-    max_concurrent,
-    mlflow_uri,
-    sweep_dir,
-):
-    import optuna
+def execute(setup: Setup, make_tuner) -> int:
+    """Run (or restore) the Tuner that ``make_tuner(trainable, setup)`` builds, then summarise."""
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
-    from ray.tune.search import ConcurrencyLimiter
-    from ray.tune.search.optuna import OptunaSearch
 
+    s = setup
     trainable = tune.with_resources(
-        tune.with_parameters(trial_driver, plumbing=plumbing), {"cpu": DRIVER_CPUS}
+        tune.with_parameters(trial_driver, plumbing=s.plumbing), {"cpu": DRIVER_CPUS}
     )
-    if args.resume:
-        path = str(Path(storage) / name)
+    print(
+        f"[sweep] {s.name}: {s.num_samples} trial(s), {s.max_concurrent} at a time, objectives {s.objectives}, "
+        f"{s.n_run} task(s) each; MLflow {s.mlflow_uri} (experiment {s.experiment!r})",
+        flush=True,
+    )
+    if s.args.resume:
+        path = str(s.sweep_dir)
         if not tune.Tuner.can_restore(path):
             raise SweepError(f"--resume: {path} holds no restorable Tune experiment")
-        return tune.Tuner.restore(
+        tuner = tune.Tuner.restore(
             path,
             trainable=trainable,
             resume_unfinished=True,
             resume_errored=False,
             restart_errored=False,
         )
+    else:
+        tuner = make_tuner(trainable, s)
+    results = tuner.fit()
+    summary = _summarise(results, s.objectives, s.n_run)
+    _finish_parent_run(s.mlflow_uri, s.plumbing.parent_run_id, summary, s.experiment)
+    _print_summary(summary, time.perf_counter() - s.started, s.mlflow_uri)
+    return 0
+
+
+def run_config(s: Setup):
+    from ray import tune
+
+    return tune.RunConfig(
+        name=s.name,
+        storage_path=s.storage,
+        failure_config=tune.FailureConfig(max_failures=0),
+        verbose=1,
+    )
+
+
+def _optuna_tuner(trainable, s: Setup, args: argparse.Namespace):
+    import optuna
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search import ConcurrencyLimiter
+    from ray.tune.search.optuna import OptunaSearch
+
     points = [dict(PAPER_DEFAULTS)]
     if args.points:
         extra = json.loads(Path(args.points).read_text())
@@ -351,41 +450,52 @@ def _tuner(
                 raise SweepError(
                     f"--points: {sorted(unknown)} are not searched keys; searched: {sorted(space_keys)}"
                 )
-    metric = ["objective_acc", "objective_forgetting"] if len(objectives) == 2 else "objective_acc"
-    mode = ["max", "min"] if len(objectives) == 2 else "max"
+    two = len(s.objectives) == 2
     searcher = OptunaSearch(
-        metric=metric,
-        mode=mode,
+        metric=["objective_acc", "objective_forgetting"] if two else "objective_acc",
+        mode=["max", "min"] if two else "max",
         points_to_evaluate=points,
         sampler=optuna.samplers.TPESampler(seed=args.seed),
-        storage=optuna.storages.RDBStorage(optuna_storage_url(mlflow_uri, sweep_dir)),
-        study_name=name,
+        storage=optuna.storages.RDBStorage(optuna_storage_url(s.mlflow_uri, s.sweep_dir)),
+        study_name=s.name,
     )
     scheduler = ASHAScheduler(
         time_attr="tasks_done",
         metric="objective_acc",
         mode="max",
-        max_t=n_run,
-        grace_period=min(args.grace_tasks, n_run),
+        max_t=s.n_run,
+        grace_period=min(args.grace_tasks, s.n_run),
         reduction_factor=2,
     )
     return tune.Tuner(
         trainable,
         param_space=search_space(),
         tune_config=tune.TuneConfig(
-            search_alg=ConcurrencyLimiter(searcher, max_concurrent=max_concurrent),
+            search_alg=ConcurrencyLimiter(searcher, max_concurrent=s.max_concurrent),
             scheduler=scheduler,
-            num_samples=num_samples,
-            max_concurrent_trials=max_concurrent,
+            num_samples=s.num_samples,
+            max_concurrent_trials=s.max_concurrent,
             trial_name_creator=_trial_name,
             trial_dirname_creator=_trial_name,
         ),
-        run_config=tune.RunConfig(
-            name=name,
-            storage_path=storage,
-            failure_config=tune.FailureConfig(max_failures=0),
-            verbose=1,
+        run_config=run_config(s),
+    )
+
+
+def grid_tuner(trainable, s: Setup, param_space: dict[str, Any]):
+    """A plain grid (no searcher, no early stopping): every cell runs to the end."""
+    from ray import tune
+
+    return tune.Tuner(
+        trainable,
+        param_space=param_space,
+        tune_config=tune.TuneConfig(
+            num_samples=1,
+            max_concurrent_trials=s.max_concurrent,
+            trial_name_creator=_trial_name,
+            trial_dirname_creator=_trial_name,
         ),
+        run_config=run_config(s),
     )
 
 
@@ -394,11 +504,7 @@ def _trial_name(trial) -> str:
     return f"trial_{trial.trial_id}"
 
 
-def _fit(*a):
-    return _tuner(*a).fit()
-
-
-def _start_parent_run(mlflow_uri, experiment, name, args, base, fingerprint) -> str:
+def _start_parent_run(mlflow_uri, experiment, name, args, base, fingerprint, kind) -> str:
     from mlflow.tracking import MlflowClient
 
     from pah_core.mlflow_reporter import RUN_KEY_TAG, get_or_create_experiment, git_sha
@@ -412,6 +518,7 @@ def _start_parent_run(mlflow_uri, experiment, name, args, base, fingerprint) -> 
             RUN_KEY_TAG: f"{name}/parent",
             "sweep": name,
             "pah.role": "sweep",
+            "sweep_kind": kind,
             "git_sha": git_sha(REPO),
             "dataset_fingerprint": fingerprint,
             "preset": args.preset,
@@ -437,6 +544,7 @@ def _summarise(results, objectives: list[str], n_run: int) -> dict[str, Any]:
         )
         row = {
             "trial": trial_id,
+            "variant": (r.config or {}).get("variant"),
             "tasks_done": int(m.get("tasks_done", 0)),
             "avg_acc": m.get("avg_acc"),
             "forgetting": m.get("forgetting"),

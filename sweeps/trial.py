@@ -9,7 +9,6 @@ sharded per rank and evaluation counts are summed exactly.
 
 from __future__ import annotations
 
-import os
 import tempfile
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +34,8 @@ class TrialPlumbing:
     cpus_per_worker: float = 1.0
     gpus_per_worker: float = 0.0
     tags: dict[str, str] = field(default_factory=dict)
+    # Named groups of overrides (ablation variants); a trial's "variant" key picks one.
+    variants: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def objective_metrics(
@@ -141,7 +142,10 @@ def trial_driver(config: dict[str, Any], plumbing: TrialPlumbing) -> None:
 
     ctx = ray.tune.get_context()
     trial_id, trial_name = ctx.get_trial_id(), ctx.get_trial_name()
-    cfg = from_dict(plumbing.base_config, overrides_of(config))  # a bad point fails here, clearly
+    variant = config.get("variant")
+    overrides = {**plumbing.variants.get(variant, {}), **overrides_of(config)}
+    cfg = from_dict(plumbing.base_config, overrides)  # a bad point fails here, clearly
+    tags = {**plumbing.tags, **({"variant": variant} if variant else {})}
     loop = {
         "config": cfg.to_dict(),
         "data_root": plumbing.data_root,
@@ -151,7 +155,7 @@ def trial_driver(config: dict[str, Any], plumbing: TrialPlumbing) -> None:
         "sweep_name": plumbing.sweep_name,
         "trial_id": trial_id,
         "trial_name": trial_name,
-        "tags": plumbing.tags,
+        "tags": tags,
         "cpus_per_worker": plumbing.cpus_per_worker,
     }
     per_worker = {"CPU": plumbing.cpus_per_worker}
@@ -174,9 +178,3 @@ def trial_driver(config: dict[str, Any], plumbing: TrialPlumbing) -> None:
         ),
     )
     trainer.fit()
-
-
-def env_for_workers() -> dict[str, str]:
-    """Variables the trials inherit (Ray passes the driver's environment only partly)."""
-    keep = ("PAH_DATA_ROOT", "MLFLOW_TRACKING_URI", "RAY_AUTH_MODE")
-    return {k: os.environ[k] for k in keep if k in os.environ}
