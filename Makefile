@@ -26,9 +26,13 @@ data:
 	@if [ -x $(SHARED_DATA)/unpack ]; then $(SHARED_DATA)/unpack $(DATA_CACHE); \
 	else echo "no offline data at $(SHARED_DATA): datasets download into $${PAH_DATA_ROOT:-~/.cache/pah/data} on first use"; fi
 
-# The main job: a short real PAH run on CIFAR-100 (configs/smoke.yaml).
+# The main job: a small real sweep (Ray Tune + Optuna + ASHA) on CIFAR-100, local Ray, sqlite MLflow.
 demo: venv data
-	$(PY) -m pah_core.train --config configs/smoke.yaml --out runs/demo
+	RAY_AUTH_MODE=$${RAY_AUTH_MODE:-disabled} $(PY) sweeps/cifar100_search.py --preset smoke --storage runs/ray_results --mlflow-uri runs/mlflow.db
+
+# One PAH run without Ray (configs/smoke.yaml): results.json and checkpoints under runs/train.
+train: venv data
+	$(PY) -m pah_core.train --config configs/smoke.yaml --out runs/train
 
 test: venv data
 	$(PY) -m pytest -q $(PYTEST_ARGS)

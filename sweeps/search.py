@@ -244,11 +244,20 @@ def _init_ray(address: str | None) -> None:
         return
     # Trials import pah_core and sweeps from this checkout, installed or not.
     path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
-    runtime_env = {"env_vars": {"PYTHONPATH": path}}
+    env = {"PYTHONPATH": path}
+    # Ray Train gives a worker group 60 s to start. On a small machine every trial starts several
+    # Python processes that import torch, and the raylet starts only as many at once as there are
+    # cores, so concurrent trials can miss that deadline. A user's own setting wins.
+    env["RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"] = os.environ.get(
+        "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "600"
+    )
+    runtime_env = {"env_vars": env}
     if address:
         ray.init(address=address, runtime_env=runtime_env)
     else:
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, runtime_env=runtime_env)
+        # The dashboard hosts the State API, which Ray Train needs to release the workers of a trial
+        # that Tune stopped (ASHA); without it their CPUs stay reserved and later trials never start.
+        ray.init(num_cpus=os.cpu_count(), runtime_env=runtime_env)
 
 
 def main(dataset: str, argv: list[str] | None = None) -> int:
@@ -474,7 +483,6 @@ def _optuna_tuner(trainable, s: Setup, args: argparse.Namespace):
             search_alg=ConcurrencyLimiter(searcher, max_concurrent=s.max_concurrent),
             scheduler=scheduler,
             num_samples=s.num_samples,
-            max_concurrent_trials=s.max_concurrent,
             trial_name_creator=_trial_name,
             trial_dirname_creator=_trial_name,
         ),

@@ -173,7 +173,9 @@ def trial_driver(config: dict[str, Any], plumbing: TrialPlumbing) -> None:
             name=f"train-{trial_id}",
             storage_path=plumbing.storage_path,
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
-            failure_config=ray.train.FailureConfig(max_failures=0),
+            # A failed trial fails once, visibly: no silent retries that hold resources (a controller
+            # retry after a worker-group start timeout keeps the old placement group and deadlocks).
+            failure_config=ray.train.FailureConfig(max_failures=0, controller_failure_limit=0),
             callbacks=[TuneReportCallback()],
         ),
     )
