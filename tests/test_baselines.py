@@ -8,6 +8,7 @@ from pah_core.data import Normalize
 from pah_core.engine import Engine
 from pah_core.methods import build_method, registered_methods
 from pah_core.methods.agem import project
+from pah_core.train import main as cli_main
 from tests.helpers import tiny_config, tiny_stream
 
 CPU = torch.device("cpu")
@@ -31,10 +32,13 @@ def train_task(method, task, norm, steps=3, batch=16):
     method.end_task(task)
 
 
-def test_all_baselines_are_listed():
+def test_all_baselines_are_listed(capsys):
     methods = registered_methods()
     for name in BASELINES:
         assert name in methods and methods[name].summary
+    assert cli_main(["--list-methods"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert sorted(line.split()[0] for line in lines) == sorted([*BASELINES, "pah"])
 
 
 def test_ewc_penalty_zero_at_anchor_positive_away():
@@ -196,6 +200,11 @@ def test_end_to_end_and_resume_gives_the_same_matrix(name, tmp_path):
     )
     assert resumed["correct"] == full["correct"]
     assert resumed["accuracy_matrix"] == full["accuracy_matrix"]
+    a, b = (
+        torch.load(tmp_path / d / "task_02" / "state.pt", weights_only=False)["method_state"]
+        for d in ("a", "b")
+    )
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
 
 
 @pytest.mark.parametrize("name", BASELINES)
