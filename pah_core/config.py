@@ -82,10 +82,58 @@ class PAHConfig:
     proto_step_keeps_main_grad: bool = False
 
 
+# Baselines (docs/baselines.md). finetune and joint have no options of their own.
+
+
+@dataclass
+class LwFConfig:
+    # Li & Hoiem 2017: temperature 2 and loss weight 1 on the distillation of the old heads.
+    temperature: float = 2.0
+    lambda_kd: float = 1.0
+
+
+@dataclass
+class EWCConfig:
+    # Online EWC (Schwarz et al. 2018): penalty lambda/2 * sum F (theta - theta*)^2, with
+    # F <- gamma * F + F_task after each task. lambda 5000 as FACIL's EWC default (Masana et al.
+    # 2022); gamma 1.0 (no decay) is our choice: the sequence is only 10 tasks long.
+    lambda_ewc: float = 5000.0
+    gamma: float = 1.0
+    # Images of the finished task used to estimate its diagonal Fisher (None: the whole training split).
+    fisher_samples: int | None = None
+
+
+@dataclass
+class SIConfig:
+    # Zenke et al. 2017: c = 0.1 (their split CIFAR-10/100 value), damping xi = 1e-3.
+    c: float = 0.1
+    xi: float = 1e-3
+
+
+@dataclass
+class AGEMConfig:
+    # Chaudhry et al. 2019; 200 samples is the buffer of the PAH paper's replay rows (section 3.1).
+    memory_size: int = 200
+    # Memory samples per reference gradient (None: the training batch size).
+    ref_batch_size: int | None = None
+
+
+@dataclass
+class HNETConfig:
+    # von Oswald et al. 2020, head-only variant: beta_output = 0.01, task embedding dim 32.
+    emb_dim: int = 32
+    beta: float = 0.01
+
+
 @dataclass
 class MethodConfig:
     name: str = "pah"
     pah: PAHConfig = field(default_factory=PAHConfig)
+    lwf: LwFConfig = field(default_factory=LwFConfig)
+    ewc: EWCConfig = field(default_factory=EWCConfig)
+    si: SIConfig = field(default_factory=SIConfig)
+    agem: AGEMConfig = field(default_factory=AGEMConfig)
+    hnet: HNETConfig = field(default_factory=HNETConfig)
 
 
 @dataclass
@@ -210,6 +258,32 @@ def validate(cfg: Config) -> Config:
     _check(p.temperature > 0, "method.pah.temperature", p.temperature, "a number > 0")
     _check(p.lambda_sm >= 0, "method.pah.lambda_sm", p.lambda_sm, "a number >= 0")
     _check(p.lambda_sp >= 0, "method.pah.lambda_sp", p.lambda_sp, "a number >= 0")
+    mc = cfg.method
+    _check(mc.lwf.temperature > 0, "method.lwf.temperature", mc.lwf.temperature, "a number > 0")
+    _check(mc.lwf.lambda_kd >= 0, "method.lwf.lambda_kd", mc.lwf.lambda_kd, "a number >= 0")
+    _check(mc.ewc.lambda_ewc >= 0, "method.ewc.lambda_ewc", mc.ewc.lambda_ewc, "a number >= 0")
+    _check(0 <= mc.ewc.gamma <= 1, "method.ewc.gamma", mc.ewc.gamma, "0 <= value <= 1")
+    if mc.ewc.fisher_samples is not None:
+        _check(
+            mc.ewc.fisher_samples >= 1,
+            "method.ewc.fisher_samples",
+            mc.ewc.fisher_samples,
+            "an integer >= 1, or null for the whole training split",
+        )
+    _check(mc.si.c >= 0, "method.si.c", mc.si.c, "a number >= 0")
+    _check(mc.si.xi > 0, "method.si.xi", mc.si.xi, "a number > 0")
+    _check(
+        mc.agem.memory_size >= 1, "method.agem.memory_size", mc.agem.memory_size, "an integer >= 1"
+    )
+    if mc.agem.ref_batch_size is not None:
+        _check(
+            mc.agem.ref_batch_size >= 1,
+            "method.agem.ref_batch_size",
+            mc.agem.ref_batch_size,
+            "an integer >= 1, or null for the training batch size",
+        )
+    _check(mc.hnet.emb_dim >= 1, "method.hnet.emb_dim", mc.hnet.emb_dim, "an integer >= 1")
+    _check(mc.hnet.beta >= 0, "method.hnet.beta", mc.hnet.beta, "a number >= 0")
     _check(o.batch_size >= 1, "optim.batch_size", o.batch_size, "an integer >= 1")
     for key in ("lr_backbone", "lr_hypernet", "lr_prototypes", "lr_head"):
         v = getattr(o, key)

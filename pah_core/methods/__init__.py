@@ -5,7 +5,7 @@ from .base import Method, register, registry
 
 def registered_methods() -> dict[str, type[Method]]:
     """All methods, after importing the modules that define them."""
-    from . import pah  # noqa: F401  (registers itself)
+    from . import agem, ewc, finetune, hnet, joint, lwf, pah, si  # noqa: F401  (register themselves)
 
     return registry()
 

@@ -2,6 +2,17 @@
 
 from .backbones import BackboneError, ResNet18Features, SmallCNN, build_backbone
 from .hypernet import HyperMLP
+from .multihead import HyperHeadNet, LinearHeadsNet, TaskHeadNet
 from .pah import PAHNet
 
-__all__ = ["BackboneError", "HyperMLP", "PAHNet", "ResNet18Features", "SmallCNN", "build_backbone"]
+__all__ = [
+    "BackboneError",
+    "HyperHeadNet",
+    "HyperMLP",
+    "LinearHeadsNet",
+    "PAHNet",
+    "ResNet18Features",
+    "SmallCNN",
+    "TaskHeadNet",
+    "build_backbone",
+]

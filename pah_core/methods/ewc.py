@@ -1,0 +1,87 @@
+"""Online EWC (Kirkpatrick et al. 2017; online form of Schwarz et al. 2018).
+
+At each task end the diagonal (empirical) Fisher of the shared backbone is estimated on the task's
+training images with their true labels: the squared gradient of the mean cross-entropy of a batch,
+times the batch size, averaged over the images (as FACIL; eval-mode BatchNorm, so the estimate does
+not move the running statistics). The running Fisher is F <- gamma * F + F_task and the anchor
+theta* is the backbone at the task end. While training later tasks the loss is
+CE + lambda_ewc / 2 * sum_i F_i (theta_i - theta*_i)^2. Heads are task-specific and receive no
+gradient after their task, so only the backbone is regularised.
+Defaults: lambda_ewc = 5000 (FACIL's EWC default), gamma = 1 (no decay).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from pah_core.data import Task
+
+from .base import register
+from .multihead import MultiHeadMethod
+
+
+@register
+class EWC(MultiHeadMethod):
+    name = "ewc"
+    summary = (
+        "Online EWC: diagonal-Fisher quadratic penalty on the backbone, Fisher decayed by gamma"
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.fisher: dict[str, torch.Tensor] = {}
+        self.anchor: dict[str, torch.Tensor] = {}
+
+    def penalty(self) -> torch.Tensor:
+        total = torch.zeros((), device=self.device)
+        for n, p in self.shared_parameters():
+            if n in self.fisher:
+                total = total + (self.fisher[n] * (p - self.anchor[n]).pow(2)).sum()
+        return 0.5 * self.cfg.method.ewc.lambda_ewc * total
+
+    def task_loss(
+        self, x: torch.Tensor, y: torch.Tensor, t: int
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        loss, stats = super().task_loss(x, y, t)
+        if self.fisher:
+            pen = self.penalty()
+            stats["loss_ewc"] = float(pen.detach())
+            loss = loss + pen
+        return loss, stats
+
+    def estimate_fisher(self, task: Task) -> dict[str, torch.Tensor]:
+        split, t = task.train, task.task_id
+        limit = self.cfg.method.ewc.fisher_samples
+        idx = torch.randperm(len(split))[:limit] if limit else torch.arange(len(split))
+        params = self.shared_parameters()
+        fisher = {n: torch.zeros_like(p) for n, p in params}
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            for chunk in idx.split(self.cfg.optim.batch_size):
+                x, y = self.to_inputs(split.x[chunk]), split.y[chunk].to(self.device)
+                loss = F.cross_entropy(self.model(x, t), y)
+                grads = torch.autograd.grad(loss, [p for _, p in params])
+                for (n, _), g in zip(params, grads, strict=True):
+                    fisher[n] += g.detach().pow(2) * len(chunk)
+        finally:
+            self.model.train(was_training)
+        return {n: f / len(idx) for n, f in fisher.items()}
+
+    def end_task(self, task: Task) -> None:
+        new = self.estimate_fisher(task)
+        gamma = self.cfg.method.ewc.gamma
+        self.fisher = {
+            n: gamma * self.fisher[n] + f if n in self.fisher else f for n, f in new.items()
+        }
+        self.anchor = {n: p.detach().clone() for n, p in self.shared_parameters()}
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"fisher": self.fisher, "anchor": self.anchor}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        self.fisher = {n: v.to(self.device) for n, v in state.get("fisher", {}).items()}
+        self.anchor = {n: v.to(self.device) for n, v in state.get("anchor", {}).items()}

@@ -1,0 +1,62 @@
+"""Learning without Forgetting (Li & Hoiem 2017), task-incremental.
+
+At each task start the current model is frozen as the teacher. Per batch of task t:
+CE(head_t(x), y) + lambda_kd * KD, where KD is the temperature-T distillation (KL(teacher || student)
+times T^2, mean over old tasks; ``pah_core.losses.distillation_kl``) of the teacher's old heads
+on the current images. Defaults T = 2, lambda_kd = 1 (the paper's).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+
+from pah_core.data import Task
+from pah_core.losses import distillation_kl
+from pah_core.models import TaskHeadNet
+
+from .base import register
+from .multihead import MultiHeadMethod
+
+
+@register
+class LwF(MultiHeadMethod):
+    name = "lwf"
+    summary = "Learning without Forgetting: distil the frozen previous model's old heads on current images"
+
+    teacher: TaskHeadNet | None = None
+
+    def on_begin_task(self, task: Task) -> None:
+        self.teacher = None
+        if task.task_id == 0:
+            return
+        teacher = copy.deepcopy(self.model)
+        teacher.requires_grad_(False)
+        # Train-mode BatchNorm like the student's forward, so student == teacher gives zero loss.
+        teacher.train()
+        self.teacher = teacher
+
+    def end_task(self, task: Task) -> None:
+        self.teacher = None  # rebuilt at the next task start; keeps checkpoints small
+
+    def old_logits(self, net: TaskHeadNet, feats: torch.Tensor, t: int) -> torch.Tensor:
+        """(t, B, C): the old heads 0..t-1 of ``net`` on the features."""
+        return torch.stack([net.task_logits(feats, j) for j in range(t)])
+
+    def task_loss(
+        self, x: torch.Tensor, y: torch.Tensor, t: int
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        feats = self.model.features(x)
+        ce = F.cross_entropy(self.model.task_logits(feats, t), y)
+        stats = {"loss_ce": float(ce.detach())}
+        if t == 0 or self.cfg.method.lwf.lambda_kd == 0:
+            return ce, stats
+        assert self.teacher is not None
+        with torch.no_grad():
+            target = self.old_logits(self.teacher, self.teacher.features(x), t)
+        p = self.cfg.method.lwf
+        kd = distillation_kl(self.old_logits(self.model, feats, t), target, p.temperature)
+        stats["loss_kd"] = float(kd.detach())
+        return ce + p.lambda_kd * kd, stats

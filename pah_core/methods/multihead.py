@@ -1,0 +1,136 @@
+"""The common base of the baselines: a multi-head network trained with AdamW, one step per batch.
+
+A subclass changes only what differs: ``task_loss`` (the objective), ``on_begin_task`` /
+``end_task`` (what it carries between tasks), ``before_step`` / ``after_step`` (gradient surgery,
+path integrals) and ``extra_state`` / ``load_extra_state`` (what a checkpoint must keep).
+The optimiser protocol is PAH's: AdamW, ``optim.lr_backbone`` for the backbone, ``optim.lr_head``
+for the heads, ``optim.weight_decay``; gradients are averaged over ranks between backward and step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pah_core.config import Config
+from pah_core.data import StreamSpec, Task
+from pah_core.distributed import LOCAL, Distributed
+from pah_core.models import LinearHeadsNet, TaskHeadNet
+
+from .base import Method
+
+
+class MultiHeadMethod(Method):
+    """Shared backbone + one head per task; plain cross-entropy on the current task by default."""
+
+    model: TaskHeadNet
+
+    def __init__(
+        self, cfg: Config, spec: StreamSpec, device: torch.device, dist: Distributed = LOCAL
+    ):
+        super().__init__(cfg, spec, device, dist)
+        self.model = self.build_model().to(device)
+        self.opt = torch.optim.AdamW(self.param_groups(), weight_decay=cfg.optim.weight_decay)
+        self.normalize: Callable[[torch.Tensor], torch.Tensor] | None = None
+
+    # -- construction (overridable) --------------------------------------------------------------
+
+    def build_model(self) -> TaskHeadNet:
+        m = self.cfg.model
+        return LinearHeadsNet(
+            m.backbone, m.pretrained, self.spec.n_tasks, self.spec.classes_per_task
+        )
+
+    def param_groups(self) -> list[dict[str, Any]]:
+        o = self.cfg.optim
+        return [
+            {"params": list(self.model.backbone.parameters()), "lr": o.lr_backbone},
+            {"params": self.model.head_parameters(), "lr": o.lr_head},
+        ]
+
+    # -- task boundaries ------------------------------------------------------------------------
+
+    def begin_task(self, task: Task, normalize: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        self.model.check_task(task.task_id)
+        self.normalize = normalize
+        self.model.train()
+        self.on_begin_task(task)
+
+    def on_begin_task(self, task: Task) -> None:  # noqa: B027 - optional hook
+        """Method-specific setup at a task start (teacher, anchors, targets)."""
+
+    # -- one batch ------------------------------------------------------------------------------
+
+    def task_loss(
+        self, x: torch.Tensor, y: torch.Tensor, t: int
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        ce = F.cross_entropy(self.model(x, t), y)
+        return ce, {"loss_ce": float(ce.detach())}
+
+    def before_step(self, t: int) -> dict[str, float] | None:
+        """Called with the (rank-averaged) gradients in .grad, before the optimiser step; may
+        change them and return extra stats."""
+        return None
+
+    def after_step(self, t: int) -> None:  # noqa: B027 - optional hook
+        """Called after the optimiser step."""
+
+    def train_batch(self, x: torch.Tensor, y: torch.Tensor, task_id: int) -> dict[str, float]:
+        t = task_id
+        self.opt.zero_grad(set_to_none=True)
+        loss, stats = self.task_loss(x, y, t)
+        if not torch.isfinite(loss):
+            ce = stats.get("loss_ce", float("nan"))
+            raise FloatingPointError(
+                f"{self.name} loss is {float(loss.detach())} at task {t} (CE {ce:.4g}): training "
+                "diverged; lower the learning rates or the method's regularisation weight"
+            )
+        loss.backward()
+        self.dist.sync_grads(self.model.parameters())
+        stats.update(self.before_step(t) or {})
+        self.opt.step()
+        self.after_step(t)
+        stats["loss"] = float(loss.detach())
+        return stats
+
+    # -- helpers for subclasses -----------------------------------------------------------------
+
+    def shared_parameters(self) -> list[tuple[str, nn.Parameter]]:
+        """The backbone's named parameters: what the regularisation baselines protect."""
+        return [(f"backbone.{n}", p) for n, p in self.model.backbone.named_parameters()]
+
+    def to_inputs(self, images: torch.Tensor) -> torch.Tensor:
+        """Stored uint8 images -> normalised model inputs on the device."""
+        if self.normalize is None:
+            raise RuntimeError(f"{self.name}: begin_task must run before stored images are used")
+        return self.normalize(images.to(self.device))
+
+    # -- inference and state --------------------------------------------------------------------
+
+    def predict(self, x: torch.Tensor, task_id: int) -> torch.Tensor:
+        return self.model(x, task_id)
+
+    def extra_state(self) -> dict[str, Any]:
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:  # noqa: B027 - optional hook
+        pass
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "opt": self.opt.state_dict(),
+            "extra": self.extra_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["opt"])
+        self.load_extra_state(state.get("extra", {}))
+
+    def param_counts(self) -> dict[str, int]:
+        return self.model.param_counts()
