@@ -44,10 +44,10 @@ def ray_cluster(tmp_path_factory, data_root):
     os.environ.update(
         {"HOME": str(home), "RAY_AUTH_MODE": "disabled", "PAH_DATA_ROOT": str(data_root)}
     )
-    # 4 logical CPUs on 2 cores: room for a 2-worker trial and its driver.
+    # 4 logical CPUs on 2 cores: room for a 2-worker trial and its driver. With the dashboard: its
+    # State API lets Ray Train release the workers of trials that Tune stops.
     ray.init(
         num_cpus=4,
-        include_dashboard=False,
         _temp_dir=str(short),
         runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}},
     )
