@@ -530,7 +530,7 @@ def _start_parent_run(mlflow_uri, experiment, name, args, base, fingerprint, kin
             "git_sha": git_sha(REPO),
             "dataset_fingerprint": fingerprint,
             "preset": args.preset,
-            "objectives": args.objectives,
+            "objectives": ",".join(getattr(args, "objectives", "acc").split(",")),
         },
     )
     rid = run.info.run_id
