@@ -27,9 +27,12 @@ def epoch_rate(loader: BatchLoader, epoch: int) -> float:
     loader.set_epoch(epoch)
     n = 0
     start = time.perf_counter()
-    for x, y in loader:
-        n += int(y.shape[0])
-    x.sum().item()  # make sure the last batch was materialised (matters on GPU)
+    last = None
+    for batch in loader:
+        last = batch[0]
+        n += int(batch[1].shape[0])
+    if last is not None:
+        last.sum().item()  # wait for the last batch (matters on GPU, where work is asynchronous)
     return n / (time.perf_counter() - start)
 
 
@@ -39,7 +42,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--out", default=str(Path(__file__).resolve().parent / "out" / "loader_throughput.json"))
+    p.add_argument(
+        "--out", default=str(Path(__file__).resolve().parent / "out" / "loader_throughput.json")
+    )
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -48,7 +53,9 @@ def main(argv: list[str] | None = None) -> dict:
     norm = Normalize(src.official_mean, src.official_std, device)
     rows = {}
     for name, aug in (("plain", None), ("augmented", Augment(crop_padding=4, flip=True))):
-        loader = BatchLoader(split, args.batch_size, norm, device, shuffle=True, augment=aug, seed=0)
+        loader = BatchLoader(
+            split, args.batch_size, norm, device, shuffle=True, augment=aug, seed=0
+        )
         rates = [epoch_rate(loader, e) for e in range(args.repeats)]
         rows[name] = {"images_per_second_median": sorted(rates)[len(rates) // 2], "runs": rates}
     result = {
