@@ -42,6 +42,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "init_resize": {"model.prototype_init": "semantic_resize"},
     "proto_rgb": {"model.prototype_channels": 3},
     "proto_input_resize": {"model.prototype_input": "resize"},
+    # The poster's 1/(k-1) mean over old tasks instead of the official code's sum (the default).
+    "kl_mean": {"method.pah.old_task_reduction": "mean"},
     # The official code's choices where it differs from the paper text (pah-method.md section 7).
     "official_code": {
         "method.pah.kl_direction": "student_teacher",
