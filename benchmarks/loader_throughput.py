@@ -10,7 +10,6 @@ with 4-pixel padding and the horizontal flip.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import time
@@ -20,6 +19,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.common import save  # noqa: E402
 from pah_core.data import Augment, BatchLoader, Normalize, Split, load_cifar100, resolve_data_root  # noqa: E402
 
 
@@ -74,10 +74,7 @@ def main(argv: list[str] | None = None) -> dict:
     for name in ("plain", "augmented"):
         print(f"{name:<12}{rows[name]['images_per_second_median']:>36,.0f}")
     print(f"augmentation costs {result['augmentation_cost_ratio']:.2f}x (plain / augmented)")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    print(f"wrote {out}")
+    save("loader_throughput", result)
     return result
 
 

@@ -21,11 +21,10 @@ from sweeps.search import (  # noqa: E402
     SweepError,
     best_config_of_sweep,
     check_tracking_uri_or_default,
-    common_arguments,
-    execute,
-    grid_tuner,
+    grid_arguments,
+    parse_names,
     parse_seeds,
-    prepare,
+    run_grid,
 )
 
 # name -> overrides of the base config. "full" is the base itself.
@@ -65,7 +64,7 @@ DEFAULT_VARIANTS = [
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = common_arguments(
+    p = grid_arguments(
         argparse.ArgumentParser(
             prog="python sweeps/ablation.py", description=__doc__.splitlines()[0]
         )
@@ -75,36 +74,26 @@ def main(argv: list[str] | None = None) -> int:
         default=",".join(DEFAULT_VARIANTS),
         help=f"comma-separated, from: {', '.join(VARIANTS)} (default: {','.join(DEFAULT_VARIANTS)})",
     )
-    p.add_argument("--seeds", default="0,1,2", help="comma-separated run seeds (default 0,1,2)")
     p.add_argument(
         "--from-sweep", help="start from the best trial of this earlier search (same --experiment)"
     )
-    p.add_argument("--dataset", choices=["cifar100", "tinyimagenet"], default="cifar100")
     args = p.parse_args(argv)
-    dataset = args.dataset
     try:
-        names = [v.strip() for v in args.variants.split(",") if v.strip()]
-        unknown = [v for v in names if v not in VARIANTS]
-        if unknown or not names:
-            raise SweepError(f"--variants: unknown {unknown}; choose from {', '.join(VARIANTS)}")
-        seeds = parse_seeds(args.seeds)
+        names = parse_names(args.variants, VARIANTS, "--variants")
         base = {}
         if args.from_sweep:
             uri = check_tracking_uri_or_default(args.mlflow_uri)
-            base = best_config_of_sweep(uri, args.experiment or f"pah-{dataset}", args.from_sweep)
-        chosen = {n: VARIANTS[n] for n in names}
-        setup = prepare(
-            dataset,
+            base = best_config_of_sweep(
+                uri, args.experiment or f"pah-{args.dataset}", args.from_sweep
+            )
+        return run_grid(
+            args.dataset,
             args,
-            num_samples=len(names) * len(seeds),
-            kind="ablation",
-            base_overrides=base,
-            variants=chosen,
+            "ablation",
+            {n: VARIANTS[n] for n in names},
+            parse_seeds(args.seeds),
+            base,
         )
-        from ray import tune
-
-        space = {"variant": tune.grid_search(names), "run.seed": tune.grid_search(seeds)}
-        return execute(setup, lambda trainable, s: grid_tuner(trainable, s, space))
     except (SweepError, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

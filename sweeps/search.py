@@ -490,6 +490,43 @@ def _optuna_tuner(trainable, s: Setup, args: argparse.Namespace):
     )
 
 
+def parse_names(text: str, allowed, flag: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in allowed]
+    if unknown or not names:
+        raise SweepError(f"{flag}: unknown {unknown}; choose from {', '.join(allowed)}")
+    return names
+
+
+def run_grid(
+    dataset: str,
+    args: argparse.Namespace,
+    kind: str,
+    variants: dict[str, dict[str, Any]],
+    seeds: list[int],
+    base_overrides: dict[str, Any] | None = None,
+) -> int:
+    """Named variants (groups of config overrides) x seeds as a grid; every cell runs to the end."""
+    from ray import tune
+
+    setup = prepare(
+        dataset,
+        args,
+        num_samples=len(variants) * len(seeds),
+        kind=kind,
+        base_overrides=base_overrides,
+        variants=variants,
+    )
+    space = {"variant": tune.grid_search(list(variants)), "run.seed": tune.grid_search(seeds)}
+    return execute(setup, lambda trainable, s: grid_tuner(trainable, s, space))
+
+
+def grid_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p.add_argument("--dataset", choices=sorted(PRESETS), default="cifar100")
+    p.add_argument("--seeds", default="0,1,2", help="comma-separated run seeds (default 0,1,2)")
+    return common_arguments(p)
+
+
 def grid_tuner(trainable, s: Setup, param_space: dict[str, Any]):
     """A plain grid (no searcher, no early stopping): every cell runs to the end."""
     from ray import tune

@@ -62,22 +62,21 @@ def ray_cluster(tmp_path_factory, data_root):
             os.environ[k] = v
 
 
+def _store_args(tmp_path, name="s"):
+    return [
+        "--storage",
+        str(tmp_path / "ray"),
+        "--mlflow-uri",
+        str(tmp_path / "mlflow.db"),
+        "--name",
+        name,
+    ]
+
+
 def _sweep(tmp_path, *argv):
     from sweeps.search import main
 
-    return main(
-        "cifar100",
-        [
-            "--storage",
-            str(tmp_path / "ray"),
-            "--mlflow-uri",
-            str(tmp_path / "mlflow.db"),
-            "--name",
-            "s",
-            *TINY,
-            *argv,
-        ],
-    )
+    return main("cifar100", [*_store_args(tmp_path), *TINY, *argv])
 
 
 def _points(tmp_path, *points):
@@ -219,12 +218,7 @@ def test_killed_sweep_resumes_without_rerunning_or_duplicating(ray_cluster, tmp_
         str(REPO / "sweeps" / "cifar100_search.py"),
         "--address",
         ray_cluster,
-        "--storage",
-        str(tmp_path / "ray"),
-        "--mlflow-uri",
-        str(tmp_path / "mlflow.db"),
-        "--name",
-        "s",
+        *_store_args(tmp_path),
         "--num-samples",
         "3",
         "--max-concurrent",
@@ -274,23 +268,7 @@ def test_killed_sweep_resumes_without_rerunning_or_duplicating(ray_cluster, tmp_
 def test_ablation_grid_runs_every_variant_to_the_end(ray_cluster, tmp_path):
     from sweeps.ablation import main
 
-    rc = main(
-        [
-            "--storage",
-            str(tmp_path / "ray"),
-            "--mlflow-uri",
-            str(tmp_path / "mlflow.db"),
-            "--name",
-            "abl",
-            "--variants",
-            "full,ce_only",
-            "--seeds",
-            "0",
-            *TINY,
-            "--set",
-            "schedule.max_tasks=2",
-        ]
-    )
+    rc = main([*_store_args(tmp_path, "abl"), "--variants", "full,ce_only", "--seeds", "0", *TINY])
     assert rc == 0
     _, parents, children = _runs(tmp_path)
     assert parents[0].data.tags["sweep_kind"] == "ablation"

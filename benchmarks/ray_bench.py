@@ -1,0 +1,192 @@
+"""Ray benchmarks on real CIFAR-100, side by side in one process and one local Ray.
+
+2. The engine under Ray Train (1 worker, inside a Tune trial) vs the plain engine: overhead per task
+   epoch (target: at most 5%). Both run the same config; per-task wall time is the time between task
+   reports (Tune's ``time_this_iter_s``) vs the time between ``task_end`` events.
+5. A local smoke sweep: share of CPU time busy in trials, the compute ASHA saved against running every
+   trial to the end, and the time to the first reported result.
+
+    python benchmarks/ray_bench.py [--quick] [--data-root DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import save  # noqa: E402
+from pah_core.config import load_config  # noqa: E402
+from pah_core.data import TaskStream, load_cifar100, resolve_data_root  # noqa: E402
+from pah_core.engine import Engine  # noqa: E402
+from pah_core.reporters import Reporter  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class TaskClock(Reporter):
+    def __init__(self):
+        self.times: list[float] = []
+
+    def run_start(self, config, param_counts, first_task):
+        self.times = [time.perf_counter()]
+
+    def task_end(self, t, accuracy_row, matrix, checkpoint_dir, task_metrics, counts):
+        self.times.append(time.perf_counter())
+
+
+def bench_ray_overhead(data_root: str, overrides: list[str], storage: str) -> dict[str, Any]:
+    import torch
+    from ray import tune
+
+    from sweeps.trial import DRIVER_CPUS, TrialPlumbing, trial_driver
+
+    cfg = load_config(None, overrides)
+    torch.set_num_threads(1)  # the Ray worker uses round(0.99) = 1 thread: compare like with like
+    clock = TaskClock()
+    Engine(cfg, TaskStream(load_cifar100(Path(data_root)), cfg.data), [clock]).run()
+    plain = [b - a for a, b in zip(clock.times, clock.times[1:], strict=False)]
+    plumbing = TrialPlumbing(
+        base_config=cfg.to_dict(),
+        data_root=data_root,
+        storage_path=storage,
+        mlflow_uri=None,
+        experiment="bench",
+        parent_run_id=None,
+        sweep_name="bench",
+        cpus_per_worker=1 - DRIVER_CPUS,
+    )
+    tuner = tune.Tuner(
+        tune.with_resources(
+            tune.with_parameters(trial_driver, plumbing=plumbing), {"cpu": DRIVER_CPUS}
+        ),
+        param_space={},
+        run_config=tune.RunConfig(name="ray-overhead", storage_path=storage, verbose=0),
+    )
+    result = tuner.fit()[0]
+    df = result.metrics_dataframe
+    ray_times = [float(v) for v in df["time_this_iter_s"].tolist()]
+    # Task 1 includes worker start-up and data loading on the Ray side: compare tasks 2..n.
+    p, r = sum(plain[1:]) / len(plain[1:]), sum(ray_times[1:]) / len(ray_times[1:])
+    return {
+        "plain_seconds_per_task": plain,
+        "ray_seconds_per_task": ray_times,
+        "plain_mean_tasks_2_n": p,
+        "ray_mean_tasks_2_n": r,
+        "overhead": r / p - 1,
+        "target": "<= 5%",
+        "met": r / p - 1 <= 0.05,
+        "startup_seconds_task_1_extra": ray_times[0] - plain[0],
+    }
+
+
+def bench_smoke_sweep(data_root: str, storage: str, mlflow_db: str) -> dict[str, Any]:
+    import ray
+
+    from sweeps.search import main as sweep_main
+
+    started = time.time()
+    rc = sweep_main(
+        "cifar100",
+        [
+            "--preset",
+            "smoke",
+            "--storage",
+            storage,
+            "--mlflow-uri",
+            mlflow_db,
+            "--name",
+            "bench-smoke",
+            "--data-root",
+            data_root,
+        ],
+    )
+    wall = time.time() - started
+    if rc != 0:
+        raise RuntimeError(f"smoke sweep exited {rc}")
+    cpus = float(ray.cluster_resources().get("CPU", 1))
+    trials = []
+    for result_file in Path(storage, "bench-smoke").glob("trial_*/result.json"):
+        rows = [json.loads(line) for line in result_file.read_text().splitlines() if line.strip()]
+        if rows:
+            trials.append(rows)
+    n_run = max(r[-1]["tasks_done"] for r in trials)
+    busy = sum(
+        r[-1]["time_total_s"] for r in trials
+    )  # each trial holds ~1 CPU (0.99 worker + 0.01 driver)
+    done = sum(r[-1]["tasks_done"] for r in trials)
+    # What the stopped trials would have cost to finish, at their own mean seconds per task.
+    saved = sum(
+        (n_run - r[-1]["tasks_done"]) * (r[-1]["time_total_s"] / r[-1]["tasks_done"])
+        for r in trials
+    )
+    first = min(r[0]["timestamp"] for r in trials) - started
+    return {
+        "wall_seconds": wall,
+        "trials": len(trials),
+        "cluster_cpus": cpus,
+        "busy_share": busy / (wall * cpus),
+        "tasks_trained": done,
+        "tasks_if_no_asha": len(trials) * n_run,
+        "asha_saved_seconds": saved,
+        "asha_saved_share": saved / (busy + saved),
+        "seconds_to_first_result": first,
+    }
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--data-root")
+    args = p.parse_args(argv)
+    data_root = str(resolve_data_root(args.data_root))
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    import ray
+
+    from sweeps.search import _init_ray
+
+    tasks = 3 if args.quick else 5
+    overrides = [
+        "data.train_per_class=200",
+        "data.test_per_class=50",
+        "schedule.epochs_per_task=1",
+        f"schedule.max_tasks={tasks}",
+        "run.progress=false",
+    ]
+    with tempfile.TemporaryDirectory(prefix="pah-bench-") as tmp:
+        _init_ray(None)
+        try:
+            results = {
+                "benchmark": "ray",
+                "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+                "quick": args.quick,
+                "ray_overhead": bench_ray_overhead(data_root, overrides, f"{tmp}/ray"),
+                "smoke_sweep": bench_smoke_sweep(data_root, f"{tmp}/sweep", f"{tmp}/mlflow.db"),
+            }
+        finally:
+            ray.shutdown()
+    ro, sw = results["ray_overhead"], results["smoke_sweep"]
+    print(
+        f"\n2. Ray Train (1 worker) vs plain engine, seconds per task (tasks 2..{tasks}): "
+        f"{ro['ray_mean_tasks_2_n']:.2f} vs {ro['plain_mean_tasks_2_n']:.2f} -> overhead {100 * ro['overhead']:+.1f}% "
+        f"(target <= 5%); task 1 start-up extra {ro['startup_seconds_task_1_extra']:.1f} s"
+    )
+    print(
+        f"5. smoke sweep: {sw['trials']} trials in {sw['wall_seconds']:.0f} s; CPU busy in trials "
+        f"{100 * sw['busy_share']:.0f}%; ASHA trained {sw['tasks_trained']}/{sw['tasks_if_no_asha']} task(s), saving "
+        f"{sw['asha_saved_seconds']:.0f} s ({100 * sw['asha_saved_share']:.0f}% of trial compute); first result after "
+        f"{sw['seconds_to_first_result']:.0f} s"
+    )
+    save("ray", results)
+    return results
+
+
+if __name__ == "__main__":
+    main()

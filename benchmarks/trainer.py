@@ -1,0 +1,233 @@
+"""Trainer benchmarks on real CIFAR-100, each comparison measured side by side in one process.
+
+1. PAH training step vs a plain fine-tune step (same backbone, batch 64, fixed threads) at tasks
+   1, 5 and 10: images/s and their ratio (target: PAH at most 1.4x the fine-tune step at task 10).
+3. Loader throughput vs training throughput (target: at least 20x).
+4. Cost of evaluating the accuracy matrix at each task boundary, and its growth with tasks.
+6. Peak memory of one run by task count (target: no growth beyond prototypes and the teacher).
+
+    python benchmarks/trainer.py [--quick] [--data-root DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import save  # noqa: E402
+from pah_core.config import load_config  # noqa: E402
+from pah_core.data import BatchLoader, Normalize, TaskStream, load_cifar100, resolve_data_root  # noqa: E402
+from pah_core.engine import Engine  # noqa: E402
+from pah_core.methods import build_method  # noqa: E402
+from pah_core.reporters import Reporter  # noqa: E402
+
+
+def method_at_task(cfg, stream: TaskStream, t: int, device: torch.device):
+    """A method whose tasks 0..t have begun (teacher and old prototypes in place), untrained."""
+    method = build_method(cfg, stream.spec, device)
+    norm = Normalize(stream.spec.mean, stream.spec.std, device)
+    for j in range(t + 1):
+        method.begin_task(stream.task(j), norm)
+    return method, norm
+
+
+def steps_per_second(method, x, y, t: int, steps: int) -> float:
+    method.train_batch(x, y, t)  # warm-up
+    if x.is_cuda:
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(steps):
+        method.train_batch(x, y, t)
+    if x.is_cuda:
+        torch.cuda.synchronize()
+    return steps / (time.perf_counter() - start)
+
+
+def bench_step_ratio(src, device, tasks: list[int], steps: int, rounds: int) -> dict[str, Any]:
+    rows = []
+    for t in tasks:
+        rates: dict[str, list[float]] = {"pah": [], "finetune": []}
+        methods = {}
+        for name in rates:
+            cfg = load_config(None, [f"method.name={name}", "run.progress=false"])
+            stream = TaskStream(src, cfg.data)
+            methods[name] = method_at_task(cfg, stream, t, device)
+        task = TaskStream(src, load_config(None).data).task(t)
+        norm = methods["pah"][1]
+        x = norm(task.train.x[:64].to(device))
+        y = task.train.y[:64].to(device)
+        for _ in range(rounds):  # interleaved: both see the same machine state
+            for name, (method, _) in methods.items():
+                rates[name].append(steps_per_second(method, x, y, t, steps) * 64)
+        pah = sorted(rates["pah"])[len(rates["pah"]) // 2]
+        ft = sorted(rates["finetune"])[len(rates["finetune"]) // 2]
+        rows.append(
+            {
+                "task": t + 1,
+                "pah_images_per_s": pah,
+                "finetune_images_per_s": ft,
+                "time_ratio": ft / pah,
+            }
+        )
+        del methods
+        gc.collect()
+    return {
+        "rows": rows,
+        "target": "time ratio at task 10 <= 1.4",
+        "met": rows[-1]["time_ratio"] <= 1.4,
+    }
+
+
+def bench_loader_vs_training(src, device, train_images_per_s: float) -> dict[str, Any]:
+    cfg = load_config(None)
+    task = TaskStream(src, cfg.data).task(0)
+    norm = Normalize(src.official_mean, src.official_std, device)
+    loader = BatchLoader(task.train, 64, norm, device, shuffle=True, seed=0)
+    n, start = 0, time.perf_counter()
+    for _ in range(3):
+        for batch in loader:
+            n += int(batch[1].shape[0])
+    loader_rate = n / (time.perf_counter() - start)
+    return {
+        "loader_images_per_s": loader_rate,
+        "training_images_per_s": train_images_per_s,
+        "ratio": loader_rate / train_images_per_s,
+        "target": ">= 20",
+        "met": loader_rate / train_images_per_s >= 20,
+    }
+
+
+def bench_eval_cost(src, device, tasks: list[int]) -> dict[str, Any]:
+    cfg = load_config(None, ["run.progress=false", "run.checkpoint=false"])
+    stream = TaskStream(src, cfg.data)
+    engine = Engine(cfg, stream)
+    norm = engine.normalize
+    for j in range(max(tasks) + 1):
+        engine.method.begin_task(stream.task(j), norm)
+    rows = []
+    for t in tasks:
+        engine.evaluate_seen(t)  # warm-up (builds the loaders' device copies)
+        start = time.perf_counter()
+        engine.evaluate_seen(t)
+        seconds = time.perf_counter() - start
+        rows.append(
+            {
+                "task": t + 1,
+                "tasks_evaluated": t + 1,
+                "seconds": seconds,
+                "seconds_per_task_evaluated": seconds / (t + 1),
+            }
+        )
+    return {
+        "rows": rows,
+        "note": "evaluation of all seen tasks grows linearly with tasks seen (1,000 test images each)",
+    }
+
+
+class RSSProbe(Reporter):
+    def __init__(self):
+        import psutil
+
+        self.proc = psutil.Process()
+        self.rows: list[dict[str, float]] = []
+
+    def task_end(self, t, accuracy_row, matrix, checkpoint_dir, task_metrics, counts):
+        gc.collect()
+        row = {"task": t + 1, "rss_mib": self.proc.memory_info().rss / 2**20}
+        if torch.cuda.is_available():
+            row["cuda_peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
+        self.rows.append(row)
+
+
+def bench_memory(src, n_tasks: int) -> dict[str, Any]:
+    cfg = load_config(
+        None,
+        [
+            "data.train_per_class=65",
+            "data.test_per_class=20",
+            "schedule.epochs_per_task=1",
+            f"schedule.max_tasks={n_tasks}",
+            "run.progress=false",
+            "run.checkpoint=false",
+        ],
+    )
+    probe = RSSProbe()
+    Engine(cfg, TaskStream(src, cfg.data), [probe]).run()
+    rows = probe.rows
+    growth = rows[-1]["rss_mib"] - rows[1]["rss_mib"] if len(rows) > 2 else 0.0
+    proto_mib = 10 * 10 * 100 * 4 / 2**20  # all tasks' prototypes are allocated up front
+    return {
+        "rows": rows,
+        "growth_after_task_2_mib": growth,
+        "target": "RSS flat after task 2 (the teacher exists from task 2 on; prototypes are pre-allocated)",
+        "met": growth < 100,
+        "prototype_table_mib": proto_mib,
+    }
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument(
+        "--quick", action="store_true", help="fewer steps and rounds (minutes on 2 cores)"
+    )
+    p.add_argument("--data-root")
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    src = load_cifar100(resolve_data_root(args.data_root), download=False)
+    steps, rounds = (5, 3) if args.quick else (20, 5)
+    results: dict[str, Any] = {
+        "benchmark": "trainer",
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
+        "device": str(device),
+        "torch": torch.__version__,
+        "quick": args.quick,
+        "config": "configs defaults: ResNet-18 (ImageNet stem), batch 64, 10 tasks x 10 classes of CIFAR-100",
+    }
+    results["step_ratio"] = bench_step_ratio(src, device, [0, 4, 9], steps, rounds)
+    ft10 = results["step_ratio"]["rows"][-1]["pah_images_per_s"]
+    results["loader_vs_training"] = bench_loader_vs_training(src, device, ft10)
+    results["eval_cost"] = bench_eval_cost(src, device, [0, 4, 9])
+    results["memory"] = bench_memory(src, 4 if args.quick else 10)
+
+    print(
+        "\n1. training step, images/s (median)        task  PAH    fine-tune  time ratio (target <= 1.4 at task 10)"
+    )
+    for r in results["step_ratio"]["rows"]:
+        print(
+            f"{'':44}{r['task']:>4}  {r['pah_images_per_s']:>5.0f}  {r['finetune_images_per_s']:>9.0f}  {r['time_ratio']:>5.2f}"
+        )
+    lv = results["loader_vs_training"]
+    print(
+        f"3. loader {lv['loader_images_per_s']:,.0f} img/s vs PAH training at task 10 {lv['training_images_per_s']:,.0f} img/s: "
+        f"{lv['ratio']:.0f}x (target >= 20)"
+    )
+    print(
+        "4. evaluation at a task boundary:  "
+        + ", ".join(
+            f"after task {r['task']}: {r['seconds']:.2f} s" for r in results["eval_cost"]["rows"]
+        )
+    )
+    mem = results["memory"]
+    print(
+        "6. RSS by task (MiB): "
+        + ", ".join(f"{r['task']}: {r['rss_mib']:.0f}" for r in mem["rows"])
+        + f"; growth after task 2: {mem['growth_after_task_2_mib']:+.0f} MiB"
+    )
+    save("trainer", results)
+    return results
+
+
+if __name__ == "__main__":
+    main()
