@@ -29,23 +29,18 @@ from .base import Method, register
 
 
 @contextlib.contextmanager
-def frozen_bn_stats(module: nn.Module) -> Iterator[None]:
-    """BatchNorm keeps normalising with batch statistics but does not fold them into its running
-    statistics (momentum 0): 10 prototype images must not shift the statistics used at test."""
-    bns = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    saved = [
-        (m.momentum, m.num_batches_tracked.clone() if m.num_batches_tracked is not None else None)
-        for m in bns
+def bn_eval(module: nn.Module) -> Iterator[None]:
+    """BatchNorm layers in eval mode (running statistics) for the duration; the rest unchanged."""
+    bns = [
+        m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training
     ]
     for m in bns:
-        m.momentum = 0.0
+        m.eval()
     try:
         yield
     finally:
-        for m, (momentum, tracked) in zip(bns, saved, strict=True):
-            m.momentum = momentum
-            if tracked is not None:
-                m.num_batches_tracked.copy_(tracked)
+        for m in bns:
+            m.train()
 
 
 @register
@@ -101,9 +96,7 @@ class PAH(Method):
         with torch.no_grad():
             self._teacher_heads = teacher.heads(range(t))
             # The teacher and the old prototypes are frozen for the whole task: compute once.
-            self._teacher_proto_logits = torch.stack(
-                [teacher(teacher.prototype_images(j), j) for j in range(t)]
-            )
+            self._teacher_proto_logits = self.prototype_logits(teacher, t)
 
     def end_task(self, task: Task) -> None:
         # The teacher is rebuilt at the next task's start; drop it now so checkpoints stay small.
@@ -146,14 +139,24 @@ class PAH(Method):
         stats["loss"] = float(loss.detach())
         return loss, stats
 
+    def prototype_logits(self, net: PAHNet, t: int) -> torch.Tensor:
+        """Logits (t, C, C) of every old task's prototypes through that task's generated head."""
+        if self._official_bn:
+            # As the official code: one forward per old task, so each task's C prototypes form one
+            # BatchNorm batch (batch statistics, train mode).
+            return torch.stack([net(net.prototype_images(j), j) for j in range(t)])
+        # Running statistics make the pass independent of batching: all old tasks' prototypes go
+        # through the backbone together (one forward and one backward per step instead of t), and
+        # 10 prototype images never shift the statistics used at test.
+        c = net.classes_per_task
+        with bn_eval(net):
+            images = torch.cat([net.prototype_images(j) for j in range(t)])
+            feats = net.features(images).view(t, c, -1)
+        return torch.einsum("tcd,tkd->tck", feats, net.heads(range(t)))
+
     def prototype_loss(self, t: int) -> torch.Tensor:
-        net = self.model
-        bn = contextlib.nullcontext() if self._official_bn else frozen_bn_stats(net)
-        with bn:
-            # One forward per old task, as the official code: each task's C prototypes form one batch.
-            student = torch.stack([net(net.prototype_images(j), j) for j in range(t)])
         assert self._teacher_proto_logits is not None
-        return self._kd(student, self._teacher_proto_logits)
+        return self._kd(self.prototype_logits(self.model, t), self._teacher_proto_logits)
 
     def train_batch(self, x: torch.Tensor, y: torch.Tensor, task_id: int) -> dict[str, float]:
         t = task_id
