@@ -446,6 +446,10 @@ def test_launcher_yaml_validates_against_rays_cluster_schema(name):
     schema = json.loads((Path(ray.__file__).parent / "autoscaler" / "ray-schema.json").read_text())
     (config,) = _docs(name)
     jsonschema.validate(config, schema)
+    # And Ray's own check, after it fills in the provider's defaults as `ray up` does (offline).
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    validate_config(prepare_config(json.loads(json.dumps(config))))
     # Token auth on every node; the token comes from a file on the operator's machine.
     starts = config["head_start_ray_commands"] + config["worker_start_ray_commands"]
     assert all("RAY_AUTH_MODE=token" in c for c in starts if "ray start" in c)
