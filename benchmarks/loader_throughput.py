@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> dict:
         loader = BatchLoader(
             split, args.batch_size, norm, device, shuffle=True, augment=aug, seed=0
         )
+        epoch_rate(loader, -1)  # warm-up: first touch of the tensors, allocator growth
         rates = [epoch_rate(loader, e) for e in range(args.repeats)]
         rows[name] = {"images_per_second_median": sorted(rates)[len(rates) // 2], "runs": rates}
     result = {
