@@ -208,8 +208,8 @@ def provenance(exp: Experiment, runs: Iterable[RunRecord], extra: dict[str, Any]
 def _reported(table: Table, entry: list[float] | None) -> Cell:
     if entry is None:
         return Cell(text=DASH, notes=[table.note("not reported in the paper")])
-    mean, std = entry
-    return Cell(mean=mean, std=std, text=f"{mean:.2f} ± {std:g}")
+    mean, std = (float(x) for x in str(entry).split("±"))
+    return Cell(mean=mean, std=std, text=" ± ".join(x.strip() for x in str(entry).split("±")))
 
 
 def _order_methods(methods: Iterable[str]) -> list[str]:
@@ -307,7 +307,7 @@ def main_table(exp: Experiment, runs: list[RunRecord], paper: dict[str, Any]) ->
                 if ourcell is None or ourcell.mean is None or theirs is None:
                     cells[f"{d}:{key}"] = Cell(text=DASH, rank=False)
                 else:
-                    delta = ourcell.mean - theirs[0]
+                    delta = ourcell.mean - float(str(theirs).split("±")[0])
                     cells[f"{d}:{key}"] = Cell(mean=delta, text=f"{delta:+.2f}", rank=False)
             cells[f"{d}:n"] = Cell(text=DASH)
         t.add(cells)
@@ -384,10 +384,10 @@ def ablation_tables(exp: Experiment, runs: list[RunRecord], paper: dict[str, Any
                 Column("setting", spec["header"]),
                 Column("variants", "Variant"),
                 Column("n", "n"),
-                Column("acc", "Acc ↑ (ours)", "max", "ours"),
-                Column("forgetting", "Forg ↓ (ours)", "min", "ours"),
-                Column("paper_acc", "Acc ↑ (paper)", "max", f"paper, {paper_ds}"),
-                Column("paper_forgetting", "Forg ↓ (paper)", "min", f"paper, {paper_ds}"),
+                Column("acc", "Acc ↑", "max", "ours"),
+                Column("forgetting", "Forg ↓", "min", "ours"),
+                Column("paper_acc", "Acc ↑", "max", f"paper, {paper_ds}"),
+                Column("paper_forgetting", "Forg ↓", "min", f"paper, {paper_ds}"),
             ]
             suffix = "" if len({r.dataset for r in runs}) == 1 else f"_{dataset}"
             t = Table(
