@@ -1,0 +1,135 @@
+"""Figures, each saved as PNG and PDF: accuracy-matrix heatmaps, average accuracy vs tasks seen,
+the Pareto front of a sweep, and the sensitivity scatter of a search sweep."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .store import RunRecord, short_id
+from .tables import PARAM_NAMES, dataset_name, method_name
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save(fig, out: Path, stem: str, caption: str = "") -> list[Path]:
+    plt = _plt()
+    out.mkdir(parents=True, exist_ok=True)
+    if caption:
+        fig.text(0.01, 0.005, caption, fontsize=5, color="0.4", ha="left", va="bottom")
+    paths = []
+    for ext in ("png", "pdf"):
+        p = out / f"{stem}.{ext}"
+        fig.savefig(p, dpi=150, metadata=None if ext == "pdf" else {"Software": "pah analysis"})
+        paths.append(p)
+    plt.close(fig)
+    return paths
+
+
+def heatmap_figure(run: RunRecord, matrix: np.ndarray):
+    from pah_core.mlflow_reporter import matrix_heatmap
+
+    label = f"{method_name(run.method)} {dataset_name(run.dataset)}"
+    if run.variant:
+        label += f" [{run.variant}]"
+    fig = matrix_heatmap(matrix)
+    w, h = fig.get_size_inches()
+    fig.set_size_inches(max(w, 4.0), max(h, 3.4))
+    fig.axes[0].set_title(f"{run.name}: accuracy (%)\n{label}, seed {run.seed}", fontsize=8)
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    return fig
+
+
+def heatmap(run: RunRecord, matrix: np.ndarray, out: Path) -> list[Path]:
+    fig = heatmap_figure(run, matrix)
+    return save(fig, out, f"heatmap_{short_id(run.run_id)}", f"run {run.run_id}")
+
+
+def avg_acc_curves(groups: dict[str, list[RunRecord]], dataset: str, out: Path) -> list[Path]:
+    """Mean +- std (over runs) of the ``avg_acc`` history per method; step = task index."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for i, (method, runs) in enumerate(sorted(groups.items())):
+        steps = sorted({s for r in runs for s in r.history.get("avg_acc", {})})
+        if not steps:
+            continue
+        mean, std, n = [], [], []
+        for s in steps:
+            v = [100 * r.history["avg_acc"][s] for r in runs if s in r.history.get("avg_acc", {})]
+            mean.append(np.mean(v))
+            std.append(np.std(v, ddof=1) if len(v) > 1 else 0.0)
+            n.append(len(v))
+        x = np.asarray(steps) + 1
+        mean, std = np.asarray(mean), np.asarray(std)
+        color = f"C{i % 10}"
+        ax.plot(x, mean, marker="o", ms=3, color=color, label=f"{method_name(method)} (n={max(n)})")
+        ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.2, lw=0)
+    ax.set_xlabel("tasks seen")
+    ax.set_ylabel("average accuracy (%)")
+    ax.set_title(f"{dataset_name(dataset)}: average accuracy vs tasks seen (mean ± std)")
+    ax.set_ylim(0, 100)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    ids = ", ".join(short_id(r.run_id) for rs in groups.values() for r in rs)
+    return save(fig, out, f"avg_acc_vs_tasks_{dataset}", f"runs: {ids}"[:300])
+
+
+def pareto_plot(
+    trials: list[RunRecord], front_ids: list[str], sweep: str, out: Path, stem: str
+) -> list[Path]:
+    """Every finished trial as (forgetting, accuracy), the non-dominated ones joined by a line."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.0, 3.8))
+    pts = {
+        r.run_id: (100 * r.metric("final_forgetting"), 100 * r.metric("final_avg_acc"))
+        for r in trials
+        if r.metric("final_avg_acc") is not None and r.metric("final_forgetting") is not None
+    }
+    others = [p for k, p in pts.items() if k not in front_ids]
+    if others:
+        ax.scatter(*zip(*others, strict=True), s=18, color="0.6", label="dominated")
+    front = sorted((pts[k] for k in front_ids if k in pts), key=lambda p: p[0])
+    if front:
+        ax.plot(*zip(*front, strict=True), "-o", color="C3", ms=5, label="Pareto front")
+    ax.set_xlabel("forgetting (%) ↓")
+    ax.set_ylabel("average accuracy (%) ↑")
+    ax.set_title(f"{sweep}: accuracy vs forgetting ({len(pts)} finished trials)", fontsize=8)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    return save(fig, out, stem, f"sweep {sweep}")
+
+
+def sensitivity_plot(trials: list[RunRecord], keys: list[str], sweep: str, out: Path, stem: str):
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(keys), figsize=(2.4 * len(keys), 2.6), sharey=True)
+    axes = np.atleast_1d(axes)
+    done = [r for r in trials if r.metric("final_avg_acc") is not None]
+    for ax, k in zip(axes, keys, strict=True):
+        xs, ys = [], []
+        for r in done:
+            try:
+                xs.append(float(r.params[k]))
+                ys.append(100 * r.metric("final_avg_acc"))
+            except (KeyError, ValueError):
+                continue
+        ax.scatter(xs, ys, s=14, color="C0")
+        if xs and min(xs) > 0 and max(xs) / min(xs) > 20:
+            ax.set_xscale("log")
+        ax.set_xlabel(PARAM_NAMES.get(k, k), fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("final average accuracy (%)", fontsize=8)
+    fig.suptitle(f"{sweep}: sensitivity ({len(done)} finished trials)", fontsize=9)
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    return save(fig, out, stem, f"sweep {sweep}")

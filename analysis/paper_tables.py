@@ -1,0 +1,240 @@
+"""MLflow -> the paper's tables and figures (Markdown, LaTeX, CSV, JSON; PNG and PDF).
+
+    python analysis/paper_tables.py --experiment pah-cifar100 --out report/
+    python analysis/paper_tables.py --experiment pah-cifar100 --sweep NAME_OR_PARENT_RUN_ID --out report/
+
+Reads MLflow only (an embedded sqlite store or an http:// server): one paginated search per
+experiment, then metric histories and accuracy-matrix artifacts only for the runs that are plotted.
+
+What goes where: runs of ``baselines`` sweeps and standalone runs make the main table (method x
+dataset); runs of ``ablation`` sweeps make the ablation tables (by their config, not their names);
+each ``search`` sweep gets a sensitivity table, its trials, a sensitivity plot, Optuna's parameter
+importances (from optuna.db beside mlflow.db, or --optuna-storage) and its Pareto front.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a plain checkout too
+
+from analysis import figures, render  # noqa: E402
+from analysis.store import (  # noqa: E402
+    AnalysisError,
+    RunRecord,
+    children,
+    client_for,
+    load_experiment,
+    load_histories,
+    load_matrix,
+    resolve_uri,
+    select_sweeps,
+)
+from analysis.tables import (  # noqa: E402
+    SENSITIVITY_KEYS,
+    Table,
+    ablation_tables,
+    load_paper,
+    main_table,
+    optuna_importances,
+    sensitivity_tables,
+)
+
+
+@dataclass
+class Report:
+    out: Path
+    tables: list[Table] = field(default_factory=list)
+    figures: list[Path] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    search_calls: int = 0
+
+
+def default_optuna_storage(uri: str) -> str | None:
+    if uri.startswith("sqlite:///"):
+        return f"sqlite:///{Path(uri[len('sqlite:///') :]).with_name('optuna.db')}"
+    return None
+
+
+def build(
+    experiment: str,
+    out: str | Path,
+    sweeps: list[str] | None = None,
+    mlflow_uri: str | None = None,
+    optuna_storage: str | None = None,
+    max_heatmaps: int = 100,
+    client=None,
+) -> Report:
+    from pah_core import metrics
+    from sweeps.search import pareto_front
+
+    uri = resolve_uri(mlflow_uri) if client is None else client.tracking_uri
+    client = client or client_for(uri)
+    exp = load_experiment(client, experiment)
+    report = Report(Path(out), search_calls=exp.search_calls)
+    figdir = report.out / "figures"
+    if sweeps:
+        parents = select_sweeps(exp, sweeps)
+        selected = children(exp, parents)
+        if not selected:
+            raise AnalysisError(f"the sweep(s) {', '.join(sweeps)} have no runs in {experiment!r}")
+    else:
+        parents = list(exp.sweeps)
+        selected = exp.runs
+    if not selected:
+        raise AnalysisError(f"experiment {experiment!r} has sweep runs but no training runs")
+    paper = load_paper()
+
+    main_runs = [r for r in selected if r.kind in ("baselines", "standalone")]
+    ablation_runs = [r for r in selected if r.kind == "ablation" and r.variant]
+    report.tables.append(main_table(exp, main_runs, paper))
+    report.tables += ablation_tables(exp, ablation_runs, paper)
+
+    search = [p for p in parents if exp.sweeps[p].tags.get("sweep_kind", "search") == "search"]
+    storage = optuna_storage or default_optuna_storage(uri)
+    for pid in search:
+        label = exp.sweep_label(pid)
+        trials = children(exp, [pid])
+        if not trials:
+            report.warnings.append(f"search sweep {label}: no trials")
+            continue
+        keys = [k for k in SENSITIVITY_KEYS if any(k in r.params for r in trials)]
+        imp, note = optuna_importances(storage, label)
+        summary, detail = sensitivity_tables(exp, label, trials, imp, note, keys)
+        report.tables += [summary, detail]
+        report.figures += figures.sensitivity_plot(
+            trials, keys, label, figdir, f"sensitivity_{summary.name[12:]}"
+        )
+        done = [
+            r
+            for r in trials
+            if r.metric("final_avg_acc") is not None and r.metric("final_forgetting") is not None
+        ]
+        front = pareto_front(
+            [(r.run_id, r.metric("final_avg_acc"), r.metric("final_forgetting")) for r in done]
+        )
+        if done:
+            report.figures += figures.pareto_plot(
+                trials, [p[0] for p in front], label, figdir, f"pareto_{summary.name[12:]}"
+            )
+        else:
+            report.warnings.append(f"search sweep {label}: no finished trial, no Pareto front")
+
+    # average accuracy vs tasks seen, per dataset, from the avg_acc history of the main-table runs
+    load_histories(client, main_runs, "avg_acc")
+    for dataset in sorted({r.dataset for r in main_runs}):
+        groups: dict[str, list[RunRecord]] = {}
+        for r in main_runs:
+            if r.dataset == dataset:
+                groups.setdefault(r.method, []).append(r)
+        report.figures += figures.avg_acc_curves(groups, dataset, figdir)
+
+    # one heatmap per run (main table and ablations), capped
+    plotted = (main_runs + ablation_runs)[: max(0, max_heatmaps)]
+    if len(main_runs) + len(ablation_runs) > len(plotted):
+        report.warnings.append(
+            f"heatmaps for the first {len(plotted)} of {len(main_runs) + len(ablation_runs)} runs (--max-heatmaps)"
+        )
+    for r in plotted:
+        loaded = load_matrix(r)
+        if loaded is None:
+            report.warnings.append(f"run {r.run_id} ({r.name}): no acc_matrix.json, no heatmap")
+            continue
+        m, d = loaded
+        logged = r.metric("final_avg_acc")
+        if logged is not None and d.get("tasks_done") == d.get("n_tasks"):
+            again = metrics.average_accuracy(m)
+            if abs(again - logged) > 1e-6:
+                report.warnings.append(
+                    f"run {r.run_id}: final_avg_acc {logged:.6f} but its acc_matrix.json gives {again:.6f}"
+                )
+        report.figures += figures.heatmap(r, m, figdir / "heatmaps")
+
+    write(report)
+    return report
+
+
+def write(report: Report) -> None:
+    out = report.out
+    out.mkdir(parents=True, exist_ok=True)
+    for t in report.tables:
+        render.write_table(t, out)
+    pngs = [p for p in report.figures if p.suffix == ".png"]
+    pdfs = [
+        p.relative_to(out)
+        for p in report.figures
+        if p.suffix == ".pdf" and "heatmaps" not in p.parts
+    ]
+    (out / "tables.tex").write_text(render.latex_document(report.tables, pdfs))
+    md = [f"# PAH analysis ({time.strftime('%Y-%m-%d %H:%M')})", ""]
+    md += [render.to_markdown(t) for t in report.tables]
+    md += ["## Figures", ""] + [f"- ![{p.stem}]({p.relative_to(out).as_posix()})" for p in pngs]
+    if report.warnings:
+        md += ["", "## Warnings", ""] + [f"- {w}" for w in report.warnings]
+    (out / "report.md").write_text("\n".join(md) + "\n")
+    (out / "index.json").write_text(
+        json.dumps(
+            {
+                "tables": [t.name for t in report.tables],
+                "figures": [p.relative_to(out).as_posix() for p in report.figures],
+                "warnings": report.warnings,
+            },
+            indent=1,
+        )
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python analysis/paper_tables.py", description=__doc__.splitlines()[0]
+    )
+    p.add_argument("--experiment", required=True, help="MLflow experiment name (e.g. pah-cifar100)")
+    p.add_argument(
+        "--sweep",
+        action="append",
+        default=[],
+        help="only this sweep (name or parent run id); repeatable; default: every run of the experiment",
+    )
+    p.add_argument(
+        "--mlflow-uri",
+        help="sqlite:////abs/mlflow.db, a path to a .db file, or http://host:port "
+        "(default: $MLFLOW_TRACKING_URI, else ./mlflow.db)",
+    )
+    p.add_argument(
+        "--optuna-storage",
+        help="Optuna storage URL of the search studies (default: optuna.db beside an sqlite mlflow.db)",
+    )
+    p.add_argument(
+        "--max-heatmaps", type=int, default=100, help="at most this many per-run heatmaps"
+    )
+    p.add_argument("--out", required=True, help="output folder")
+    args = p.parse_args(argv)
+    t0 = time.perf_counter()
+    try:
+        rep = build(
+            args.experiment,
+            args.out,
+            sweeps=args.sweep,
+            mlflow_uri=args.mlflow_uri,
+            optuna_storage=args.optuna_storage,
+            max_heatmaps=args.max_heatmaps,
+        )
+    except AnalysisError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(
+        f"[analysis] {len(rep.tables)} table(s), {len(rep.figures)} figure file(s) in {rep.out} "
+        f"({time.perf_counter() - t0:.1f} s); see {rep.out / 'report.md'} and {rep.out / 'tables.tex'}"
+    )
+    for w in rep.warnings:
+        print(f"[analysis] warning: {w}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

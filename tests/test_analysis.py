@@ -1,0 +1,504 @@
+"""analysis/: tables and figures from a real MLflow store of real tiny runs (synthetic data, small CNN).
+
+Every number a table shows is checked against the runs, with means and stds computed here.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import statistics
+import subprocess
+
+import numpy as np
+import pytest
+
+from analysis import paper_tables, store
+from analysis.store import AnalysisError
+from analysis.tables import load_paper
+from tests.helpers import tiny_config, tiny_stream
+
+EXP = "pah-analysis-test"
+BASE_SWEEP = "base-sweep"
+ABL_SWEEP = "abl-sweep"
+SEARCH_SWEEP = "search-sweep"
+SEARCH_POINTS = [  # (width, depth, lambda_sm, lambda_sp, temperature)
+    (8, 1, 0.5, 1.0, 2.0),
+    (16, 2, 0.05, 3.0, 4.0),
+    (32, 1, 2.0, 0.1, 1.5),
+    (12, 2, 0.2, 0.5, 6.0),
+]
+
+
+def _train(uri, run_name, overrides, parent=None, tags=None):
+    from pah_core.engine import Engine
+    from pah_core.mlflow_reporter import MLflowReporter
+
+    cfg = tiny_config("schedule.epochs_per_task=1", *overrides)
+    stream = tiny_stream(cfg)
+    rep = MLflowReporter(
+        tracking_uri=uri,
+        experiment=EXP,
+        run_name=run_name,
+        parent_run_id=parent,
+        tags={
+            "git_sha": "abc123def456",
+            "dataset_fingerprint": stream.spec.fingerprint,
+            **(tags or {}),
+        },
+    )
+    Engine(cfg, stream, [rep]).run()
+    return rep.run_id
+
+
+def _parent(client, exp_id, name, kind, **tags):
+    return client.create_run(
+        exp_id,
+        run_name=name,
+        tags={"pah.role": "sweep", "sweep": name, "sweep_kind": kind, **tags},
+    ).info.run_id
+
+
+@pytest.fixture(scope="module")
+def mlstore(tmp_path_factory):
+    """One sqlite store: a baselines sweep (3 methods x seeds), an ablation sweep, a search sweep
+    (4 trials + 1 stopped early) with its Optuna study, and a hand-made experiment with gaps."""
+    import optuna
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+    from pah_core.mlflow_reporter import get_or_create_experiment
+
+    tmp = tmp_path_factory.mktemp("mlstore")
+    uri = f"sqlite:///{tmp}/mlflow.db"
+    client = MlflowClient(tracking_uri=uri)
+    exp_id = get_or_create_experiment(client, EXP)
+
+    base = _parent(client, exp_id, BASE_SWEEP, "baselines")
+    for method, seeds in (("pah", (0, 1, 2)), ("finetune", (0, 1, 2)), ("lwf", (0, 1))):
+        for s in seeds:
+            _train(
+                uri,
+                f"{method}-s{s}",
+                [f"method.name={method}", f"run.seed={s}"],
+                base,
+                {"sweep": BASE_SWEEP, "sweep_kind": "baselines", "variant": method},
+            )
+    abl = _parent(client, exp_id, ABL_SWEEP, "ablation")
+    variants = {
+        "full": ([], (0, 1)),
+        "proto_5": (["model.prototype_size=5"], (0, 1)),
+        "init_random": (["model.prototype_init=random"], (0, 1)),
+        "ce_only": (["method.pah.use_sm=false", "method.pah.use_sp=false"], (0,)),
+    }
+    for v, (ov, seeds) in variants.items():
+        for s in seeds:
+            _train(
+                uri,
+                f"{v}-s{s}",
+                [*ov, f"run.seed={s}"],
+                abl,
+                {"sweep": ABL_SWEEP, "sweep_kind": "ablation", "variant": v},
+            )
+    search = _parent(client, exp_id, SEARCH_SWEEP, "search", objectives="acc,forgetting")
+    study = optuna.create_study(
+        study_name=SEARCH_SWEEP, storage=f"sqlite:///{tmp}/optuna.db", direction="maximize"
+    )
+    dists = {
+        "model.hyper_width": optuna.distributions.IntDistribution(8, 64, log=True),
+        "model.hyper_depth": optuna.distributions.IntDistribution(1, 4),
+        "method.pah.lambda_sm": optuna.distributions.FloatDistribution(0.01, 10, log=True),
+        "method.pah.lambda_sp": optuna.distributions.FloatDistribution(0.01, 10, log=True),
+        "method.pah.temperature": optuna.distributions.FloatDistribution(1, 8),
+    }
+    for i, (w, d, sm, sp, temp) in enumerate(SEARCH_POINTS):
+        ov = {
+            "model.hyper_width": w,
+            "model.hyper_depth": d,
+            "method.pah.lambda_sm": sm,
+            "method.pah.lambda_sp": sp,
+            "method.pah.temperature": temp,
+        }
+        rid = _train(
+            uri,
+            f"trial_{i}",
+            [f"{k}={v}" for k, v in ov.items()],
+            search,
+            {"sweep": SEARCH_SWEEP, "sweep_kind": "search"},
+        )
+        acc = client.get_run(rid).data.metrics["final_avg_acc"]
+        study.add_trial(optuna.trial.create_trial(params=ov, distributions=dists, value=acc))
+    # a trial ASHA stopped after its first task: no final_* metrics
+    stopped = client.create_run(
+        exp_id,
+        run_name="trial_stopped",
+        tags={
+            "mlflow.parentRunId": search,
+            "sweep": SEARCH_SWEEP,
+            "method": "pah",
+            "dataset": "synthetic",
+            "pah.stopped_early": "asha",
+        },
+    ).info.run_id
+    client.log_param(stopped, "model.hyper_width", "64")
+    client.log_batch(stopped, metrics=[Metric("avg_acc", 0.3, 0, 0)])
+    client.set_terminated(stopped, status="KILLED")
+
+    # hand-made runs on cifar100 (for the paper-vs-ours delta) with gaps
+    gap_id = get_or_create_experiment(client, "gaps")
+    vals = {"pah": [(0.70, 0.02), (0.72, None), (0.75, 0.03)], "si": [(None, None)]}
+    for method, rows in vals.items():
+        for s, (acc, forg) in enumerate(rows):
+            r = client.create_run(
+                gap_id,
+                run_name=f"{method}-{s}",
+                tags={"method": method, "dataset": "cifar100", "git_sha": "g"},
+            ).info.run_id
+            client.log_param(r, "run.seed", str(s))
+            ms = [Metric("avg_acc", 0.9, 0, 0)]
+            if acc is not None:
+                ms.append(Metric("final_avg_acc", acc, 0, 2))
+            if forg is not None:
+                ms.append(Metric("final_forgetting", forg, 0, 2))
+            client.log_batch(r, metrics=ms)
+    get_or_create_experiment(client, "empty")
+    return {"uri": uri, "tmp": tmp, "client": client, "exp_id": exp_id}
+
+
+@pytest.fixture(scope="module")
+def built(mlstore, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    return paper_tables.build(EXP, out, mlflow_uri=mlstore["uri"])
+
+
+def _table(rep, name):
+    (t,) = [t for t in rep.tables if t.name == name]
+    return t
+
+
+def _runs(mlstore, filt):
+    return mlstore["client"].search_runs([mlstore["exp_id"]], filter_string=filt, max_results=1000)
+
+
+def _expect(values):
+    vals = [100 * v for v in values]
+    return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else None)
+
+
+def test_main_table_cells_match_runs(built, mlstore):
+    t = _table(built, "main_table")
+    for method, label in (
+        ("pah", "PAH (ours)"),
+        ("finetune", "Fine-tune (ours)"),
+        ("lwf", "LwF (ours)"),
+    ):
+        runs = _runs(mlstore, f"tags.method = '{method}' and tags.sweep = '{BASE_SWEEP}'")
+        assert len(runs) == (2 if method == "lwf" else 3)
+        for metric, col in (("final_avg_acc", "acc"), ("final_forgetting", "forgetting")):
+            mean, std = _expect([r.data.metrics[metric] for r in runs])
+            cell = t.cell(label, f"synthetic:{col}")
+            assert cell.mean == pytest.approx(mean, abs=1e-9)
+            assert cell.std == pytest.approx(std, abs=1e-9)
+            assert cell.shown() == f"{mean:.2f} ± {std:.2f}"
+            assert sorted(cell.run_ids) == sorted(r.info.run_id for r in runs)
+        assert t.cell(label, "synthetic:n").shown() == str(len(runs))
+    # ablation and search runs are not pooled into the main table
+    assert "PAH (ours)" in [r["method"].shown() for r in t.rows]
+    assert len(t.cell("PAH (ours)", "synthetic:acc").run_ids) == 3
+    # the paper's rows, marked reported, from the shipped data file
+    paper = load_paper()
+    for row in paper["main"]:
+        label = row["method"] + ("†" if row["dagger"] else "")
+        r = [x for x in t.rows if x["method"].shown() == label]
+        assert len(r) == 1 and r[0]["source"].shown() == "reported"
+        for d in ("cifar100", "tinyimagenet"):
+            acc = row[d]["acc"]
+            assert r[0][f"{d}:acc"].shown() == ("—" if acc is None else acc)
+    assert t.cell("PAH", "cifar100:acc").shown() == "74.46 ± 0.08"
+    assert t.cell("PNN", "cifar100:forgetting").shown() == "—"
+    # best value bold: the highest accuracy in the CIFAR column is the paper's PAH
+    assert t.cell("PAH", "cifar100:acc").bold and not t.cell("CCLIS†", "cifar100:acc").bold
+    md = (built.out / "main_table.md").read_text()
+    assert "**74.46 ± 0.08**" in md and "reported" in md
+    # provenance: run ids, git SHA, fingerprint, date
+    prov = t.provenance
+    base = _runs(mlstore, f"tags.sweep = '{BASE_SWEEP}'")
+    assert set(prov["run_ids"]) == {r.info.run_id for r in base if "pah.role" not in r.data.tags}
+    assert prov["git_sha"] == ["abc123def456"] and prov["dataset_fingerprint"][0] != "unknown"
+    for ext in ("md", "tex", "csv"):
+        text = (built.out / f"main_table.{ext}").read_text()
+        assert prov["run_ids"][0] in text and "abc123def456" in text and "generated" in text
+
+
+def test_csv_holds_the_numbers(built, mlstore):
+    import pandas as pd
+
+    df = pd.read_csv(built.out / "main_table.csv", comment="#")
+    row = df[df["Method"] == "PAH (ours)"].iloc[0]
+    runs = _runs(mlstore, f"tags.method = 'pah' and tags.sweep = '{BASE_SWEEP}'")
+    mean, std = _expect([r.data.metrics["final_avg_acc"] for r in runs])
+    assert float(row["Synthetic Acc ↑"]) == pytest.approx(mean, rel=1e-5)
+    assert float(row["Synthetic Acc ↑ std"]) == pytest.approx(std, rel=1e-5)
+
+
+def test_delta_and_gaps(mlstore, tmp_path):
+    rep = paper_tables.build("gaps", tmp_path, mlflow_uri=mlstore["uri"])
+    t = _table(rep, "main_table")
+    acc = t.cell("PAH (ours)", "cifar100:acc")
+    mean, std = _expect([0.70, 0.72, 0.75])
+    assert acc.mean == pytest.approx(mean) and acc.std == pytest.approx(std)
+    # one of three runs lacks final_forgetting: the value is over the other two, and says so
+    forg = t.cell("PAH (ours)", "cifar100:forgetting")
+    fm, fs = _expect([0.02, 0.03])
+    assert forg.mean == pytest.approx(fm) and forg.std == pytest.approx(fs) and forg.n == 2
+    assert any("1 of 3 runs lack final_forgetting" in t.notes[n] for n in forg.notes)
+    # a method whose runs lack the metric entirely: n/a with a footnote, never a number
+    si = t.cell("SI (ours)", "cifar100:acc")
+    assert si.shown() == "n/a" and si.mean is None
+    assert any("none of the runs has final_avg_acc" in t.notes[n] for n in si.notes)
+    assert "n/a<sup>" in (tmp_path / "main_table.md").read_text()
+    # paper-vs-ours delta for PAH (paper: 74.46 / 1.71 on S-CIFAR100)
+    delta = t.cell("Δ PAH: ours − paper", "cifar100:acc")
+    assert delta.mean == pytest.approx(mean - 74.46) and delta.shown() == f"{mean - 74.46:+.2f}"
+    assert t.cell("Δ PAH: ours − paper", "cifar100:forgetting").mean == pytest.approx(fm - 1.71)
+    assert not delta.bold
+
+
+def test_ablation_tables(built, mlstore):
+    def check(cell, variant, metric, seeds):
+        runs = _runs(mlstore, f"tags.variant = '{variant}' and tags.sweep = '{ABL_SWEEP}'")
+        assert len(runs) == seeds
+        mean, std = _expect([r.data.metrics[metric] for r in runs])
+        assert cell.mean == pytest.approx(mean, abs=1e-9)
+        assert (cell.std is None) if std is None else cell.std == pytest.approx(std, abs=1e-9)
+
+    size = _table(built, "ablation_prototype_size")
+    check(size.cell("5×5", "acc"), "proto_5", "final_avg_acc", 2)
+    check(size.cell("5×5", "forgetting"), "proto_5", "final_forgetting", 2)
+    check(size.cell("6×6", "acc"), "full", "final_avg_acc", 2)  # the base config's size
+    assert size.cell("5×5", "paper_acc").shown() == "73.72"
+    assert size.cell("20×20", "paper_forgetting").shown() == "2.66"
+    assert size.cell("16×16", "acc").shown() == "n/a"  # in the paper, not run here
+    init = _table(built, "ablation_prototype_init")
+    check(init.cell("random (noise)", "acc"), "init_random", "final_avg_acc", 2)
+    check(init.cell("semantic (centre crop)", "forgetting"), "full", "final_forgetting", 2)
+    assert init.cell("random (noise)", "paper_acc").shown() == "72.54"
+    assert init.cell("semantic (centre crop)", "paper_acc").shown() == "74.46"
+    loss = _table(built, "ablation_loss_terms")
+    check(loss.cell("CE only", "acc"), "ce_only", "final_avg_acc", 1)
+    check(loss.cell("CE + L_sm + L_sp", "acc"), "full", "final_avg_acc", 2)
+    assert loss.cell("CE only", "paper_acc").shown() == "—"
+    assert loss.cell("CE + L_sp", "acc").shown() == "n/a"
+    assert "no loss-term ablation" in " ".join(loss.notes.values())
+
+
+def _spearman(x, y):
+    import pandas as pd
+
+    rx, ry = pd.Series(x).rank(), pd.Series(y).rank()
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def test_sensitivity_and_importances(built, mlstore):
+    summary = _table(built, f"sensitivity_{SEARCH_SWEEP}")
+    runs = [
+        r
+        for r in _runs(mlstore, f"tags.sweep = '{SEARCH_SWEEP}'")
+        if "final_avg_acc" in r.data.metrics
+    ]
+    assert len(runs) == len(SEARCH_POINTS)
+    for key, label in (
+        ("model.hyper_width", "HN width"),
+        ("method.pah.temperature", "temperature"),
+    ):
+        x = [float(r.data.params[key]) for r in runs]
+        rho = _spearman(x, [r.data.metrics["final_avg_acc"] for r in runs])
+        cell = summary.cell(label, "rho_acc")
+        assert cell.mean == pytest.approx(rho, abs=1e-9)
+        imp = summary.cell(label, "importance")
+        assert imp.mean is not None and 0 <= imp.mean <= 1
+    assert "4 of 5 trials finished" in summary.title
+    detail = _table(built, f"sensitivity_trials_{SEARCH_SWEEP}")
+    stopped = detail.cell("trial_stopped", "acc", "trial")
+    assert (
+        stopped.shown() == "n/a"
+        and detail.cell("trial_stopped", "status", "trial").shown() == "stopped early"
+    )
+    best = max(runs, key=lambda r: r.data.metrics["final_avg_acc"])
+    assert detail.cell(best.info.run_name, "acc", "trial").bold
+
+
+def test_no_optuna_study_is_a_clear_note(mlstore, tmp_path):
+    rep = paper_tables.build(
+        EXP,
+        tmp_path,
+        sweeps=[SEARCH_SWEEP],
+        mlflow_uri=mlstore["uri"],
+        optuna_storage=f"sqlite:///{tmp_path}/missing.db",
+    )
+    summary = _table(rep, f"sensitivity_{SEARCH_SWEEP}")
+    cell = summary.cell("HN width", "importance")
+    assert cell.shown() == "n/a" and "does not exist" in summary.notes[cell.notes[0]]
+    # a sweep by parent run id selects the same runs
+    pid = _runs(mlstore, f"tags.sweep = '{SEARCH_SWEEP}' and tags.`pah.role` = 'sweep'")[
+        0
+    ].info.run_id
+    rep2 = paper_tables.build(EXP, tmp_path / "b", sweeps=[pid], mlflow_uri=mlstore["uri"])
+    assert (
+        _table(rep2, f"sensitivity_{SEARCH_SWEEP}").provenance["run_ids"]
+        == summary.provenance["run_ids"]
+    )
+
+
+def test_latex_compiles(built):
+    engine = shutil.which("pdflatex")
+    if engine is None:
+        if os.environ.get("CI"):
+            pytest.fail(
+                "pdflatex is missing: .ci/run installs texlive-latex-base + texlive-latex-recommended"
+            )
+        pytest.skip(
+            "pdflatex not installed (apt-get install texlive-latex-base texlive-latex-recommended)"
+        )
+    tex = (built.out / "tables.tex").read_text()
+    assert r"\toprule" in tex and r"\textbf{74.46 $\pm$ 0.08}" in tex
+    r = subprocess.run(
+        [engine, "-interaction=nonstopmode", "-halt-on-error", "tables.tex"],
+        cwd=built.out,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stdout[-3000:]
+    assert (built.out / "tables.pdf").stat().st_size > 10_000
+
+
+def _png(path):
+    import matplotlib.image as mpimg
+
+    img = mpimg.imread(path)[..., :3]
+    assert img.shape[0] > 200 and img.shape[1] > 200
+    assert img.std() > 0.05  # not blank
+    return img
+
+
+def test_heatmap_shows_the_matrix(built, mlstore):
+    import matplotlib
+
+    from analysis.figures import heatmap_figure
+
+    # the main-table run whose matrix spans the widest range of accuracies
+    exp = store.load_experiment(mlstore["client"], EXP)
+    runs = [r for r in exp.runs if r.sweep == BASE_SWEEP]
+    mats = {r.run_id: store.load_matrix(r)[0] for r in runs}
+    rec = max(runs, key=lambda r: np.nanmax(mats[r.run_id]) - np.nanmin(mats[r.run_id]))
+    m, rid = mats[rec.run_id], rec.run_id
+    path = built.out / "figures" / "heatmaps" / f"heatmap_{rid[:8]}.png"
+    img = _png(path)
+    assert (built.out / "figures" / "heatmaps" / f"heatmap_{rid[:8]}.pdf").stat().st_size > 1000
+    # where each cell lands in the saved PNG (same figure size; saved at 150 dpi)
+    fig = heatmap_figure(rec, m)  # the figure the PNG was saved from
+    fig.canvas.draw()  # imshow's equal aspect settles the axes box at draw time
+    ax = fig.axes[0]
+    scale = 150 / fig.dpi
+    cmap = matplotlib.colormaps["viridis"]
+
+    def pixel(i, j):
+        x, y = ax.transData.transform((j + 0.3, i + 0.3))  # off the centre: the label is there
+        return img[int(round(img.shape[0] - y * scale)), int(round(x * scale))]
+
+    colours = {}
+    for i in range(m.shape[0]):
+        for j in range(i + 1):
+            want = np.asarray(cmap(m[i, j]))[:3]
+            got = pixel(i, j)
+            assert np.abs(got - want).max() < 0.06, (i, j, got, want)
+            colours[m[i, j]] = got
+    assert np.allclose(pixel(0, 2), 1.0, atol=0.02)  # not evaluated yet: blank
+    lo, hi = min(colours), max(colours)
+    assert hi - lo > 0.2 and np.abs(colours[hi] - colours[lo]).max() > 0.2
+    matplotlib.pyplot.close(fig)
+
+
+def _count_colour(img, rgb, tol=0.08):
+    return int((np.abs(img - np.asarray(rgb)).max(axis=-1) < tol).sum())
+
+
+def test_curves_and_pareto_figures(built, mlstore):
+    from matplotlib.colors import to_rgb
+
+    img = _png(built.out / "figures" / "avg_acc_vs_tasks_synthetic.png")
+    for c in ("C0", "C1", "C2"):  # three methods, three lines
+        assert _count_colour(img, to_rgb(c)) > 50, c
+    assert (built.out / "figures" / "avg_acc_vs_tasks_synthetic.pdf").is_file()
+    img = _png(built.out / "figures" / f"pareto_{SEARCH_SWEEP}.png")
+    assert _count_colour(img, to_rgb("C3")) > 50  # the front
+    _png(built.out / "figures" / f"sensitivity_{SEARCH_SWEEP}.png")
+    # the front is the non-dominated set of the finished trials
+    from sweeps.search import pareto_front
+
+    runs = [
+        r
+        for r in _runs(mlstore, f"tags.sweep = '{SEARCH_SWEEP}'")
+        if "final_avg_acc" in r.data.metrics
+    ]
+    front = pareto_front(
+        [
+            (r.info.run_id, r.data.metrics["final_avg_acc"], r.data.metrics["final_forgetting"])
+            for r in runs
+        ]
+    )
+    assert 1 <= len(front) <= len(runs)
+
+
+def test_errors_are_clear(mlstore, tmp_path, capsys):
+    uri = mlstore["uri"]
+    with pytest.raises(AnalysisError, match="no experiment 'nope'.*pah-analysis-test"):
+        paper_tables.build("nope", tmp_path, mlflow_uri=uri)
+    with pytest.raises(AnalysisError, match="'empty' .* has no runs"):
+        paper_tables.build("empty", tmp_path, mlflow_uri=uri)
+    with pytest.raises(AnalysisError, match=f"no sweep 'nosuch'.*{SEARCH_SWEEP}"):
+        paper_tables.build(EXP, tmp_path, sweeps=["nosuch"], mlflow_uri=uri)
+    with pytest.raises(AnalysisError, match="no MLflow store"):
+        paper_tables.build(EXP, tmp_path, mlflow_uri=f"sqlite:///{tmp_path}/absent.db")
+    assert not (tmp_path / "absent.db").exists()
+    rc = paper_tables.main(["--experiment", "nope", "--mlflow-uri", uri, "--out", str(tmp_path)])
+    assert rc == 2 and "error: no experiment 'nope'" in capsys.readouterr().err
+
+
+def test_cli_and_batched_reads(mlstore, tmp_path, monkeypatch, capsys):
+    from mlflow.tracking import MlflowClient
+
+    calls = {"search_runs": 0, "get_run": 0}
+    real = MlflowClient(tracking_uri=mlstore["uri"])
+
+    class Counting:
+        tracking_uri = real.tracking_uri
+
+        def __getattr__(self, name):
+            if name in calls:
+                calls[name] += 1
+            return getattr(real, name)
+
+    monkeypatch.setattr(store, "PAGE", 7)
+    rep = paper_tables.build(EXP, tmp_path / "a", mlflow_uri=mlstore["uri"], client=Counting())
+    n = len(real.search_runs([mlstore["exp_id"]], max_results=1000))
+    assert calls["search_runs"] == math.ceil(n / 7) == rep.search_calls and calls["get_run"] == 0
+    monkeypatch.undo()
+    rc = paper_tables.main(
+        [
+            "--experiment",
+            EXP,
+            "--mlflow-uri",
+            mlstore["uri"],
+            "--sweep",
+            BASE_SWEEP,
+            "--out",
+            str(tmp_path / "b"),
+        ]
+    )
+    assert rc == 0 and "table(s)" in capsys.readouterr().out
+    for f in ("report.md", "tables.tex", "main_table.csv", "main_table.json", "index.json"):
+        assert (tmp_path / "b" / f).is_file(), f
+    assert not list((tmp_path / "b").glob("ablation_*"))  # only the chosen sweep
