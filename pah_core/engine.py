@@ -115,8 +115,12 @@ class Engine:
         checkpoint_dir: str | os.PathLike | None = None,
         dist: Distributed = LOCAL,
         method: Method | None = None,
+        prune_checkpoints: bool = True,
     ):
+        """``prune_checkpoints=False`` keeps every task's checkpoint folder for whoever owns them
+        (Ray Train uploads each one and deletes the local copy when done)."""
         self.cfg = cfg
+        self.prune_checkpoints = prune_checkpoints
         self.stream = stream
         self.reporters = list(reporters or [])
         self.checkpoint_dir = Path(checkpoint_dir).resolve() if checkpoint_dir else None
@@ -240,7 +244,7 @@ class Engine:
         if self.dist.is_main:
             self.save_checkpoint(target)
             # Keep only the newest boundary: a ResNet-18 checkpoint with AdamW state is ~130 MB.
-            for old in self.checkpoint_dir.glob("task_*"):
+            for old in self.checkpoint_dir.glob("task_*") if self.prune_checkpoints else ():
                 if old != target and old.is_dir():
                     shutil.rmtree(old, ignore_errors=True)
         self.dist.barrier()
@@ -335,7 +339,9 @@ class Engine:
         s.total[t, : t + 1] = total
         s.next_task = t + 1
         s.seconds_per_task.append(time.perf_counter() - task_started)
+        ckpt_started = time.perf_counter()
         ckpt = self._write_task_checkpoint(t)
+        ckpt_seconds = time.perf_counter() - ckpt_started
         mat = s.matrix()
         task_metrics = {
             "task": t,
@@ -343,6 +349,7 @@ class Engine:
             "forgetting": metrics.forgetting(mat),
             "bwt": metrics.bwt(mat),
             "seconds": s.seconds_per_task[-1],
+            "checkpoint_seconds": ckpt_seconds,
         }
         counts = {
             "correct": s.correct[: t + 1].tolist(),

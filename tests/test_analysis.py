@@ -502,3 +502,75 @@ def test_cli_and_batched_reads(mlstore, tmp_path, monkeypatch, capsys):
     for f in ("report.md", "tables.tex", "main_table.csv", "main_table.json", "index.json"):
         assert (tmp_path / "b" / f).is_file(), f
     assert not list((tmp_path / "b").glob("ablation_*"))  # only the chosen sweep
+
+
+@pytest.fixture(scope="module")
+def mlflow_http(mlstore):
+    """The same store behind a real MLflow tracking server on 127.0.0.1 (cluster/mlflow-server.sh)."""
+    import sys
+    from pathlib import Path
+
+    from tests.helpers import free_port, wait_http
+
+    repo = Path(__file__).resolve().parents[1]
+    port = free_port()
+    log = mlstore["tmp"] / "mlflow-server.log"
+    proc = subprocess.Popen(
+        ["bash", str(repo / "cluster" / "mlflow-server.sh")],
+        env={
+            **os.environ,
+            "MLFLOW_PORT": str(port),
+            "MLFLOW_BACKEND_STORE_URI": mlstore["uri"],
+            "MLFLOW_ARTIFACTS_DESTINATION": str(mlstore["tmp"] / "served-artifacts"),
+            "MLFLOW_WORKERS": "1",
+            "MLFLOW_BIN": str(Path(sys.executable).parent / "mlflow"),
+        },
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{url}/health", 120, proc, log)
+        yield url
+    finally:
+        os.killpg(proc.pid, 15)
+        proc.wait(timeout=30)
+
+
+def _shown(report) -> dict[str, list[dict[str, str]]]:
+    return {t.name: [{k: c.shown() for k, c in r.items()} for r in t.rows] for t in report.tables}
+
+
+def test_http_server_gives_the_same_report(built, mlstore, mlflow_http, tmp_path, capsys):
+    """An http:// tracking server and the embedded sqlite store give the same tables, cell for
+    cell, with the same run ids; the CLI takes the server's URL."""
+    optuna_db = f"sqlite:///{mlstore['tmp']}/optuna.db"
+    rc = paper_tables.main(
+        [
+            "--experiment",
+            EXP,
+            "--mlflow-uri",
+            mlflow_http,
+            "--optuna-storage",
+            optuna_db,
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    assert rc == 0, capsys.readouterr().err
+    via_http = paper_tables.build(EXP, tmp_path, mlflow_uri=mlflow_http, optuna_storage=optuna_db)
+    assert _shown(via_http) == _shown(built)
+    for a, b in zip(via_http.tables, built.tables, strict=True):
+        assert a.provenance.get("run_ids") == b.provenance.get("run_ids"), a.name
+    main = _table(via_http, "main_table")
+    runs = _runs(mlstore, f"tags.method = 'pah' and tags.sweep = '{BASE_SWEEP}'")
+    mean, _ = _expect([r.data.metrics["final_avg_acc"] for r in runs])
+    assert main.cell("PAH (ours)", "synthetic:acc").mean == pytest.approx(mean, abs=1e-9)
+    # heatmaps come from each run's acc_matrix.json, read through the server's URL too
+    heatmaps = sorted(p.name for p in (tmp_path / "figures" / "heatmaps").glob("*.png"))
+    assert heatmaps == sorted(p.name for p in (built.out / "figures" / "heatmaps").glob("*.png"))
+    assert len(heatmaps) >= len(runs)
+    # an unknown experiment on the server is the same clear error as on sqlite
+    with pytest.raises(AnalysisError, match="no experiment"):
+        paper_tables.build("no-such-experiment", tmp_path / "x", mlflow_uri=mlflow_http)

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.helpers import free_port, http_get, wait_http
 from tests.test_sweeps import TINY
 
 pytestmark = pytest.mark.slow
@@ -50,12 +51,6 @@ SWEEP_ARGS = [
 # ---------------------------------------------------------------------------------------------
 # Processes: everything the servers start inherits PAHC_TAG, so teardown finds (and kills) exactly
 # their process trees by PID, never by name; other people's Ray and MLflow on this host stay up.
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _tagged_pids(tag: str) -> list[int]:
@@ -115,14 +110,9 @@ def _listening_addresses(pids: set[int]) -> set[str]:
     return addrs
 
 
-def _get(url: str, timeout: float = 30.0) -> bytes:
-    with urllib.request.urlopen(url, timeout=timeout) as r:
-        return r.read()
-
-
 def _api(base: str, path: str, body: dict | None = None) -> dict:
     if body is None:
-        return json.loads(_get(base + path))
+        return json.loads(http_get(base + path))
     req = urllib.request.Request(
         base + path,
         data=json.dumps(body).encode(),
@@ -131,21 +121,6 @@ def _api(base: str, path: str, body: dict | None = None) -> dict:
     )
     with urllib.request.urlopen(req, timeout=30) as r:
         return json.loads(r.read())
-
-
-def _wait_http(url: str, timeout: float, proc: subprocess.Popen, log: Path) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(
-                f"{proc.args} exited ({proc.returncode}):\n{log.read_text()[-3000:]}"
-            )
-        try:
-            _get(url, timeout=5)
-            return
-        except OSError:
-            time.sleep(1)
-    raise AssertionError(f"{url} did not answer in {timeout:.0f} s:\n{log.read_text()[-3000:]}")
 
 
 @pytest.fixture(scope="module")
@@ -171,7 +146,7 @@ def servers(data_root):
     }
     for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_ADDRESS"):
         env.pop(k, None)
-    mlflow_port, dash_port = _free_port(), _free_port()
+    mlflow_port, dash_port = free_port(), free_port()
     mlflow_log = short / "mlflow.log"
     info = {"short": short, "env": env, "tag": tag}
     mlflow_proc = None
@@ -210,7 +185,7 @@ def servers(data_root):
                 "--num-cpus",
                 "4",
                 "--port",
-                str(_free_port()),
+                str(free_port()),
                 "--dashboard-port",
                 str(dash_port),
                 "--dashboard-host",
@@ -218,9 +193,9 @@ def servers(data_root):
                 "--node-ip-address",
                 "127.0.0.1",
                 "--ray-client-server-port",
-                str(_free_port()),
+                str(free_port()),
                 "--dashboard-agent-listen-port",
-                str(_free_port()),
+                str(free_port()),
                 "--temp-dir",
                 str(short / "ray"),
                 "--disable-usage-stats",
@@ -233,7 +208,7 @@ def servers(data_root):
         assert head.returncode == 0, head.stdout + head.stderr
         info["ray_start_output"] = head.stdout + head.stderr
         mlflow_url = f"http://127.0.0.1:{mlflow_port}"
-        _wait_http(f"{mlflow_url}/health", 120, mlflow_proc, mlflow_log)
+        wait_http(f"{mlflow_url}/health", 120, mlflow_proc, mlflow_log)
         info.update(
             mlflow=mlflow_url,
             ray=f"http://127.0.0.1:{dash_port}",
@@ -356,13 +331,13 @@ def test_sweep_job_succeeds_and_mlflow_rest_api_returns_its_runs(servers, sweep)
         metrics = {m["key"]: m["value"] for m in c["data"]["metrics"]}
         assert metrics["tasks_done"] == 1
         q = urllib.parse.urlencode({"path": "acc_matrix.json", "run_uuid": c["info"]["run_id"]})
-        m = json.loads(_get(f"{base}/get-artifact?{q}"))
+        m = json.loads(http_get(f"{base}/get-artifact?{q}"))
         assert len(m["acc_matrix"]) == 1 and 0.0 <= m["acc_matrix"][0][0] <= 1.0
         # The same file through the artifact proxy (what clients use to log and download).
         uri = c["info"]["artifact_uri"]
         assert uri.startswith("mlflow-artifacts:/"), uri
         same = json.loads(
-            _get(
+            http_get(
                 f"{base}/api/2.0/mlflow-artifacts/artifacts/{uri.split(':/', 1)[1].lstrip('/')}/acc_matrix.json"
             )
         )
