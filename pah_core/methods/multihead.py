@@ -34,7 +34,7 @@ class MultiHeadMethod(Method):
     ):
         super().__init__(cfg, spec, device, dist)
         self.model = self.build_model().to(device)
-        self.opt = torch.optim.AdamW(self.param_groups(), weight_decay=cfg.optim.weight_decay)
+        self.opt = self.adamw(self.param_groups())
         self.normalize: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     # -- construction (overridable) --------------------------------------------------------------

@@ -58,17 +58,14 @@ class PAH(Method):
         )
         o = cfg.optim
         net = self.model
-        self.opt = torch.optim.AdamW(
+        self.opt = self.adamw(
             [
                 {"params": list(net.backbone.parameters()), "lr": o.lr_backbone},
                 {"params": list(net.hypernet.parameters()), "lr": o.lr_hypernet},
                 {"params": [net.prototypes], "lr": o.lr_prototypes},
-            ],
-            weight_decay=o.weight_decay,
+            ]
         )
-        self.opt_proto = torch.optim.AdamW(
-            [net.prototypes], lr=o.lr_prototypes, weight_decay=o.weight_decay
-        )
+        self.opt_proto = self.adamw([net.prototypes], lr=o.lr_prototypes)
         self.teacher: PAHNet | None = None
         self._teacher_heads: torch.Tensor | None = None  # (k, C, D), constant during task k
         self._teacher_proto_logits: torch.Tensor | None = None  # (k, C, C), constant during task k
