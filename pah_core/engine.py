@@ -149,9 +149,8 @@ class Engine:
     @torch.no_grad()
     def evaluate_task(self, j: int) -> tuple[int, int]:
         """Exact (correct, total) on task j's test set, summed over ranks with no padded duplicates."""
-        task = self.stream.task(j)
         loader = BatchLoader(
-            task.test,
+            self.stream.test_split(j),
             self.cfg.schedule.eval_batch_size,
             self.normalize,
             self.device,

@@ -90,3 +90,23 @@ def test_last_batch_of_one_is_dropped_for_training_only():
     assert [len(y) for _, y in train] == [16, 16] and len(train) == 2
     evaluation = BatchLoader(s, 16, norm, CPU)
     assert [len(y) for _, y in evaluation] == [16, 16, 1] and len(evaluation) == 3
+
+
+def test_stream_keeps_only_the_current_tasks_training_data():
+    """Old tasks' training images are let go (memory must not grow with tasks); their test splits
+    stay for evaluation, and a task rebuilt later is the same task."""
+    import gc
+    import weakref
+
+    from tests.helpers import tiny_config, tiny_stream
+
+    stream = tiny_stream(tiny_config())
+    first = stream.task(0)
+    train_x, test0 = first.train.x.clone(), stream.test_split(0)
+    gone = weakref.ref(first.train.x)
+    del first
+    stream.task(1)
+    gc.collect()
+    assert gone() is None
+    assert stream.test_split(0) is test0
+    assert torch.equal(stream.task(0).train.x, train_x)

@@ -99,7 +99,11 @@ class TaskStream:
             self.mean, self.std = source.official_mean, source.official_std
         else:
             self.mean, self.std = source.train_mean_std()
-        self._cache: dict[int, Task] = {}
+        # Only the task being trained is kept whole; older tasks keep their test split alone. Keeping
+        # every task would hold a second copy of the training set by the last task (Tiny-ImageNet:
+        # ~120 MB per task), memory that grows with tasks for nothing.
+        self._current: Task | None = None
+        self._tests: dict[int, Split] = {}
 
     def __len__(self) -> int:
         return self.cfg.n_tasks
@@ -125,9 +129,16 @@ class TaskStream:
             raise IndexError(
                 f"task id {t} is out of range: the stream has tasks 0..{len(self) - 1}"
             )
-        if t not in self._cache:
-            self._cache[t] = self._build(t)
-        return self._cache[t]
+        if self._current is None or self._current.task_id != t:
+            self._current = self._build(t)
+            self._tests[t] = self._current.test
+        return self._current
+
+    def test_split(self, t: int) -> Split:
+        """Task t's test split (kept for the whole run: evaluation revisits every seen task)."""
+        if t not in self._tests:
+            self._tests[t] = self._build(t).test
+        return self._tests[t]
 
     def _build(self, t: int) -> Task:
         cfg, src = self.cfg, self.source
