@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -214,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--out", required=True, help="output folder")
     args = p.parse_args(argv)
+    # One progress bar per downloaded acc_matrix.json would bury the summary.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     t0 = time.perf_counter()
     try:
         rep = build(

@@ -192,6 +192,60 @@ def config_note(table: Table, runs: list[RunRecord]) -> list[str]:
     return notes
 
 
+# What makes a result comparable with the paper's table: the data, the backbone and the schedule.
+# Method hyperparameters may differ by design (each method has its own).
+PROTOCOL_KEYS = (
+    "data.n_tasks",
+    "data.classes_per_task",
+    "data.train_per_class",
+    "data.test_per_class",
+    "model.backbone",
+    "model.pretrained",
+    "optim.batch_size",
+    "schedule.epochs_per_task",
+    "schedule.max_tasks",
+)
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def paper_protocol(dataset: str) -> tuple[str, dict[str, str]] | None:
+    """The shipped paper-protocol config of ``dataset`` (configs/<dataset>_pah.yaml) as strings,
+    the way runs log their params; None for datasets the paper has no protocol for."""
+    from pah_core.config import load_config
+
+    path = CONFIGS / f"{dataset}_pah.yaml"
+    if not path.is_file():
+        return None
+    flat = load_config(str(path)).flat()
+    return path.name, {k: str(flat[k]) for k in PROTOCOL_KEYS if k in flat}
+
+
+def protocol_note(table: Table, runs: list[RunRecord], dataset: str) -> list[str]:
+    """A footnote when the runs of a row were not trained under the paper's protocol, naming the
+    differences: their numbers are then not comparable with the reported rows."""
+    proto = paper_protocol(dataset)
+    if proto is None or not runs:
+        return []
+    name, want = proto
+
+    def shown(key: str, value: str) -> str:  # None means "every image" or "every task" there
+        return "all" if value == "None" and key != "model.pretrained" else value
+
+    differ = []
+    for k, v in want.items():
+        got = sorted({r.params.get(k, "?") for r in runs})
+        if got != [v]:
+            differ.append(f"{k}={'/'.join(shown(k, g) for g in got)} (paper {shown(k, v)})")
+    if not differ:
+        return []
+    return [
+        table.note(
+            f"not the paper's protocol ({name}): {', '.join(differ)}; not comparable with the "
+            "reported rows"
+        )
+    ]
+
+
 def provenance(exp: Experiment, runs: Iterable[RunRecord], extra: dict[str, Any] | None = None):
     runs = list(runs)
     return {
@@ -270,7 +324,7 @@ def main_table(exp: Experiment, runs: list[RunRecord], paper: dict[str, Any]) ->
                 continue
             acc = stat(t, group, "final_avg_acc")
             forg = stat(t, group, "final_forgetting")
-            acc.notes += config_note(t, group)
+            acc.notes += config_note(t, group) + protocol_note(t, group, d)
             ours[(m, d)] = acc
             ours[(m, d, "f")] = forg  # type: ignore[index]
             cells[f"{d}:acc"] = acc
@@ -308,7 +362,12 @@ def main_table(exp: Experiment, runs: list[RunRecord], paper: dict[str, Any]) ->
                     cells[f"{d}:{key}"] = Cell(text=DASH, rank=False)
                 else:
                     delta = ourcell.mean - float(str(theirs).split("±")[0])
-                    cells[f"{d}:{key}"] = Cell(mean=delta, text=f"{delta:+.2f}", rank=False)
+                    cells[f"{d}:{key}"] = Cell(
+                        mean=delta,
+                        text=f"{delta:+.2f}",
+                        rank=False,
+                        notes=protocol_note(t, by_method[spec["ours"]].get(d, []), d),
+                    )
             cells[f"{d}:n"] = Cell(text=DASH)
         t.add(cells)
     t.mark_best()
@@ -414,7 +473,9 @@ def ablation_tables(exp: Experiment, runs: list[RunRecord], paper: dict[str, Any
                 }
                 if group:
                     row["acc"] = stat(t, group, "final_avg_acc")
-                    row["acc"].notes += config_note_ablation(t, group)
+                    row["acc"].notes += config_note_ablation(t, group) + protocol_note(
+                        t, group, dataset
+                    )
                     row["forgetting"] = stat(t, group, "final_forgetting")
                 else:
                     gap = t.note("no run of ours with this setting")

@@ -574,3 +574,30 @@ def test_http_server_gives_the_same_report(built, mlstore, mlflow_http, tmp_path
     # an unknown experiment on the server is the same clear error as on sqlite
     with pytest.raises(AnalysisError, match="no experiment"):
         paper_tables.build("no-such-experiment", tmp_path / "x", mlflow_uri=mlflow_http)
+
+
+def test_rows_off_the_paper_protocol_say_so():
+    """Our rows trained under another protocol than configs/<dataset>_pah.yaml carry a footnote
+    naming the differences; rows under the paper's protocol carry none."""
+    from analysis.tables import CONFIGS, Table, protocol_note
+    from pah_core.config import load_config
+
+    cfg = load_config(str(CONFIGS / "cifar100_pah.yaml"))
+    paper = {k: str(v) for k, v in cfg.flat().items()}
+
+    def run(i, **changes):
+        params = {**paper, "run.seed": str(i), **changes}
+        return store.RunRecord(f"r{i}", f"r{i}", "FINISHED", params, {}, {}, "")
+
+    t = Table("t", "t", [])
+    assert protocol_note(t, [run(0), run(1)], "cifar100") == []
+    assert protocol_note(t, [run(0)], "synthetic") == []  # no paper protocol for it
+    (marker,) = protocol_note(
+        t,
+        [run(0, **{"model.backbone": "small_cnn"}), run(1, **{"schedule.max_tasks": "4"})],
+        "cifar100",
+    )
+    text = t.notes[marker]
+    assert "model.backbone=resnet18/small_cnn (paper resnet18)" in text
+    assert "schedule.max_tasks=4/all (paper all)" in text
+    assert "not comparable" in text and "data.n_tasks" not in text
