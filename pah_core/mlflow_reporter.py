@@ -198,7 +198,9 @@ class MLflowReporter(Reporter):
             },
             "acc_matrix.json",
         )
-        rows = [(i, j, float(matrix[i, j])) for i in range(matrix.shape[0]) for j in range(i + 1)]
+        # MLflow appends to an existing table artifact: log this task's row only, so the table ends
+        # with each (train_task, eval_task) cell once.
+        rows = [(t, j, float(matrix[t, j])) for j in range(t + 1)]
         self.client.log_table(
             self.run_id,
             data={

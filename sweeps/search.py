@@ -251,6 +251,10 @@ def _init_ray(address: str | None) -> None:
     env["RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"] = os.environ.get(
         "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "600"
     )
+    # The per-task long table is appended to (MLflow downloads it first): no progress bar per task.
+    env["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = os.environ.get(
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false"
+    )
     runtime_env = {"env_vars": env}
     if address:
         ray.init(address=address, runtime_env=runtime_env)

@@ -601,3 +601,21 @@ def test_rows_off_the_paper_protocol_say_so():
     assert "model.backbone=resnet18/small_cnn (paper resnet18)" in text
     assert "schedule.max_tasks=4/all (paper all)" in text
     assert "not comparable" in text and "data.n_tasks" not in text
+
+
+def test_long_accuracy_table_has_each_cell_once(mlstore):
+    """acc_matrix_table.json (MLflow appends to tables) holds each (train, eval) cell exactly once,
+    with the values of acc_matrix.json."""
+    import mlflow.artifacts
+
+    runs = _runs(mlstore, f"tags.method = 'pah' and tags.sweep = '{BASE_SWEEP}'")
+    for r in runs:
+        table = mlflow.artifacts.load_dict(f"{r.info.artifact_uri}/acc_matrix_table.json")
+        matrix = mlflow.artifacts.load_dict(f"{r.info.artifact_uri}/acc_matrix.json")["acc_matrix"]
+        cols = table["columns"]
+        cells = [dict(zip(cols, row, strict=True)) for row in table["data"]]
+        keys = [(c["train_task"], c["eval_task"]) for c in cells]
+        n = len(matrix)
+        assert sorted(keys) == [(i, j) for i in range(n) for j in range(i + 1)]
+        for c in cells:
+            assert c["acc"] == pytest.approx(matrix[c["train_task"]][c["eval_task"]])
