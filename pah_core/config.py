@@ -54,7 +54,12 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     backbone: Literal["resnet18", "resnet18_cifar", "small_cnn"] = "resnet18"
+    # The paper's backbone is ImageNet-pretrained (the official code always passes pretrained=True);
+    # false here so that a run works offline. With pretrained=true the weights come from
+    # pretrained_path (a torchvision state dict on local disk, for clusters without internet) or,
+    # when that is null, torchvision's download cache.
     pretrained: bool = False
+    pretrained_path: str | None = None
     prototype_size: int = 10
     prototype_channels: int = 1
     # semantic_crop: centre crop of the held-out image (official code); semantic_resize: the whole
@@ -64,6 +69,11 @@ class ModelConfig:
     prototype_input: Literal["native", "resize"] = "native"
     hyper_width: int = 16
     hyper_depth: int = 1
+    # BatchNorm in PAH's prototype pass (L_sp; student and teacher alike). running: the running
+    # statistics, all old tasks' prototypes in one batched pass, and prototype batches never shift
+    # the statistics used at test; batch: each task's C prototypes form one batch and use its
+    # statistics, as the official code (BatchNorm in train mode everywhere).
+    prototype_bn: Literal["running", "batch"] = "running"
 
 
 @dataclass
@@ -154,7 +164,8 @@ class ScheduleConfig:
     epochs_per_task: int = 15
     eval_batch_size: int = 500
     # eval: BatchNorm running statistics at test (default); train: batch statistics at test, as the
-    # official code (which never calls model.eval()).
+    # official code (which never calls model.eval()): each task's test images in shuffled batches of
+    # optim.batch_size, seeded by run.seed and the task ids (eval_batch_size applies to eval only).
     eval_bn: Literal["eval", "train"] = "eval"
     # Stop after this many tasks of the stream (None: all); the split itself is unchanged.
     max_tasks: int | None = None
@@ -252,6 +263,13 @@ def validate(cfg: Config) -> Config:
     _check(
         m.prototype_channels in (1, 3), "model.prototype_channels", m.prototype_channels, "1 or 3"
     )
+    if m.pretrained_path is not None:
+        _check(
+            m.pretrained,
+            "model.pretrained_path",
+            m.pretrained_path,
+            "only with model.pretrained=true (set it, or drop pretrained_path)",
+        )
     _check(m.hyper_width > 0, "model.hyper_width", m.hyper_width, "an integer > 0")
     _check(m.hyper_depth >= 0, "model.hyper_depth", m.hyper_depth, "an integer >= 0")
     methods = registered_methods()

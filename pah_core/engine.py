@@ -19,9 +19,10 @@ import torch
 
 from pah_core import metrics
 from pah_core.config import Config
-from pah_core.data import Augment, BatchLoader, Normalize, TaskStream
+from pah_core.data import Augment, BatchLoader, Normalize, Split, TaskStream
 from pah_core.distributed import LOCAL, Distributed
 from pah_core.methods import Method, build_method
+from pah_core.models import batchnorm_mode
 from pah_core.reporters import Reporter
 
 CHECKPOINT_FILE = "state.pt"
@@ -32,6 +33,8 @@ RESUME_FREE_KEYS = {
     "data.download",
     "data.cache_dir",
     "run.device",
+    # Pretrained weights only initialise a run; a resumed run takes every weight from its checkpoint.
+    "model.pretrained_path",
     "run.threads",
     "run.checkpoint",
     "run.progress",
@@ -146,18 +149,39 @@ class Engine:
 
     # -- evaluation -----------------------------------------------------------------------------
 
-    @torch.no_grad()
-    def evaluate_task(self, j: int) -> tuple[int, int]:
-        """Exact (correct, total) on task j's test set, summed over ranks with no padded duplicates."""
-        loader = BatchLoader(
-            self.stream.test_split(j),
-            self.cfg.schedule.eval_batch_size,
+    def eval_batches(self, j: int, after: int) -> BatchLoader:
+        """Task j's test images as evaluated after task ``after``.
+
+        ``eval_bn=eval``: running statistics, so batching cannot change a prediction; batches of
+        ``eval_batch_size`` in the stream's content order. ``eval_bn=train`` (official protocol):
+        batch statistics, so each prediction depends on its batch; as the official code, shuffled
+        batches of ``optim.batch_size``, here from a generator seeded by (run.seed, after, j), so
+        that the test file's class-sorted order never reaches a batch and every run is reproducible.
+        """
+        split = self.stream.test_split(j)
+        batch_size = self.cfg.schedule.eval_batch_size
+        if self.cfg.schedule.eval_bn == "train":
+            g = torch.Generator().manual_seed(
+                self.cfg.run.seed * 1_000_003 + after * 1_009 + j + 17
+            )
+            perm = torch.randperm(len(split), generator=g)
+            split = Split(x=split.x[perm], y=split.y[perm])
+            batch_size = self.cfg.optim.batch_size
+        return BatchLoader(
+            split,
+            batch_size,
             self.normalize,
             self.device,
             shard=(self.dist.rank, self.dist.world_size),
+            # Batch statistics need 2+ images per batch: a last batch of one joins the one before.
+            merge_tail_below=2,
         )
+
+    @torch.no_grad()
+    def evaluate_task(self, j: int, after: int | None = None) -> tuple[int, int]:
+        """Exact (correct, total) on task j's test set, summed over ranks with no padded duplicates."""
         counts = torch.zeros(2, dtype=torch.int64, device=self.device)
-        for x, y in loader:
+        for x, y in self.eval_batches(j, j if after is None else after):
             pred = self.method.predict(x, j).argmax(dim=-1)
             counts[0] += (pred == y).sum()
             counts[1] += y.numel()
@@ -167,11 +191,10 @@ class Engine:
     def evaluate_seen(self, t: int) -> tuple[list[int], list[int]]:
         model = self.method.model
         # "eval": running statistics (default); "train": batch statistics, as the official code.
-        model.train(self.cfg.schedule.eval_bn == "train")
-        try:
-            results = [self.evaluate_task(j) for j in range(t + 1)]
-        finally:
-            model.train(True)
+        # Test batches never update the running statistics (batchnorm_mode restores them).
+        bn = "batch" if self.cfg.schedule.eval_bn == "train" else "running"
+        with batchnorm_mode(model, bn):
+            results = [self.evaluate_task(j, after=t) for j in range(t + 1)]
         return [c for c, _ in results], [n for _, n in results]
 
     # -- checkpoints ----------------------------------------------------------------------------

@@ -43,12 +43,30 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "proto_input_resize": {"model.prototype_input": "resize"},
     # The poster's 1/(k-1) mean over old tasks instead of the official code's sum (the default).
     "kl_mean": {"method.pah.old_task_reduction": "mean"},
-    # The official code's choices where it differs from the paper text (pah-method.md section 7).
+    # Every choice of the official code (pah-method.md sections 1.4, 1.5 and 7), also those that
+    # equal our defaults, so the variant stays official whatever the base config says. Pretraining
+    # and the schedule are the protocol's, not the method's: they come from the base config.
     "official_code": {
         "method.pah.kl_direction": "student_teacher",
         "method.pah.old_task_reduction": "sum",
-        "schedule.eval_bn": "train",
         "method.pah.proto_step_keeps_main_grad": True,
+        "method.pah.temperature": 2.0,
+        "method.pah.lambda_sm": 0.5,
+        "method.pah.lambda_sp": 1.0,
+        "schedule.eval_bn": "train",
+        "model.prototype_bn": "batch",
+        "model.prototype_init": "semantic_crop",
+        "model.prototype_input": "native",
+        "model.prototype_size": 10,
+        "model.prototype_channels": 1,
+        "model.hyper_width": 16,
+        "model.hyper_depth": 1,
+        "data.augment": False,
+        "data.normalization": "official",
+        "optim.lr_backbone": 1e-4,
+        "optim.lr_hypernet": 1e-3,
+        "optim.lr_prototypes": 1e-3,
+        "optim.weight_decay": 0.01,
     },
 }
 DEFAULT_VARIANTS = [

@@ -577,12 +577,13 @@ def test_http_server_gives_the_same_report(built, mlstore, mlflow_http, tmp_path
 
 
 def test_rows_off_the_paper_protocol_say_so():
-    """Our rows trained under another protocol than configs/<dataset>_pah.yaml carry a footnote
-    naming the differences; rows under the paper's protocol carry none."""
+    """Our rows trained under another protocol than the paper's (configs/<dataset>_pah.yaml with an
+    ImageNet-pretrained backbone) carry a footnote naming the differences; rows under the paper's
+    protocol carry none."""
     from analysis.tables import CONFIGS, Table, protocol_note
     from pah_core.config import load_config
 
-    cfg = load_config(str(CONFIGS / "cifar100_pah.yaml"))
+    cfg = load_config(str(CONFIGS / "cifar100_pah.yaml"), {"model.pretrained": True})
     paper = {k: str(v) for k, v in cfg.flat().items()}
 
     def run(i, **changes):
@@ -601,6 +602,9 @@ def test_rows_off_the_paper_protocol_say_so():
     assert "model.backbone=resnet18/small_cnn (paper resnet18)" in text
     assert "schedule.max_tasks=4/all (paper all)" in text
     assert "not comparable" in text and "data.n_tasks" not in text
+    # The shipped config trains from scratch (offline); the paper's backbone is pretrained.
+    (marker,) = protocol_note(t, [run(0, **{"model.pretrained": "False"})], "cifar100")
+    assert "model.pretrained=False (paper True)" in t.notes[marker]
 
 
 def test_long_accuracy_table_has_each_cell_once(mlstore):

@@ -77,6 +77,7 @@ class BatchLoader:
         drop_last: bool = False,
         shard: tuple[int, int] = (0, 1),
         min_last_batch: int = 1,
+        merge_tail_below: int = 0,
     ):
         self.x = split.x.to(device, non_blocking=True)
         self.y = split.y.to(device, non_blocking=True)
@@ -89,6 +90,8 @@ class BatchLoader:
         self.rank, self.world = shard
         # Training passes 2: BatchNorm in train mode cannot normalise a last batch of one image.
         self.min_last_batch = min_last_batch
+        # Evaluation must see every image: a last batch smaller than this joins the one before.
+        self.merge_tail_below = merge_tail_below
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -111,7 +114,13 @@ class BatchLoader:
             if self.shuffle
             else (n * (self.rank + 1) // self.world - n * self.rank // self.world)
         )
-        return len(range(0, self._stop(n), self.batch_size))
+        return len(self._starts(n))
+
+    def _starts(self, n: int) -> list[int]:
+        starts = list(range(0, self._stop(n), self.batch_size))
+        if len(starts) > 1 and self._stop(n) - starts[-1] < self.merge_tail_below:
+            starts.pop()
+        return starts
 
     def _stop(self, n: int) -> int:
         tail = n % self.batch_size
@@ -122,8 +131,11 @@ class BatchLoader:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
         index = self._indices(g).to(self.x.device)
-        for start in range(0, self._stop(len(index)), self.batch_size):
-            idx = index[start : start + self.batch_size]
+        stop = self._stop(len(index))
+        starts = self._starts(len(index))
+        for i, start in enumerate(starts):
+            end = starts[i + 1] if i + 1 < len(starts) else stop
+            idx = index[start:end]
             x = self.x[idx]
             if self.augment is not None:
                 x = random_crop(x, self.augment.crop_padding, g)

@@ -3,11 +3,14 @@
 Each task owns ``classes_per_task`` original labels, remapped to 0..C-1. One training image per class
 is held out for prototype initialisation and removed from that task's training set, as the official
 code does. Everything random here is drawn from generators seeded by the config, so a stream is a
-pure function of (source, config).
+pure function of (source, config). A task's test split is also independent of the order of the
+source's test file (CIFAR-100's is sorted by class): its images are taken and kept in content
+order, so shuffling the file changes no evaluation.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import torch
@@ -68,6 +71,28 @@ def _per_class_subset(
             idx = idx[torch.randperm(len(idx), generator=g)[:limit]].sort().values
         picks.append(idx)
     return picks
+
+
+def content_order(x: torch.Tensor) -> torch.Tensor:
+    """Indices that sort images by a hash of their pixels: an order that depends on content alone."""
+    rows = x.contiguous().numpy().reshape(len(x), -1)
+    keys = [hashlib.blake2b(row.tobytes(), digest_size=8).digest() for row in rows]
+    return torch.tensor(sorted(range(len(keys)), key=keys.__getitem__), dtype=torch.long)
+
+
+def _test_subset(
+    images: torch.Tensor, labels: torch.Tensor, classes: list[int], limit: int | None, g
+) -> torch.Tensor:
+    """Test indices of ``classes``, class by class in task order, each class in content order
+    (at most ``limit`` per class, chosen at random from that order)."""
+    picks = []
+    for c in classes:
+        idx = torch.nonzero(labels == c, as_tuple=True)[0]
+        idx = idx[content_order(images[idx])]
+        if limit is not None and limit < len(idx):
+            idx = idx[torch.randperm(len(idx), generator=g)[:limit].sort().values]
+        picks.append(idx)
+    return torch.cat(picks)
 
 
 class TaskStream:
@@ -163,9 +188,7 @@ class TaskStream:
         train_index = torch.cat(train_idx).sort().values
         val_index = torch.cat(val_idx).sort().values
         prototype_index = torch.stack(proto_idx)
-        test_index = (
-            torch.cat(_per_class_subset(src.test_y, classes, cfg.test_per_class, g)).sort().values
-        )
+        test_index = _test_subset(src.test_x, src.test_y, classes, cfg.test_per_class, g)
 
         def split(x: torch.Tensor, y: torch.Tensor, index: torch.Tensor) -> Split:
             return Split(x=x[index].contiguous(), y=local[y[index]])

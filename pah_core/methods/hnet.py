@@ -40,15 +40,11 @@ class HNET(MultiHeadMethod):
         )
 
     def build_model(self) -> HyperHeadNet:
-        m = self.cfg.model
         return HyperHeadNet(
-            m.backbone,
-            m.pretrained,
+            self.cfg.model,
             self.spec.n_tasks,
             self.spec.classes_per_task,
             self.cfg.method.hnet.emb_dim,
-            m.hyper_width,
-            m.hyper_depth,
         )
 
     def param_groups(self) -> list[dict[str, Any]]:

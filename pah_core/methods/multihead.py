@@ -40,10 +40,7 @@ class MultiHeadMethod(Method):
     # -- construction (overridable) --------------------------------------------------------------
 
     def build_model(self) -> TaskHeadNet:
-        m = self.cfg.model
-        return LinearHeadsNet(
-            m.backbone, m.pretrained, self.spec.n_tasks, self.spec.classes_per_task
-        )
+        return LinearHeadsNet(self.cfg.model, self.spec.n_tasks, self.spec.classes_per_task)
 
     def param_groups(self) -> list[dict[str, Any]]:
         o = self.cfg.optim

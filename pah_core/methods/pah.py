@@ -5,42 +5,27 @@ Per batch of task k (see ../shared/reference/pah-method.md, section 1.5):
    CE(f_k(x | k), y) + lambda_sm * L_sm, with L_sm the distillation of the frozen teacher's old heads
    on the current images;
 2. prototype step over the prototypes only: lambda_sp * L_sp, the distillation of the teacher's
-   outputs on the old tasks' prototypes (fed as images through the old generated heads).
+   outputs on the old tasks' prototypes (fed as images through the old generated heads). With
+   ``proto_step_keeps_main_grad`` (official code) the step also carries the main step's prototype
+   gradient and is taken on every batch, the first task's included.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from pah_core.config import Config
 from pah_core.data import StreamSpec, Task
 from pah_core.distributed import LOCAL, Distributed
 from pah_core.losses import distillation_kl
-from pah_core.models import PAHNet
+from pah_core.models import PAHNet, batchnorm_mode
 
 from .base import Method, register
-
-
-@contextlib.contextmanager
-def bn_eval(module: nn.Module) -> Iterator[None]:
-    """BatchNorm layers in eval mode (running statistics) for the duration; the rest unchanged."""
-    bns = [
-        m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training
-    ]
-    for m in bns:
-        m.eval()
-    try:
-        yield
-    finally:
-        for m in bns:
-            m.train()
 
 
 @register
@@ -69,7 +54,6 @@ class PAH(Method):
         self.teacher: PAHNet | None = None
         self._teacher_heads: torch.Tensor | None = None  # (k, C, D), constant during task k
         self._teacher_proto_logits: torch.Tensor | None = None  # (k, C, C), constant during task k
-        self._official_bn = cfg.schedule.eval_bn == "train"
 
     # -- task boundaries ------------------------------------------------------------------------
 
@@ -138,15 +122,15 @@ class PAH(Method):
 
     def prototype_logits(self, net: PAHNet, t: int) -> torch.Tensor:
         """Logits (t, C, C) of every old task's prototypes through that task's generated head."""
-        if self._official_bn:
+        if self.cfg.model.prototype_bn == "batch":
             # As the official code: one forward per old task, so each task's C prototypes form one
-            # BatchNorm batch (batch statistics, train mode).
-            return torch.stack([net(net.prototype_images(j), j) for j in range(t)])
+            # BatchNorm batch and are normalised by its statistics.
+            with batchnorm_mode(net, "batch"):
+                return torch.stack([net(net.prototype_images(j), j) for j in range(t)])
         # Running statistics make the pass independent of batching: all old tasks' prototypes go
-        # through the backbone together (one forward and one backward per step instead of t), and
-        # 10 prototype images never shift the statistics used at test.
+        # through the backbone together (one forward and one backward per step instead of t).
         c = net.classes_per_task
-        with bn_eval(net):
+        with batchnorm_mode(net, "running"):
             images = torch.cat([net.prototype_images(j) for j in range(t)])
             feats = net.features(images).view(t, c, -1)
         return torch.einsum("tcd,tkd->tck", feats, net.heads(range(t)))
@@ -172,17 +156,21 @@ class PAH(Method):
         )
         self.opt.step()
 
-        if self._uses_sp(t):
-            l_sp = self.prototype_loss(t)
-            # Only the prototypes get this gradient: autograd.grad skips the weight gradients of the
-            # backbone and hypernetwork that a full backward() would compute and throw away.
-            (grad,) = torch.autograd.grad(self.p.lambda_sp * l_sp, [net.prototypes])
-            if main_proto_grad is not None:
-                grad = grad + main_proto_grad
+        # The official code steps the prototype optimiser on every batch with the main step's
+        # prototype gradient still in place, so that step exists even where L_sp is zero (task 0).
+        if self._uses_sp(t) or main_proto_grad is not None:
+            grad = main_proto_grad
+            if self._uses_sp(t):
+                l_sp = self.prototype_loss(t)
+                # Only the prototypes get this gradient: autograd.grad skips the weight gradients of
+                # the backbone and hypernetwork that a full backward() would compute and throw away.
+                (sp_grad,) = torch.autograd.grad(self.p.lambda_sp * l_sp, [net.prototypes])
+                grad = sp_grad if grad is None else grad + sp_grad
+                stats["loss_sp"] = float(l_sp.detach())
             net.prototypes.grad = grad
-            self.dist.sync_grads([net.prototypes])
+            if self._uses_sp(t):
+                self.dist.sync_grads([net.prototypes])  # main_proto_grad is synced already
             self.opt_proto.step()
-            stats["loss_sp"] = float(l_sp.detach())
         return stats
 
     # -- inference and state --------------------------------------------------------------------

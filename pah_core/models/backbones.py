@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from pah_core.config import ModelConfig
 
 
 class BackboneError(RuntimeError):
@@ -50,18 +54,72 @@ def use_centre_tap_convs(module: nn.Module) -> nn.Module:
     return module
 
 
-def _resnet18(pretrained: bool) -> nn.Module:
+def load_state_dict_file(path: str | Path, net: nn.Module) -> None:
+    """Load a local torchvision state dict into ``net``; tensors only (``weights_only``), so a file
+    from a shared folder cannot run code. Errors name the file and what did not fit."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise BackboneError(
+            f"model.pretrained_path = {str(p)!r}: no such file. Point it at a torchvision ResNet-18 "
+            "state dict (e.g. resnet18-f37072fd.pth from download.pytorch.org/models)"
+        )
+    try:
+        state = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - a pickle with code, a truncated file, not a torch file
+        raise BackboneError(
+            f"model.pretrained_path = {str(p)!r} could not be read as a tensors-only state dict "
+            f"({type(e).__name__}: {str(e).splitlines()[0][:200]})"
+        ) from e
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]  # the common {"state_dict": ...} wrapper
+    expected = net.state_dict()
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise BackboneError(
+            f"model.pretrained_path = {str(p)!r} holds a {type(state).__name__}, not a state dict of "
+            f"tensors; expected torchvision ResNet-18 keys such as {', '.join(list(expected)[:3])}"
+        )
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [
+        f"{k} {tuple(state[k].shape)} (expected {tuple(v.shape)})"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
+    if missing or unexpected or shapes:
+
+        def few(keys: list[str]) -> str:
+            return ", ".join(keys[:5]) + (f" (+{len(keys) - 5} more)" if len(keys) > 5 else "")
+
+        problems = [
+            f"missing keys {few(missing)}" if missing else "",
+            f"unexpected keys {few(unexpected)}" if unexpected else "",
+            f"shape mismatches {few(shapes)}" if shapes else "",
+        ]
+        raise BackboneError(
+            f"model.pretrained_path = {str(p)!r} does not fit torchvision's ResNet-18: "
+            f"{'; '.join(x for x in problems if x)}. Expected the {len(expected)} keys of "
+            "torchvision.models.resnet18().state_dict() (conv1.weight, bn1.*, layer1..4.*, fc.*)"
+        )
+    net.load_state_dict(state)
+
+
+def _resnet18(pretrained: bool, pretrained_path: str | None = None) -> nn.Module:
     from torchvision.models import ResNet18_Weights, resnet18
 
     if not pretrained:
         return resnet18(weights=None)
+    if pretrained_path is not None:
+        net = resnet18(weights=None)
+        load_state_dict_file(pretrained_path, net)
+        return net
     try:
         return resnet18(weights=ResNet18_Weights.IMAGENET1K_V1)
     except Exception as e:  # noqa: BLE001 - network, disk or hash failure: one piece of advice
         raise BackboneError(
             f"could not load the ImageNet-pretrained ResNet-18 weights ({type(e).__name__}: {e}). Put "
             f"'{ResNet18_Weights.IMAGENET1K_V1.url.rsplit('/', 1)[-1]}' into $TORCH_HOME/hub/checkpoints "
-            "(default ~/.cache/torch/hub/checkpoints) on this machine, or set model.pretrained=false."
+            "(default ~/.cache/torch/hub/checkpoints) on this machine, set model.pretrained_path to a "
+            "local copy, or set model.pretrained=false."
         ) from e
 
 
@@ -72,9 +130,11 @@ class ResNet18Features(nn.Module):
 
     feature_dim = 512
 
-    def __init__(self, stem: str = "imagenet", pretrained: bool = False):
+    def __init__(
+        self, stem: str = "imagenet", pretrained: bool = False, pretrained_path: str | None = None
+    ):
         super().__init__()
-        net = _resnet18(pretrained)
+        net = _resnet18(pretrained, pretrained_path)
         if stem == "cifar":
             net.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
             net.maxpool = nn.Identity()
@@ -108,11 +168,12 @@ class SmallCNN(nn.Module):
         return self.body(x).mean(dim=(2, 3))
 
 
-def build_backbone(name: str, pretrained: bool = False) -> nn.Module:
+def build_backbone(model: ModelConfig) -> nn.Module:
+    name, pretrained = model.backbone, model.pretrained
     if name == "resnet18":
-        return ResNet18Features("imagenet", pretrained)
+        return ResNet18Features("imagenet", pretrained, model.pretrained_path)
     if name == "resnet18_cifar":
-        return ResNet18Features("cifar", pretrained)
+        return ResNet18Features("cifar", pretrained, model.pretrained_path)
     if name == "small_cnn":
         if pretrained:
             raise BackboneError(

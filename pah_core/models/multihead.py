@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from pah_core.config import ModelConfig
+
 from .backbones import build_backbone
 from .hypernet import HyperMLP
 
@@ -17,11 +19,11 @@ from .hypernet import HyperMLP
 class TaskHeadNet(nn.Module):
     """A shared backbone; subclasses add the per-task heads."""
 
-    def __init__(self, backbone: str, pretrained: bool, n_tasks: int, classes_per_task: int):
+    def __init__(self, model: ModelConfig, n_tasks: int, classes_per_task: int):
         super().__init__()
         self.n_tasks = n_tasks
         self.classes_per_task = classes_per_task
-        self.backbone = build_backbone(backbone, pretrained)
+        self.backbone = build_backbone(model)
         self.feature_dim = int(self.backbone.feature_dim)
 
     def check_task(self, t: int) -> None:
@@ -58,8 +60,8 @@ class TaskHeadNet(nn.Module):
 class LinearHeadsNet(TaskHeadNet):
     """Backbone + ``nn.ModuleList`` of per-task ``Linear(D, C)`` heads."""
 
-    def __init__(self, backbone: str, pretrained: bool, n_tasks: int, classes_per_task: int):
-        super().__init__(backbone, pretrained, n_tasks, classes_per_task)
+    def __init__(self, model: ModelConfig, n_tasks: int, classes_per_task: int):
+        super().__init__(model, n_tasks, classes_per_task)
         self.heads = nn.ModuleList(
             nn.Linear(self.feature_dim, classes_per_task) for _ in range(n_tasks)
         )
@@ -77,21 +79,18 @@ class HyperHeadNet(TaskHeadNet):
 
     def __init__(
         self,
-        backbone: str,
-        pretrained: bool,
+        model: ModelConfig,
         n_tasks: int,
         classes_per_task: int,
         emb_dim: int,
-        hyper_width: int,
-        hyper_depth: int,
     ):
-        super().__init__(backbone, pretrained, n_tasks, classes_per_task)
+        super().__init__(model, n_tasks, classes_per_task)
         # N(0, 1) task embeddings, as hypnettorch's default.
         self.embeddings = nn.ParameterList(
             nn.Parameter(torch.randn(emb_dim)) for _ in range(n_tasks)
         )
         self.hypernet = HyperMLP(
-            emb_dim, classes_per_task * self.feature_dim, hyper_width, hyper_depth
+            emb_dim, classes_per_task * self.feature_dim, model.hyper_width, model.hyper_depth
         )
 
     def heads(self, tasks: list[int] | range, detach_embeddings: bool = False) -> torch.Tensor:

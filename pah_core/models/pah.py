@@ -27,7 +27,7 @@ class PAHNet(nn.Module):
         self.proto_size = cfg.prototype_size
         self.proto_channels = cfg.prototype_channels
         self.proto_input = cfg.prototype_input
-        self.backbone = build_backbone(cfg.backbone, cfg.pretrained)
+        self.backbone = build_backbone(cfg)
         self.feature_dim = int(self.backbone.feature_dim)
         s, ch, c = cfg.prototype_size, cfg.prototype_channels, classes_per_task
         # All tasks' prototypes in one table, as the official nn.Embedding(num_tasks, C*ch*s*s).
