@@ -7,6 +7,7 @@ behind ``Method`` and results leave through ``Reporter`` events.
 from __future__ import annotations
 
 import os
+import pickle
 import random
 import shutil
 import time
@@ -26,6 +27,9 @@ from pah_core.models import batchnorm_mode
 from pah_core.reporters import Reporter
 
 CHECKPOINT_FILE = "state.pt"
+# 2: tensors and plain Python data only, loaded with torch.load(weights_only=True), so a checkpoint
+# from a shared folder or bucket cannot run code. 1 (before): pickled numpy state, refused.
+CHECKPOINT_FORMAT = 2
 # Config keys that may differ between a checkpoint and the run resuming it: they change where or
 # how fast things run, never the numbers.
 RESUME_FREE_KEYS = {
@@ -82,10 +86,18 @@ class RunState:
 
 
 def _rng_state() -> dict[str, Any]:
+    """Every generator's state as tensors and plain data (what weights_only loading accepts)."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
     state = {
         "torch": torch.get_rng_state(),
         "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "numpy": {
+            "name": str(name),
+            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
     }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -95,7 +107,16 @@ def _rng_state() -> dict[str, Any]:
 def _set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    n = state["numpy"]
+    np.random.set_state(
+        (
+            n["name"],
+            n["keys"].numpy().astype(np.uint32),
+            n["pos"],
+            n["has_gauss"],
+            n["cached_gaussian"],
+        )
+    )
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
@@ -107,6 +128,37 @@ def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[s
         for k in sorted(keys)
         if saved.get(k) != current.get(k)
     ]
+
+
+def read_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
+    """A checkpoint's payload, read without running code: tensors and plain data only."""
+    try:
+        payload = torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as e:
+        # torch names what it blocked ("Trying to load unsupported GLOBAL posix.system ..."); torch's
+        # own advice (weights_only=False) is exactly what must not be done here, so it is not shown.
+        blocked = [ln.strip() for ln in str(e).splitlines() if "GLOBAL" in ln]
+        if not blocked:
+            raise CheckpointError(
+                f"checkpoint {path} could not be read: not a torch checkpoint, or truncated"
+            ) from e
+        raise CheckpointError(
+            f"checkpoint {path} refused: it holds objects other than tensors and plain data, which "
+            "could run code when loaded (a tampered file, or one written before checkpoint format "
+            f"{CHECKPOINT_FORMAT}). Load checkpoints written by this version of pah-platform only, "
+            f"or start a new run. ({blocked[0][:200]})"
+        ) from e
+    except Exception as e:  # noqa: BLE001 - truncated, not a torch file, unreadable
+        raise CheckpointError(
+            f"checkpoint {path} could not be read ({type(e).__name__}: {str(e)[:300]})"
+        ) from e
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
+        raise CheckpointError(
+            f"checkpoint {path} is not a pah-platform checkpoint of format {CHECKPOINT_FORMAT} "
+            f"(found {found!r}): start a new run, or resume with the version that wrote it"
+        )
+    return payload
 
 
 class Engine:
@@ -202,13 +254,13 @@ class Engine:
     def checkpoint_payload(self) -> dict[str, Any]:
         s = self.state
         return {
-            "format": 1,
+            "format": CHECKPOINT_FORMAT,
             "config": self.cfg.flat(),
             "method": self.cfg.method.name,
             "dataset_fingerprint": self.stream.spec.fingerprint,
             "next_task": s.next_task,
-            "correct": s.correct,
-            "total": s.total,
+            "correct": torch.from_numpy(s.correct),
+            "total": torch.from_numpy(s.total),
             "seconds_per_task": s.seconds_per_task,
             "train_images": s.train_images,
             "train_seconds": s.train_seconds,
@@ -231,12 +283,7 @@ class Engine:
             raise CheckpointError(
                 f"no checkpoint at {p}: pass a task_NN folder written by a previous run, or its {CHECKPOINT_FILE}"
             )
-        try:
-            payload = torch.load(p, map_location=self.device, weights_only=False)
-        except Exception as e:  # noqa: BLE001
-            raise CheckpointError(
-                f"checkpoint {p} could not be read ({type(e).__name__}: {e})"
-            ) from e
+        payload = read_checkpoint(p, self.device)
         diffs = config_differences(payload.get("config", {}), self.cfg.flat())
         if diffs:
             raise CheckpointError(
@@ -251,7 +298,7 @@ class Engine:
         self.method.load_state_dict(payload["method_state"])
         s = self.state
         s.next_task = int(payload["next_task"])
-        s.correct, s.total = np.asarray(payload["correct"]), np.asarray(payload["total"])
+        s.correct, s.total = payload["correct"].cpu().numpy(), payload["total"].cpu().numpy()
         s.seconds_per_task = list(payload["seconds_per_task"])
         s.train_images, s.train_seconds = (
             int(payload["train_images"]),

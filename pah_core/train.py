@@ -7,6 +7,8 @@ counts) and DIR/checkpoints/task_NN/state.pt at each task boundary; ``--resume``
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -37,9 +39,46 @@ def _parser() -> argparse.ArgumentParser:
         "--resume-from", metavar="CHECKPOINT", help="continue from this task_NN checkpoint folder"
     )
     p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run already in OUT (its results.json and checkpoints are deleted)",
+    )
+    p.add_argument(
         "--list-methods", action="store_true", help="list the available methods and exit"
     )
     return p
+
+
+# Pseudo-filesystems: writing a run there fails late or does something else entirely.
+_NOT_STORAGE = ("/proc", "/sys", "/dev")
+
+
+class OutputError(ValueError):
+    pass
+
+
+def check_output_dir(out: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse an --out that cannot hold a run, or that holds one the user did not ask to touch;
+    checked before any data is loaded or anything is written."""
+    if any(out == Path(p) or Path(p) in out.parents for p in _NOT_STORAGE):
+        raise OutputError(
+            f"--out {out} is under a system pseudo-filesystem: choose a normal folder"
+        )
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"--out {out} is an existing file, not a folder: choose another --out")
+    existing = next((p for p in (out, *out.parents) if p.exists()), None)
+    if existing is None or not existing.is_dir():
+        raise OutputError(f"--out {out}: {existing} is a file, so the folder cannot be created")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputError(f"--out {out}: {existing} is not writable by this user")
+    held = [p.name for p in (out / "results.json", out / "checkpoints") if p.exists()]
+    if held and not (resume or overwrite):
+        raise OutputError(
+            f"--out {out} already holds a run ({', '.join(held)}): pass --resume to continue it, "
+            "--overwrite to replace it, or choose another --out"
+        )
+    if resume and overwrite:
+        raise OutputError("--resume and --overwrite contradict each other: choose one")
 
 
 def _latest_checkpoint(out: Path) -> Path | None:
@@ -71,6 +110,11 @@ def main(argv: list[str] | None = None) -> int:
     from pah_core.reporters import ConsoleReporter, JSONReporter
 
     out = Path(args.out).resolve()
+    try:
+        check_output_dir(out, args.resume or bool(args.resume_from), args.overwrite)
+    except OutputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     resume = Path(args.resume_from) if args.resume_from else None
     if args.resume and resume is None:
         resume = _latest_checkpoint(out)
@@ -82,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     try:
         stream = TaskStream(load_source(cfg.data, args.data_root), cfg.data)
+        if args.overwrite:  # only now: a bad config or missing data leaves the old run intact
+            (out / "results.json").unlink(missing_ok=True)
+            shutil.rmtree(out / "checkpoints", ignore_errors=True)
         engine = Engine(
             cfg,
             stream,

@@ -15,6 +15,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -98,13 +99,37 @@ CIFAR100_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
 CIFAR100_MD5 = "eb9058c3a382ffc7106e4002c42a8d85"
 
 
+# What CIFAR-100's pickles legitimately reference: numpy arrays and their dtypes. Anything else (a
+# function to call, a class to build) means the file is not CIFAR-100, and is refused unloaded.
+_CIFAR_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+}
+
+
+class _DataOnlyUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str):
+        if (module, name) in _CIFAR_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(
+            f"refused to load {module}.{name}: a CIFAR-100 file holds only arrays, lists and strings"
+        )
+
+
+def safe_unpickle(f) -> Any:
+    """Unpickle a dataset file without running code: only numpy arrays and plain data."""
+    return _DataOnlyUnpickler(f, encoding="latin1").load()
+
+
 def _read_cifar_pickle(path: Path, n: int, per_class: int) -> tuple[torch.Tensor, torch.Tensor]:
     fix = f"delete {path.parent} and unpack or download CIFAR-100 again"
     if not path.is_file():
         raise DataError(f"CIFAR-100 file {path} is missing: {fix}")
     try:
         with open(path, "rb") as f:
-            entry = pickle.load(f, encoding="latin1")
+            entry = safe_unpickle(f)
     except (pickle.UnpicklingError, EOFError, ValueError, OSError, MemoryError) as e:
         raise DataError(
             f"CIFAR-100 file {path} is truncated or corrupted ({type(e).__name__}: {e}): {fix}"
@@ -142,7 +167,7 @@ def load_cifar100(root: Path, download: bool = True, url: str = CIFAR100_URL) ->
     if meta.is_file():
         try:
             with open(meta, "rb") as f:
-                names = tuple(pickle.load(f, encoding="latin1")["fine_label_names"])
+                names = tuple(safe_unpickle(f)["fine_label_names"])
         except Exception as e:  # noqa: BLE001
             raise DataError(
                 f"CIFAR-100 file {meta} is corrupted ({e}): delete {folder} and unpack again"

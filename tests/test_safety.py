@@ -1,0 +1,116 @@
+"""Files other people can write never run code here, and no run is destroyed by accident (#14)."""
+
+import json
+import os
+import pickle
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from pah_core.data import DataError, load_cifar100
+from pah_core.engine import CheckpointError, Engine
+from pah_core.train import main as cli_main
+from tests.helpers import tiny_config, tiny_stream
+
+
+class _RunsCode:
+    """Pickles to a call of os.system: loading it with plain pickle would run the command."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _checkpoint(tmp_path):
+    cfg = tiny_config("schedule.max_tasks=1")
+    Engine(cfg, tiny_stream(cfg), checkpoint_dir=tmp_path / "ck").run()
+    return cfg, tmp_path / "ck" / "task_00" / "state.pt"
+
+
+def test_a_crafted_checkpoint_is_refused_and_runs_nothing(tmp_path):
+    cfg, real = _checkpoint(tmp_path)
+    marker = tmp_path / "pwned"
+    payload = torch.load(real, weights_only=True)
+    payload["method_state"]["extra"] = _RunsCode(marker)
+    torch.save(payload, real)
+    engine = Engine(cfg, tiny_stream(cfg))
+    with pytest.raises(CheckpointError, match="refused: it holds objects other than tensors"):
+        engine.load_checkpoint(real.parent)
+    assert not marker.exists()
+
+
+def test_checkpoints_of_another_format_are_refused(tmp_path):
+    cfg, real = _checkpoint(tmp_path)
+    payload = torch.load(real, weights_only=True)
+    payload["format"] = 1
+    torch.save(payload, real)
+    with pytest.raises(CheckpointError, match="not a pah-platform checkpoint of format 2"):
+        Engine(cfg, tiny_stream(cfg)).load_checkpoint(real)
+    real.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="could not be read"):
+        Engine(cfg, tiny_stream(cfg)).load_checkpoint(real)
+
+
+def test_a_crafted_dataset_pickle_is_refused_and_runs_nothing(tmp_path, data_root):
+    folder = tmp_path / "cifar-100-python"
+    shutil.copytree(data_root / "cifar-100-python", folder)
+    marker = tmp_path / "pwned"
+    with open(folder / "test", "wb") as f:
+        pickle.dump({"data": _RunsCode(marker), "fine_labels": [0]}, f)
+    with pytest.raises(DataError, match=r"refused to load posix\.system"):
+        load_cifar100(tmp_path, download=False)
+    assert not marker.exists()
+    # Plain arrays still load (what the real files hold).
+    with open(folder / "test", "wb") as f:
+        pickle.dump({"data": np.zeros((3, 3072), np.uint8), "fine_labels": [0, 1, 2]}, f)
+    with pytest.raises(DataError, match=r"shape \(3, 3072\)"):
+        load_cifar100(tmp_path, download=False)
+
+
+ARGS = [
+    "data.dataset=synthetic",
+    "data.n_tasks=2",
+    "data.classes_per_task=3",
+    "model.backbone=small_cnn",
+    "model.prototype_size=4",
+    "schedule.epochs_per_task=1",
+    "schedule.max_tasks=1",
+    "run.progress=false",
+]
+
+
+def test_an_existing_run_is_never_overwritten_silently(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli_main(["--out", str(out), *ARGS]) == 0
+    first = (out / "results.json").read_text()
+    assert cli_main(["--out", str(out), *ARGS]) == 2
+    err = capsys.readouterr().err
+    assert "already holds a run (results.json, checkpoints)" in err
+    assert "--resume" in err and "--overwrite" in err
+    assert (out / "results.json").read_text() == first
+    # A bad config with --overwrite leaves the old run as it was.
+    assert cli_main(["--out", str(out), "--overwrite", *ARGS, "optim.batch_size=0"]) == 2
+    assert (out / "results.json").read_text() == first
+    assert cli_main(["--out", str(out), "--overwrite", *ARGS, "run.seed=5"]) == 0
+    assert json.loads((out / "results.json").read_text())["config"]["run"]["seed"] == 5
+
+
+@pytest.mark.parametrize(
+    ("where", "message"),
+    [
+        ("file", "is an existing file, not a folder"),
+        ("below_file", "is a file, so the folder cannot be created"),
+        ("proc", "under a system pseudo-filesystem"),
+    ],
+)
+def test_unusable_out_folders_are_refused_before_the_data_loads(tmp_path, capsys, where, message):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    out = {"file": a_file, "below_file": a_file / "run", "proc": "/proc/self/pah-run"}[where]
+    # data.root points nowhere: the output check must fire first.
+    assert cli_main(["--out", str(out), *ARGS, f"data.root={tmp_path / 'nodata'}"]) == 2
+    assert message in capsys.readouterr().err
