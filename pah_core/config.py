@@ -10,6 +10,8 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -207,6 +209,11 @@ class Config:
 # Class counts of the real datasets (synthetic: n_tasks * classes_per_task, 5 per task by default).
 DATASET_CLASSES: dict[str, int] = {"cifar100": 100, "tinyimagenet": 200}
 DATASET_IMAGE_SIZE: dict[str, int] = {"cifar100": 32, "tinyimagenet": 64, "synthetic": 16}
+# Images per class in each split (Tiny-ImageNet's test split is its official val folder).
+DATASET_PER_CLASS: dict[str, dict[str, int]] = {
+    "cifar100": {"train_per_class": 500, "test_per_class": 100},
+    "tinyimagenet": {"train_per_class": 500, "test_per_class": 50},
+}
 
 
 def _divisors(n: int) -> str:
@@ -249,6 +256,15 @@ def validate(cfg: Config) -> Config:
         v = getattr(d, key)
         if v is not None:
             _check(v >= 1, f"data.{key}", v, "an integer >= 1, or null for all images")
+            most = DATASET_PER_CLASS.get(d.dataset, {}).get(key)
+            if most is not None:
+                # Asking for more than exists would silently run on fewer images than configured.
+                _check(
+                    v <= most,
+                    f"data.{key}",
+                    v,
+                    f"at most {most}, the images per class {d.dataset} has (null: all of them)",
+                )
     if d.train_per_class is not None:
         # One image per class is held out for the prototype, and at least one must remain to train.
         _check(d.train_per_class >= 2, "data.train_per_class", d.train_per_class, "an integer >= 2")
@@ -307,18 +323,26 @@ def validate(cfg: Config) -> Config:
     _check(o.batch_size >= 1, "optim.batch_size", o.batch_size, "an integer >= 1")
     for key in ("lr_backbone", "lr_hypernet", "lr_prototypes", "lr_head"):
         v = getattr(o, key)
-        _check(v >= 0, f"optim.{key}", v, "a number >= 0")
-    _check(o.weight_decay >= 0, "optim.weight_decay", o.weight_decay, "a number >= 0")
+        _check(0 <= v < math.inf, f"optim.{key}", v, "a finite number >= 0")
+    _check(
+        0 <= o.weight_decay < math.inf, "optim.weight_decay", o.weight_decay, "a finite number >= 0"
+    )
     _check(s.epochs_per_task >= 1, "schedule.epochs_per_task", s.epochs_per_task, "an integer >= 1")
     _check(s.eval_batch_size >= 1, "schedule.eval_batch_size", s.eval_batch_size, "an integer >= 1")
     if s.max_tasks is not None:
-        _check(s.max_tasks >= 1, "schedule.max_tasks", s.max_tasks, "an integer >= 1, or null")
+        _check(
+            1 <= s.max_tasks <= d.n_tasks,
+            "schedule.max_tasks",
+            s.max_tasks,
+            f"an integer from 1 to data.n_tasks = {d.n_tasks}, or null for every task",
+        )
     _check(
-        r.device == "auto" or r.device == "cpu" or r.device.startswith("cuda"),
+        re.fullmatch(r"auto|cpu|cuda(:\d+)?", r.device) is not None,
         "run.device",
         r.device,
-        "auto, cpu, cuda or cuda:N",
+        "auto, cpu, cuda or cuda:N (N a GPU index, e.g. cuda:0)",
     )
+    _check(0 <= r.seed < 2**32, "run.seed", r.seed, "an integer from 0 to 2**32 - 1")
     if r.threads is not None:
         _check(r.threads >= 1, "run.threads", r.threads, "an integer >= 1, or null for all cores")
     return cfg
@@ -469,6 +493,11 @@ def load_config(
             raw = yaml.safe_load(p.read_text()) or {}
         except yaml.YAMLError as e:
             raise ConfigError(f"config file {str(p)!r} is not valid YAML: {e}") from e
+        if not isinstance(raw, dict):
+            raise ConfigError(
+                f"config file {str(p)!r} must be a mapping of sections (data:, model:, method:, "
+                f"...), got a {type(raw).__name__}; see configs/cifar100_pah.yaml"
+            )
     if isinstance(overrides, (list, tuple)):
         overrides = parse_overrides(overrides)
     return from_dict(raw, overrides)
