@@ -119,6 +119,9 @@ def matrix_heatmap(matrix: np.ndarray, title: str = ""):
     return fig
 
 
+TABLE_FILE = "acc_matrix_table.json"
+
+
 class MLflowReporter(Reporter):
     def __init__(
         self,
@@ -140,12 +143,18 @@ class MLflowReporter(Reporter):
         self.tags = dict(tags or {})
         self.run_id: str | None = None
         self.n_tasks = 0
+        # Tasks whose metrics this MLflow run already holds. A run resumed from an older checkpoint
+        # than its last logged task (killed between the MLflow logging and the checkpoint upload)
+        # replays that task: its metrics are not logged a second time.
+        self.logged_tasks: set[int] = set()
 
     def run_start(self, config, param_counts, first_task):
         existing = find_run(self.client, self.experiment_id, self.run_key)
         if existing is not None:
             self.run_id = existing.info.run_id  # a resumed run continues its own MLflow run
             self.client.update_run(self.run_id, status="RUNNING")
+            history = self.client.get_metric_history(self.run_id, "tasks_done")
+            self.logged_tasks = {int(m.step) for m in history}
         else:
             tags = {
                 RUN_KEY_TAG: self.run_key,
@@ -174,10 +183,14 @@ class MLflowReporter(Reporter):
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        batch = [Metric(f"acc/task_{j:02d}", float(a), now, t) for j, a in enumerate(accuracy_row)]
-        batch += [Metric(k, float(v), now, t) for k, v in task_metrics.items() if k != "task"]
-        batch.append(Metric("tasks_done", float(t + 1), now, t))
-        self.client.log_batch(self.run_id, metrics=batch)
+        if t not in self.logged_tasks:
+            batch = [
+                Metric(f"acc/task_{j:02d}", float(a), now, t) for j, a in enumerate(accuracy_row)
+            ]
+            batch += [Metric(k, float(v), now, t) for k, v in task_metrics.items() if k != "task"]
+            batch.append(Metric("tasks_done", float(t + 1), now, t))  # last: marks t as logged
+            self.client.log_batch(self.run_id, metrics=batch)
+            self.logged_tasks.add(t)
         self._log_matrix(matrix, counts, t)
         if t + 1 >= counts["n_run"]:
             summary = metrics.summary(matrix)
@@ -198,18 +211,21 @@ class MLflowReporter(Reporter):
             },
             "acc_matrix.json",
         )
-        # MLflow appends to an existing table artifact: log this task's row only, so the table ends
-        # with each (train_task, eval_task) cell once.
-        rows = [(t, j, float(matrix[t, j])) for j in range(t + 1)]
-        self.client.log_table(
+        # The long table, rewritten whole from the matrix each task: MLflow's log_table appends to
+        # an existing artifact, so a replayed task would add its row twice. Same file format as
+        # log_table (pandas "split" JSON), and the tag that makes the UI show it as a table.
+        rows = [[i, j, float(matrix[i, j])] for i in range(t + 1) for j in range(i + 1)]
+        self.client.log_dict(
             self.run_id,
-            data={
-                "train_task": [r[0] for r in rows],
-                "eval_task": [r[1] for r in rows],
-                "acc": [r[2] for r in rows],
-            },
-            artifact_file="acc_matrix_table.json",
+            {"columns": ["train_task", "eval_task", "acc"], "data": rows},
+            TABLE_FILE,
         )
+        if t == 0:
+            self.client.set_tag(
+                self.run_id,
+                "mlflow.loggedArtifacts",
+                json.dumps([{"path": TABLE_FILE, "type": "table"}]),
+            )
         import matplotlib.pyplot as plt
 
         fig = matrix_heatmap(matrix, f"{self.run_name}: accuracy (%) after {t + 1} task(s)")
