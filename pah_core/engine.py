@@ -278,9 +278,12 @@ class Engine:
         }
 
     def save_checkpoint(self, directory: Path) -> Path:
-        directory.mkdir(parents=True, exist_ok=True)
+        # Owner-only: a checkpoint holds the whole model, which may come from private data.
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         tmp = directory / f"{CHECKPOINT_FILE}.tmp{os.getpid()}"
-        torch.save(self.checkpoint_payload(), tmp)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            torch.save(self.checkpoint_payload(), f)
         os.replace(tmp, directory / CHECKPOINT_FILE)
         return directory
 

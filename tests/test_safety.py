@@ -31,6 +31,12 @@ def _checkpoint(tmp_path):
     return cfg, tmp_path / "ck" / "task_00" / "state.pt"
 
 
+def test_checkpoints_are_not_world_readable(tmp_path):
+    _, real = _checkpoint(tmp_path)
+    assert real.stat().st_mode & 0o077 == 0
+    assert real.parent.stat().st_mode & 0o077 == 0
+
+
 def test_a_crafted_checkpoint_is_refused_and_runs_nothing(tmp_path):
     cfg, real = _checkpoint(tmp_path)
     marker = tmp_path / "pwned"
