@@ -22,6 +22,8 @@ environment:
   RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH, ~/.ray/auth_token
                          the cluster's token, looked up in this order (RAY_AUTH_MODE=token is set here)
   MLFLOW_TRACKING_URI    MLflow tracking server for the job, e.g. http://<head>:5000
+  MLFLOW_TRACKING_USERNAME, MLFLOW_TRACKING_PASSWORD
+                         the MLflow server's credentials (basic auth), forwarded to the job
   PAH_DATA_ROOT          dataset folder on the nodes (shared file system)
   PAH_STORAGE            Ray results folder or s3:// URI, passed as --storage (a later --storage wins)
   PAH_ENV_VARS           extra space-separated NAME names whose values are forwarded to the job
@@ -72,7 +74,7 @@ if [[ -z "${RAY_AUTH_TOKEN:-}" && ! -s "${RAY_AUTH_TOKEN_PATH:-$HOME/.ray/auth_t
 fi
 
 # Environment of the job (driver and trials): the names below, when set here.
-names=(MLFLOW_TRACKING_URI PAH_DATA_ROOT RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S ${PAH_ENV_VARS:-})
+names=(MLFLOW_TRACKING_URI MLFLOW_TRACKING_USERNAME MLFLOW_TRACKING_PASSWORD PAH_DATA_ROOT RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S ${PAH_ENV_VARS:-})
 RUNTIME_ENV="$("${PYTHON:-python3}" - "${names[@]}" <<'PY'
 import json, os, sys
 print(json.dumps({"env_vars": {n: os.environ[n] for n in sys.argv[1:] if os.environ.get(n)}}))

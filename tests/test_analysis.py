@@ -524,6 +524,8 @@ def mlflow_http(mlstore):
             "MLFLOW_ARTIFACTS_DESTINATION": str(mlstore["tmp"] / "served-artifacts"),
             "MLFLOW_WORKERS": "1",
             "MLFLOW_BIN": str(Path(sys.executable).parent / "mlflow"),
+            # The analysis is what this tests; authentication is tested in test_cluster.py.
+            "MLFLOW_AUTH": "none",
         },
         stdout=log.open("w"),
         stderr=subprocess.STDOUT,

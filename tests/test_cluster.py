@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
@@ -21,7 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers import free_port, http_get, wait_http
+from tests.helpers import basic_auth, free_port, http_get, wait_http
 from tests.test_sweeps import TINY
 
 pytestmark = pytest.mark.slow
@@ -110,13 +111,18 @@ def _listening_addresses(pids: set[int]) -> set[str]:
     return addrs
 
 
+# The MLflow server runs with basic auth (mlflow-server.sh's default); these are its admin's.
+MLFLOW_USER, MLFLOW_PASSWORD = "admin", uuid.uuid4().hex
+AUTH = basic_auth(MLFLOW_USER, MLFLOW_PASSWORD)
+
+
 def _api(base: str, path: str, body: dict | None = None) -> dict:
     if body is None:
-        return json.loads(http_get(base + path))
+        return json.loads(http_get(base + path, headers=AUTH))
     req = urllib.request.Request(
         base + path,
         data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
+        headers={"Content-Type": "application/json", **AUTH},
         method="POST",
     )
     with urllib.request.urlopen(req, timeout=30) as r:
@@ -143,6 +149,9 @@ def servers(data_root):
         # single-node machine and keep everything on the loopback address; nothing else changes
         # for a single node.
         "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+        # Clients of the MLflow server (the sweep job, the analysis) authenticate as its admin.
+        "MLFLOW_TRACKING_USERNAME": MLFLOW_USER,
+        "MLFLOW_TRACKING_PASSWORD": MLFLOW_PASSWORD,
     }
     for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_ADDRESS"):
         env.pop(k, None)
@@ -172,6 +181,7 @@ def servers(data_root):
                 "MLFLOW_ARTIFACTS_DESTINATION": str(short / "mlflow" / "artifacts"),
                 "MLFLOW_WORKERS": "1",
                 "MLFLOW_BIN": str(BIN / "mlflow"),
+                "MLFLOW_AUTH_ADMIN_PASSWORD": MLFLOW_PASSWORD,
             },
             stdout=mlflow_log.open("w"),
             stderr=subprocess.STDOUT,
@@ -276,6 +286,24 @@ def test_servers_listen_on_loopback_only_and_ray_has_token_auth_on(servers):
     assert addrs <= {"127.0.0.1", "::ffff:127.0.0.1", "::1"}, addrs
 
 
+def test_mlflow_server_requires_credentials_and_keeps_its_stores_private(servers):
+    base = servers["mlflow"]
+    with pytest.raises(urllib.error.HTTPError) as e:
+        http_get(f"{base}/api/2.0/mlflow/experiments/search?max_results=1")
+    assert e.value.code == 401
+    with pytest.raises(urllib.error.HTTPError) as e:
+        http_get(
+            f"{base}/api/2.0/mlflow/experiments/search?max_results=1",
+            headers=basic_auth(MLFLOW_USER, "wrong"),
+        )
+    assert e.value.code == 401
+    assert "experiments" in _api(base, "/api/2.0/mlflow/experiments/search?max_results=1")
+    store = servers["short"] / "mlflow"
+    for name in ("mlflow.db", "basic_auth.db", "basic_auth.ini", "flask_secret_key"):
+        assert (store / name).stat().st_mode & 0o077 == 0, name
+    assert MLFLOW_PASSWORD not in (store / "basic_auth.ini").read_text()
+
+
 def test_submitting_without_token_mode_is_refused(servers):
     env = {**servers["env"], "RAY_ADDRESS": servers["ray"]}
     env.pop("RAY_AUTH_MODE", None)
@@ -331,14 +359,15 @@ def test_sweep_job_succeeds_and_mlflow_rest_api_returns_its_runs(servers, sweep)
         metrics = {m["key"]: m["value"] for m in c["data"]["metrics"]}
         assert metrics["tasks_done"] == 1
         q = urllib.parse.urlencode({"path": "acc_matrix.json", "run_uuid": c["info"]["run_id"]})
-        m = json.loads(http_get(f"{base}/get-artifact?{q}"))
+        m = json.loads(http_get(f"{base}/get-artifact?{q}", headers=AUTH))
         assert len(m["acc_matrix"]) == 1 and 0.0 <= m["acc_matrix"][0][0] <= 1.0
         # The same file through the artifact proxy (what clients use to log and download).
         uri = c["info"]["artifact_uri"]
         assert uri.startswith("mlflow-artifacts:/"), uri
         same = json.loads(
             http_get(
-                f"{base}/api/2.0/mlflow-artifacts/artifacts/{uri.split(':/', 1)[1].lstrip('/')}/acc_matrix.json"
+                f"{base}/api/2.0/mlflow-artifacts/artifacts/{uri.split(':/', 1)[1].lstrip('/')}/acc_matrix.json",
+                headers=AUTH,
             )
         )
         assert same == m
@@ -381,7 +410,9 @@ def test_mlflow_ui_in_headless_chromium_shows_the_sweep(servers, sweep):
                 "--virtual-time-budget=20000",
                 "--window-size=1600,1200",
                 "--dump-dom",
-                f"{base}/#/experiments/{exp_id}{fragment}",
+                # Basic-auth credentials in the URL: Chromium sends them with the page's requests.
+                f"{base.replace('http://', f'http://{MLFLOW_USER}:{MLFLOW_PASSWORD}@')}"
+                f"/#/experiments/{exp_id}{fragment}",
             ],
             env={**servers["env"], "HOME": str(profile)},
             capture_output=True,
@@ -502,9 +533,25 @@ def test_kuberay_mlflow_manifest():
     assert "--backend-store-uri=postgresql://" in args and "--artifacts-destination=s3://" in args
     # Credentials come from Secrets, by reference.
     env = {e["name"]: e for e in c["env"]}
-    for name in ("PGPASSWORD", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+    for name in (
+        "PGPASSWORD",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "MLFLOW_AUTH_ADMIN_PASSWORD",
+        "MLFLOW_FLASK_SERVER_SECRET_KEY",
+    ):
         assert "secretKeyRef" in env[name]["valueFrom"], name
     assert svc["spec"]["ports"][0]["port"] == 5000
+    # Authentication on: basic-auth app, its settings from the ConfigMap the pod mounts.
+    assert "--app-name=basic-auth" in c["args"]
+    ini = docs["ConfigMap"]["data"]["basic_auth.ini"]
+    assert "database_uri = postgresql://" in ini and "password" not in ini
+    mount = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}["auth-config"]
+    assert env["MLFLOW_AUTH_CONFIG_PATH"]["value"].startswith(mount)
+    # The Ray pods authenticate with the same Secret.
+    for name in ("kuberay/raycluster.yaml", "kuberay/rayjob-cifar100.yaml"):
+        text = (CLUSTER / name).read_text()
+        assert text.count("name: MLFLOW_TRACKING_PASSWORD") >= 2, name
 
 
 SECRET_PATTERNS = [
@@ -566,6 +613,15 @@ def test_mlflow_server_script_binds_loopback_unless_told(tmp_path):
         cmd, env={**env, "MLFLOW_HOST": "10.0.0.5"}, capture_output=True, text=True, check=True
     ).stdout
     assert "--host 10.0.0.5 " in out
+    # Authentication is on unless switched off, and never starts without its admin password.
+    assert "--app-name basic-auth" in out
+    out = subprocess.run(
+        cmd, env={**env, "MLFLOW_AUTH": "none"}, capture_output=True, text=True, check=True
+    ).stdout
+    assert "basic-auth" not in out
+    env.pop("MLFLOW_AUTH_ADMIN_PASSWORD", None)
+    proc = subprocess.run(cmd[:2], env=env, capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2 and "MLFLOW_AUTH_ADMIN_PASSWORD" in proc.stderr
 
 
 def test_submit_script_usage_and_rayignore():
