@@ -189,6 +189,11 @@ class Config:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     run: RunConfig = field(default_factory=RunConfig)
 
+    @property
+    def tasks_to_run(self) -> int:
+        """The tasks a run trains: the stream's first ``schedule.max_tasks`` (all when null)."""
+        return min(self.data.n_tasks, self.schedule.max_tasks or self.data.n_tasks)
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

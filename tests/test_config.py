@@ -106,3 +106,9 @@ def test_default_flat_config_is_pinned():
     assert flat == pinned
     assert {k: type(v) for k, v in flat.items()} == {k: type(v) for k, v in pinned.items()}
     assert load_config(None).flat() == pinned
+
+
+def test_tasks_to_run_is_n_tasks_cut_at_max_tasks():
+    assert load_config(None).tasks_to_run == 10
+    assert load_config(None, ["schedule.max_tasks=3"]).tasks_to_run == 3
+    assert load_config(None, ["schedule.max_tasks=20"]).tasks_to_run == 10
