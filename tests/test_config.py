@@ -1,4 +1,6 @@
+import copy
 import json
+import pickle
 from pathlib import Path
 
 import pytest
@@ -112,3 +114,9 @@ def test_tasks_to_run_is_n_tasks_cut_at_max_tasks():
     assert load_config(None).tasks_to_run == 10
     assert load_config(None, ["schedule.max_tasks=3"]).tasks_to_run == 3
     assert load_config(None, ["schedule.max_tasks=20"]).tasks_to_run == 10
+
+
+def test_config_pickles_and_compares_equal():
+    cfg = load_config(None, ["method.name=lwf", "method.lwf.temperature=3"])
+    assert pickle.loads(pickle.dumps(cfg)) == cfg == copy.deepcopy(cfg)
+    assert cfg != load_config(None, ["method.name=lwf"])
