@@ -135,7 +135,7 @@ def test_pah_core_imports_form_no_cycle():
     assert "pah_core.config" in find_cycle(import_graph(type_only=True))
 
 
-def test_config_never_imports_methods_at_run_time_and_methods_only_type_config():
+def test_methods_data_and_models_import_config_for_types_only():
     graph = import_graph()
     for module, targets in graph.items():
         if module.startswith(("pah_core.methods", "pah_core.models", "pah_core.data")):
