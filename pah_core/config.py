@@ -8,22 +8,22 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import hashlib
 import json
 import math
 import re
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
-
-class ConfigError(ValueError):
-    """A config value or key that cannot be used; the message says which and what is allowed."""
-
+# ConfigError lives below this module so that the methods' options can raise it without importing
+# the module that loads them; pah_core.config.ConfigError is the same class.
+from pah_core.checks import ConfigError, require
 
 # ---------------------------------------------------------------------------------------------
 # The tree
@@ -79,75 +79,45 @@ class ModelConfig:
 
 
 @dataclass
-class PAHConfig:
-    temperature: float = 2.0
-    lambda_sm: float = 0.5
-    lambda_sp: float = 1.0
-    use_sm: bool = True
-    use_sp: bool = True
-    # teacher_student: KL(teacher || student) as the paper; student_teacher: the official code.
-    kl_direction: Literal["teacher_student", "student_teacher"] = "teacher_student"
-    # sum over old tasks (official code, which produced the paper's numbers) or mean (the poster's
-    # 1/(k-1)). The mean divides the distillation weight by k-1: on real CIFAR-100 at smoke scale
-    # (tests/test_real_run.py settings) it forgot 23% against 9% with the sum (30% with no distillation).
-    old_task_reduction: Literal["mean", "sum"] = "sum"
-    # The official code does not zero the main step's gradients before the prototype step, so the
-    # prototype optimiser sees grad(main) + lambda_sp * grad(L_sp). Off: only lambda_sp * grad(L_sp).
-    proto_step_keeps_main_grad: bool = False
-
-
-# Baselines (docs/baselines.md). finetune and joint have no options of their own.
-
-
-@dataclass
-class LwFConfig:
-    # Li & Hoiem 2017: temperature 2 and loss weight 1 on the distillation of the old heads.
-    temperature: float = 2.0
-    lambda_kd: float = 1.0
-
-
-@dataclass
-class EWCConfig:
-    # Online EWC (Schwarz et al. 2018): penalty lambda/2 * sum F (theta - theta*)^2, with
-    # F <- gamma * F + F_task after each task. lambda 5000 as FACIL's EWC default (Masana et al.
-    # 2022); gamma 1.0 (no decay) is our choice: the sequence is only 10 tasks long.
-    lambda_ewc: float = 5000.0
-    gamma: float = 1.0
-    # Images of the finished task used to estimate its diagonal Fisher (None: the whole training split).
-    fisher_samples: int | None = None
-
-
-@dataclass
-class SIConfig:
-    # Zenke et al. 2017: c = 0.1 (their split CIFAR-10/100 value), damping xi = 1e-3.
-    c: float = 0.1
-    xi: float = 1e-3
-
-
-@dataclass
-class AGEMConfig:
-    # Chaudhry et al. 2019; 200 samples is the buffer of the PAH paper's replay rows (section 3.1).
-    memory_size: int = 200
-    # Memory samples per reference gradient (None: the training batch size).
-    ref_batch_size: int | None = None
-
-
-@dataclass
-class HNETConfig:
-    # von Oswald et al. 2020, head-only variant: beta_output = 0.01, task embedding dim 32.
-    emb_dim: int = 32
-    beta: float = 0.01
-
-
-@dataclass
 class MethodConfig:
+    """``method.name``, then a section per method that has options: ``method.<name>.<option>``,
+    the fields of the options dataclass the method's module defines (``pah_core/methods/``)."""
+
     name: str = "pah"
-    pah: PAHConfig = field(default_factory=PAHConfig)
-    lwf: LwFConfig = field(default_factory=LwFConfig)
-    ewc: EWCConfig = field(default_factory=EWCConfig)
-    si: SIConfig = field(default_factory=SIConfig)
-    agem: AGEMConfig = field(default_factory=AGEMConfig)
-    hnet: HNETConfig = field(default_factory=HNETConfig)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The class with the sections is made at run time, so pickle cannot find it by name.
+        return (_rebuild_method_config, ({f.name: getattr(self, f.name) for f in fields(self)},))
+
+
+def _registered_methods() -> dict[str, Any]:
+    # Late, because loading the methods imports torch. No cycle: the methods import this module for
+    # types only, never at run time (tests/test_architecture.py walks the imports).
+    from pah_core.methods import registered_methods
+
+    return registered_methods()
+
+
+def method_config_class() -> type[MethodConfig]:
+    """MethodConfig with a section per registered method that has options, in name order."""
+    methods = sorted(_registered_methods().items())
+    return _with_sections(tuple((n, cls.options) for n, cls in methods if cls.options is not None))
+
+
+@functools.cache
+def _with_sections(sections: tuple[tuple[str, type], ...]) -> type[MethodConfig]:
+    # One class per set of sections, so that configs built at different times compare equal.
+    cls = dataclasses.make_dataclass(
+        "MethodConfig",
+        [(name, options, field(default_factory=options)) for name, options in sections],
+        bases=(MethodConfig,),
+    )
+    cls.__module__ = __name__
+    return cls
+
+
+def _rebuild_method_config(values: dict[str, Any]) -> MethodConfig:
+    return method_config_class()(**values)
 
 
 @dataclass
@@ -186,10 +156,15 @@ class RunConfig:
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
-    method: MethodConfig = field(default_factory=MethodConfig)
+    method: MethodConfig = field(default_factory=lambda: method_config_class()())
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     run: RunConfig = field(default_factory=RunConfig)
+
+    @property
+    def tasks_to_run(self) -> int:
+        """The tasks a run trains: the stream's first ``schedule.max_tasks`` (all when null)."""
+        return min(self.data.n_tasks, self.schedule.max_tasks or self.data.n_tasks)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -220,23 +195,16 @@ def _divisors(n: int) -> str:
     return ", ".join(str(k) for k in range(1, n + 1) if n % k == 0 and k <= 50)
 
 
-def _check(ok: bool, key: str, value: Any, allowed: str) -> None:
-    if not ok:
-        raise ConfigError(f"{key} = {value!r} is not allowed: {allowed}")
-
-
 def validate(cfg: Config) -> Config:
-    from pah_core.methods import registered_methods  # late: methods import models, not config
-
     d, m, o, s, r = cfg.data, cfg.model, cfg.optim, cfg.schedule, cfg.run
-    _check(d.n_tasks >= 1, "data.n_tasks", d.n_tasks, "an integer >= 1")
+    require(d.n_tasks >= 1, "data.n_tasks", d.n_tasks, "an integer >= 1")
     if d.classes_per_task is not None:
-        _check(
+        require(
             d.classes_per_task >= 2, "data.classes_per_task", d.classes_per_task, "an integer >= 2"
         )
     n_classes = DATASET_CLASSES.get(d.dataset)
     if n_classes is not None and d.classes_per_task is None:
-        _check(
+        require(
             n_classes % d.n_tasks == 0,
             "data.n_tasks",
             d.n_tasks,
@@ -244,22 +212,22 @@ def validate(cfg: Config) -> Config:
             "or set data.classes_per_task to use a subset of the classes",
         )
     if n_classes is not None and d.classes_per_task is not None:
-        _check(
+        require(
             d.n_tasks * d.classes_per_task <= n_classes,
             "data.classes_per_task",
             d.classes_per_task,
             f"at most {n_classes} // data.n_tasks = {n_classes // d.n_tasks} for {d.dataset}",
         )
-    _check(0.0 <= d.val_fraction < 1.0, "data.val_fraction", d.val_fraction, "0 <= value < 1")
-    _check(d.crop_padding >= 0, "data.crop_padding", d.crop_padding, "an integer >= 0")
+    require(0.0 <= d.val_fraction < 1.0, "data.val_fraction", d.val_fraction, "0 <= value < 1")
+    require(d.crop_padding >= 0, "data.crop_padding", d.crop_padding, "an integer >= 0")
     for key in ("train_per_class", "test_per_class"):
         v = getattr(d, key)
         if v is not None:
-            _check(v >= 1, f"data.{key}", v, "an integer >= 1, or null for all images")
+            require(v >= 1, f"data.{key}", v, "an integer >= 1, or null for all images")
             most = DATASET_PER_CLASS.get(d.dataset, {}).get(key)
             if most is not None:
                 # Asking for more than exists would silently run on fewer images than configured.
-                _check(
+                require(
                     v <= most,
                     f"data.{key}",
                     v,
@@ -267,84 +235,64 @@ def validate(cfg: Config) -> Config:
                 )
     if d.train_per_class is not None:
         # One image per class is held out for the prototype, and at least one must remain to train.
-        _check(d.train_per_class >= 2, "data.train_per_class", d.train_per_class, "an integer >= 2")
-    _check(m.prototype_size >= 1, "model.prototype_size", m.prototype_size, "an integer >= 1")
+        require(
+            d.train_per_class >= 2, "data.train_per_class", d.train_per_class, "an integer >= 2"
+        )
+    require(m.prototype_size >= 1, "model.prototype_size", m.prototype_size, "an integer >= 1")
     size = DATASET_IMAGE_SIZE[d.dataset]
-    _check(
+    require(
         m.prototype_size <= size,
         "model.prototype_size",
         m.prototype_size,
         f"at most the {size}x{size} image size of {d.dataset} (prototypes are crops of an image)",
     )
-    _check(
+    require(
         m.prototype_channels in (1, 3), "model.prototype_channels", m.prototype_channels, "1 or 3"
     )
     if m.pretrained_path is not None:
-        _check(
+        require(
             m.pretrained,
             "model.pretrained_path",
             m.pretrained_path,
             "only with model.pretrained=true (set it, or drop pretrained_path)",
         )
-    _check(m.hyper_width > 0, "model.hyper_width", m.hyper_width, "an integer > 0")
-    _check(m.hyper_depth >= 0, "model.hyper_depth", m.hyper_depth, "an integer >= 0")
-    methods = registered_methods()
-    _check(cfg.method.name in methods, "method.name", cfg.method.name, f"one of {sorted(methods)}")
-    p = cfg.method.pah
-    _check(p.temperature > 0, "method.pah.temperature", p.temperature, "a number > 0")
-    _check(p.lambda_sm >= 0, "method.pah.lambda_sm", p.lambda_sm, "a number >= 0")
-    _check(p.lambda_sp >= 0, "method.pah.lambda_sp", p.lambda_sp, "a number >= 0")
-    mc = cfg.method
-    _check(mc.lwf.temperature > 0, "method.lwf.temperature", mc.lwf.temperature, "a number > 0")
-    _check(mc.lwf.lambda_kd >= 0, "method.lwf.lambda_kd", mc.lwf.lambda_kd, "a number >= 0")
-    _check(mc.ewc.lambda_ewc >= 0, "method.ewc.lambda_ewc", mc.ewc.lambda_ewc, "a number >= 0")
-    _check(0 <= mc.ewc.gamma <= 1, "method.ewc.gamma", mc.ewc.gamma, "0 <= value <= 1")
-    if mc.ewc.fisher_samples is not None:
-        _check(
-            mc.ewc.fisher_samples >= 1,
-            "method.ewc.fisher_samples",
-            mc.ewc.fisher_samples,
-            "an integer >= 1, or null for the whole training split",
-        )
-    _check(mc.si.c >= 0, "method.si.c", mc.si.c, "a number >= 0")
-    _check(mc.si.xi > 0, "method.si.xi", mc.si.xi, "a number > 0")
-    _check(
-        mc.agem.memory_size >= 1, "method.agem.memory_size", mc.agem.memory_size, "an integer >= 1"
-    )
-    if mc.agem.ref_batch_size is not None:
-        _check(
-            mc.agem.ref_batch_size >= 1,
-            "method.agem.ref_batch_size",
-            mc.agem.ref_batch_size,
-            "an integer >= 1, or null for the training batch size",
-        )
-    _check(mc.hnet.emb_dim >= 1, "method.hnet.emb_dim", mc.hnet.emb_dim, "an integer >= 1")
-    _check(mc.hnet.beta >= 0, "method.hnet.beta", mc.hnet.beta, "a number >= 0")
-    _check(o.batch_size >= 1, "optim.batch_size", o.batch_size, "an integer >= 1")
+    require(m.hyper_width > 0, "model.hyper_width", m.hyper_width, "an integer > 0")
+    require(m.hyper_depth >= 0, "model.hyper_depth", m.hyper_depth, "an integer >= 0")
+    methods = _registered_methods()
+    require(cfg.method.name in methods, "method.name", cfg.method.name, f"one of {sorted(methods)}")
+    # Every section, not only the chosen method's (as before): each is recorded with every run.
+    for f in fields(cfg.method):
+        if f.name != "name":
+            getattr(cfg.method, f.name).check()
+    require(o.batch_size >= 1, "optim.batch_size", o.batch_size, "an integer >= 1")
     for key in ("lr_backbone", "lr_hypernet", "lr_prototypes", "lr_head"):
         v = getattr(o, key)
-        _check(0 <= v < math.inf, f"optim.{key}", v, "a finite number >= 0")
-    _check(
+        require(0 <= v < math.inf, f"optim.{key}", v, "a finite number >= 0")
+    require(
         0 <= o.weight_decay < math.inf, "optim.weight_decay", o.weight_decay, "a finite number >= 0"
     )
-    _check(s.epochs_per_task >= 1, "schedule.epochs_per_task", s.epochs_per_task, "an integer >= 1")
-    _check(s.eval_batch_size >= 1, "schedule.eval_batch_size", s.eval_batch_size, "an integer >= 1")
+    require(
+        s.epochs_per_task >= 1, "schedule.epochs_per_task", s.epochs_per_task, "an integer >= 1"
+    )
+    require(
+        s.eval_batch_size >= 1, "schedule.eval_batch_size", s.eval_batch_size, "an integer >= 1"
+    )
     if s.max_tasks is not None:
-        _check(
+        require(
             1 <= s.max_tasks <= d.n_tasks,
             "schedule.max_tasks",
             s.max_tasks,
             f"an integer from 1 to data.n_tasks = {d.n_tasks}, or null for every task",
         )
-    _check(
+    require(
         re.fullmatch(r"auto|cpu|cuda(:\d+)?", r.device) is not None,
         "run.device",
         r.device,
         "auto, cpu, cuda or cuda:N (N a GPU index, e.g. cuda:0)",
     )
-    _check(0 <= r.seed < 2**32, "run.seed", r.seed, "an integer from 0 to 2**32 - 1")
+    require(0 <= r.seed < 2**32, "run.seed", r.seed, "an integer from 0 to 2**32 - 1")
     if r.threads is not None:
-        _check(r.threads >= 1, "run.threads", r.threads, "an integer >= 1, or null for all cores")
+        require(r.threads >= 1, "run.threads", r.threads, "an integer >= 1, or null for all cores")
     return cfg
 
 
@@ -429,6 +377,8 @@ def _build(cls: type, raw: dict[str, Any], prefix: str) -> Any:
         if name not in raw:
             continue
         tp = hints[name]
+        if tp is MethodConfig:  # its sections come from the method registry
+            tp = method_config_class()
         if dataclasses.is_dataclass(tp):
             kwargs[name] = _build(
                 tp, raw[name] if raw[name] is not None else {}, f"{prefix}{name}."

@@ -198,8 +198,7 @@ class Engine:
         spec = stream.spec
         self.method = method or build_method(cfg, spec, self.device, dist)
         self.normalize = Normalize(spec.mean, spec.std, self.device)
-        n_run = min(len(stream), cfg.schedule.max_tasks or len(stream))
-        self.n_run = n_run
+        self.n_run = cfg.tasks_to_run
         self.state = RunState(n_tasks=len(stream))
 
     # -- events ---------------------------------------------------------------------------------

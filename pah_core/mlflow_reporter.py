@@ -175,7 +175,7 @@ class MLflowReporter(Reporter):
                 self.client.log_batch(self.run_id, params=params[i : i + 100])
             for k, v in param_counts.items():
                 self.client.log_metric(self.run_id, f"params_{k}", float(v))
-        self.n_tasks = min(config.data.n_tasks, config.schedule.max_tasks or config.data.n_tasks)
+        self.n_tasks = config.tasks_to_run
 
     def task_end(self, t, accuracy_row, matrix, checkpoint_dir, task_metrics, counts):
         # Everything is logged at the task boundary, before the Ray report that follows it: a

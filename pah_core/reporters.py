@@ -62,7 +62,7 @@ class ConsoleReporter(Reporter):
         print(text, file=self.stream, flush=True)
 
     def run_start(self, config, param_counts, first_task):
-        self.n_tasks = min(config.data.n_tasks, config.schedule.max_tasks or config.data.n_tasks)
+        self.n_tasks = config.tasks_to_run
         pc = ", ".join(f"{k} {v:,}" for k, v in param_counts.items())
         start = f", resuming at task {first_task}" if first_task else ""
         self._print(

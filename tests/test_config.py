@@ -1,3 +1,6 @@
+import copy
+import json
+import pickle
 from pathlib import Path
 
 import pytest
@@ -95,3 +98,25 @@ def test_classes_per_task_subset_allowed_and_bounded():
     assert cfg.data.classes_per_task == 5
     with pytest.raises(ConfigError, match="at most 10"):
         load_config(None, ["data.n_tasks=10", "data.classes_per_task=11"])
+
+
+def test_default_flat_config_is_pinned():
+    """MLflow params and checkpoints' config comparison read ``Config.flat()``: the default config's
+    keys, values and types must not move when the tree is refactored (pinned from main at 2c3991f)."""
+    pinned = json.loads((Path(__file__).parent / "default_config_flat.json").read_text())
+    flat = Config().flat()
+    assert flat == pinned
+    assert {k: type(v) for k, v in flat.items()} == {k: type(v) for k, v in pinned.items()}
+    assert load_config(None).flat() == pinned
+
+
+def test_tasks_to_run_is_n_tasks_cut_at_max_tasks():
+    assert load_config(None).tasks_to_run == 10
+    assert load_config(None, ["schedule.max_tasks=3"]).tasks_to_run == 3
+    assert load_config(None, ["schedule.max_tasks=20"]).tasks_to_run == 10
+
+
+def test_config_pickles_and_compares_equal():
+    cfg = load_config(None, ["method.name=lwf", "method.lwf.temperature=3"])
+    assert pickle.loads(pickle.dumps(cfg)) == cfg == copy.deepcopy(cfg)
+    assert cfg != load_config(None, ["method.name=lwf"])

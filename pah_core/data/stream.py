@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
-from pah_core.config import DataConfig
-
 from .sources import DataError, ImageSource
+
+if TYPE_CHECKING:  # types only: config loads the methods, which import this module
+    from pah_core.config import DataConfig
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,21 @@
-"""Continual-learning methods, one small class each, behind ``pah_core.methods.base.Method``."""
+"""Continual-learning methods, one module each, behind ``pah_core.methods.base.Method``.
+
+A method is one file here: its options dataclass, its algorithm, and ``@register`` on its class.
+``registered_methods`` imports every module of this package, so nothing lists them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
 
 from .base import Method, register, registry
 
 
 def registered_methods() -> dict[str, type[Method]]:
-    """All methods, after importing the modules that define them."""
-    from . import agem, ewc, finetune, hnet, joint, lwf, pah, si  # noqa: F401  (register themselves)
-
+    """All methods, after importing every module of the package (each registers its own)."""
+    for module in pkgutil.iter_modules(__path__, f"{__name__}."):
+        importlib.import_module(module.name)
     return registry()
 
 

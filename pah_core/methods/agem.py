@@ -10,15 +10,37 @@ the update is projected: g <- g - (g . g_ref / g_ref . g_ref) g_ref, over all pa
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from pah_core.checks import require
 from pah_core.data import Task
 
 from .base import register
 from .multihead import MultiHeadMethod
+
+
+@dataclass
+class AGEMOptions:
+    # Chaudhry et al. 2019; 200 samples is the buffer of the PAH paper's replay rows (section 3.1).
+    memory_size: int = 200
+    # Memory samples per reference gradient (None: the training batch size).
+    ref_batch_size: int | None = None
+
+    def check(self) -> None:
+        require(
+            self.memory_size >= 1, "method.agem.memory_size", self.memory_size, "an integer >= 1"
+        )
+        if self.ref_batch_size is not None:
+            require(
+                self.ref_batch_size >= 1,
+                "method.agem.ref_batch_size",
+                self.ref_batch_size,
+                "an integer >= 1, or null for the training batch size",
+            )
 
 
 def project(g: torch.Tensor, g_ref: torch.Tensor) -> torch.Tensor:
@@ -35,6 +57,7 @@ class AGEM(MultiHeadMethod):
     summary = (
         "A-GEM: project the gradient so it does not increase the loss on a small episodic memory"
     )
+    options = AGEMOptions
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)

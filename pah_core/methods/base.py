@@ -1,26 +1,33 @@
 """The one interface every continual-learning method implements.
 
 The engine owns the loop, the data and the evaluation; a method owns its model(s), optimisers and
-whatever it carries between tasks (teacher, Fisher, memory). Adding a method never touches the engine.
+whatever it carries between tasks (teacher, Fisher, memory). Adding a method never touches the engine
+or the config: its module defines its options and registers itself (``register``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
 
-from pah_core.config import Config
 from pah_core.data import StreamSpec, Task
 from pah_core.distributed import LOCAL, Distributed
+
+if TYPE_CHECKING:  # types only: config loads the methods, so they must not import it at run time
+    from pah_core.config import Config
 
 
 class Method(ABC):
     name: ClassVar[str]
     summary: ClassVar[str]  # one line for `--list-methods`
+    # The dataclass of the method's options, the config section ``method.<name>``, with a check()
+    # that raises ConfigError; None: the method has no options and the config no section.
+    options: ClassVar[type | None] = None
 
     def __init__(
         self, cfg: Config, spec: StreamSpec, device: torch.device, dist: Distributed = LOCAL
@@ -75,8 +82,14 @@ _REGISTRY: dict[str, type[Method]] = {}
 
 
 def register(cls: type[Method]) -> type[Method]:
+    """Class decorator: the method's module registers it (name, summary, options) on import."""
     if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
         raise ValueError(f"method name {cls.name!r} is registered twice")
+    opts = cls.options
+    if opts is not None and not (
+        dataclasses.is_dataclass(opts) and callable(getattr(opts, "check", None))
+    ):
+        raise TypeError(f"method {cls.name!r}: options must be a dataclass with a check() method")
     _REGISTRY[cls.name] = cls
     return cls
 

@@ -12,15 +12,39 @@ Defaults: lambda_ewc = 5000 (FACIL's EWC default), gamma = 1 (no decay).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from pah_core.checks import require
 from pah_core.data import Task
 
 from .base import register
 from .multihead import MultiHeadMethod
+
+
+@dataclass
+class EWCOptions:
+    # Online EWC (Schwarz et al. 2018): penalty lambda/2 * sum F (theta - theta*)^2, with
+    # F <- gamma * F + F_task after each task. lambda 5000 as FACIL's EWC default (Masana et al.
+    # 2022); gamma 1.0 (no decay) is our choice: the sequence is only 10 tasks long.
+    lambda_ewc: float = 5000.0
+    gamma: float = 1.0
+    # Images of the finished task used to estimate its diagonal Fisher (None: the whole training split).
+    fisher_samples: int | None = None
+
+    def check(self) -> None:
+        require(self.lambda_ewc >= 0, "method.ewc.lambda_ewc", self.lambda_ewc, "a number >= 0")
+        require(0 <= self.gamma <= 1, "method.ewc.gamma", self.gamma, "0 <= value <= 1")
+        if self.fisher_samples is not None:
+            require(
+                self.fisher_samples >= 1,
+                "method.ewc.fisher_samples",
+                self.fisher_samples,
+                "an integer >= 1, or null for the whole training split",
+            )
 
 
 @register
@@ -29,6 +53,7 @@ class EWC(MultiHeadMethod):
     summary = (
         "Online EWC: diagonal-Fisher quadratic penalty on the backbone, Fisher decayed by gamma"
     )
+    options = EWCOptions
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)

@@ -13,15 +13,28 @@ and the old embeddings are fixed (no gradient, no weight decay). The hypernetwor
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from pah_core.checks import require
 from pah_core.data import Task
 from pah_core.models import HyperHeadNet
 
 from .base import register
 from .multihead import MultiHeadMethod
+
+
+@dataclass
+class HNETOptions:
+    # von Oswald et al. 2020, head-only variant: beta_output = 0.01, task embedding dim 32.
+    emb_dim: int = 32
+    beta: float = 0.01
+
+    def check(self) -> None:
+        require(self.emb_dim >= 1, "method.hnet.emb_dim", self.emb_dim, "an integer >= 1")
+        require(self.beta >= 0, "method.hnet.beta", self.beta, "a number >= 0")
 
 
 @register
@@ -30,6 +43,7 @@ class HNET(MultiHeadMethod):
     summary = (
         "HNET (head-only): task embedding -> hypernetwork -> head, output regulariser on old heads"
     )
+    options = HNETOptions
 
     model: HyperHeadNet
 

@@ -9,10 +9,12 @@ on the current images. Defaults T = 2, lambda_kd = 1 (the paper's).
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from pah_core.checks import require
 from pah_core.data import Task
 from pah_core.losses import distillation_kl
 from pah_core.models import TaskHeadNet
@@ -21,10 +23,22 @@ from .base import register
 from .multihead import MultiHeadMethod
 
 
+@dataclass
+class LwFOptions:
+    # Li & Hoiem 2017: temperature 2 and loss weight 1 on the distillation of the old heads.
+    temperature: float = 2.0
+    lambda_kd: float = 1.0
+
+    def check(self) -> None:
+        require(self.temperature > 0, "method.lwf.temperature", self.temperature, "a number > 0")
+        require(self.lambda_kd >= 0, "method.lwf.lambda_kd", self.lambda_kd, "a number >= 0")
+
+
 @register
 class LwF(MultiHeadMethod):
     name = "lwf"
     summary = "Learning without Forgetting: distil the frozen previous model's old heads on current images"
+    options = LwFOptions
 
     teacher: TaskHeadNet | None = None
 

@@ -10,18 +10,20 @@ for the heads, ``optim.weight_decay``; gradients are averaged over ranks between
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pah_core.config import Config
 from pah_core.data import StreamSpec, Task
 from pah_core.distributed import LOCAL, Distributed
 from pah_core.models import LinearHeadsNet, TaskHeadNet
 
 from .base import Method
+
+if TYPE_CHECKING:  # types only: config loads the methods, so they must not import it at run time
+    from pah_core.config import Config
 
 
 class MultiHeadMethod(Method):

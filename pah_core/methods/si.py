@@ -12,20 +12,34 @@ Defaults: c = 0.1 (the paper's split CIFAR value), xi = 1e-3.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from pah_core.checks import require
 from pah_core.data import Task
 
 from .base import register
 from .multihead import MultiHeadMethod
 
 
+@dataclass
+class SIOptions:
+    # Zenke et al. 2017: c = 0.1 (their split CIFAR-10/100 value), damping xi = 1e-3.
+    c: float = 0.1
+    xi: float = 1e-3
+
+    def check(self) -> None:
+        require(self.c >= 0, "method.si.c", self.c, "a number >= 0")
+        require(self.xi > 0, "method.si.xi", self.xi, "a number > 0")
+
+
 @register
 class SI(MultiHeadMethod):
     name = "si"
     summary = "Synaptic Intelligence: path-integral importance, quadratic penalty on the backbone"
+    options = SIOptions
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)

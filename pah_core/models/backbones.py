@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pah_core.config import ModelConfig
+if TYPE_CHECKING:  # types only: config loads the methods, which import this module
+    from pah_core.config import ModelConfig
 
 
 class BackboneError(RuntimeError):

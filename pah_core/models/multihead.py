@@ -7,13 +7,16 @@ Both expose the same small interface: ``features``, ``task_logits``, ``forward``
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
-from pah_core.config import ModelConfig
-
 from .backbones import build_backbone
 from .hypernet import HyperMLP
+
+if TYPE_CHECKING:  # types only: config loads the methods, which import this module
+    from pah_core.config import ModelConfig
 
 
 class TaskHeadNet(nn.Module):

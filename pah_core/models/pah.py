@@ -3,14 +3,17 @@ task's prototypes into that task's linear head (C x D, no bias)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pah_core.config import ModelConfig
-
 from .backbones import build_backbone
 from .hypernet import HyperMLP
+
+if TYPE_CHECKING:  # types only: config loads the methods, which import this module
+    from pah_core.config import ModelConfig
 
 
 class PAHNet(nn.Module):
