@@ -6,6 +6,7 @@ data is read.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import functools
@@ -267,10 +268,8 @@ def validate(cfg: Config) -> Config:
     require(o.batch_size >= 1, "optim.batch_size", o.batch_size, "an integer >= 1")
     for key in ("lr_backbone", "lr_hypernet", "lr_prototypes", "lr_head"):
         v = getattr(o, key)
-        require(0 <= v < math.inf, f"optim.{key}", v, "a finite number >= 0")
-    require(
-        0 <= o.weight_decay < math.inf, "optim.weight_decay", o.weight_decay, "a finite number >= 0"
-    )
+        require(v >= 0, f"optim.{key}", v, "a number >= 0")
+    require(o.weight_decay >= 0, "optim.weight_decay", o.weight_decay, "a number >= 0")
     require(
         s.epochs_per_task >= 1, "schedule.epochs_per_task", s.epochs_per_task, "an integer >= 1"
     )
@@ -347,13 +346,18 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
             except ValueError:
                 pass
     elif tp is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)  # YAML 1.1 reads "1e-3" as a string
-            except ValueError:
-                pass
+            number = float(value)
+        elif isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                number = float(value)  # YAML 1.1 reads "1e-3" as a string
+        if number is not None:
+            # No setting means anything at inf or NaN (a rate, a weight, a temperature): refuse
+            # them here, once, rather than in every section's and every method's checks.
+            if not math.isfinite(number):
+                raise ConfigError(f"{key} = {number} is not allowed: a finite number")
+            return number
     elif tp is str and isinstance(value, (str, int, float)) and not isinstance(value, bool):
         return str(value)
     raise ConfigError(f"{key} = {value!r} is not allowed: {_type_name(tp)}")

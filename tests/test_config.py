@@ -113,7 +113,9 @@ def test_default_flat_config_is_pinned():
 def test_tasks_to_run_is_n_tasks_cut_at_max_tasks():
     assert load_config(None).tasks_to_run == 10
     assert load_config(None, ["schedule.max_tasks=3"]).tasks_to_run == 3
-    assert load_config(None, ["schedule.max_tasks=20"]).tasks_to_run == 10
+    assert load_config(None, ["schedule.max_tasks=10"]).tasks_to_run == 10
+    with pytest.raises(ConfigError, match="schedule.max_tasks = 20 is not allowed"):
+        load_config(None, ["schedule.max_tasks=20"])  # more than exist: an error, not a cap
 
 
 def test_config_pickles_and_compares_equal():
