@@ -6,6 +6,7 @@ behind ``Method`` and results leave through ``Reporter`` events.
 
 from __future__ import annotations
 
+import math
 import os
 import pickle
 import random
@@ -168,6 +169,52 @@ def read_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str,
             f"(found {found!r}): start a new run, or resume with the version that wrote it"
         )
     return payload
+
+
+# Training batches between two reads of the losses on the host (and two divergence checks).
+LOG_EVERY = 25
+
+
+class LossLog:
+    """Sums each step's loss tensors on their device; ``read`` brings the interval's means to the
+    host in one transfer and fails the run when one is not finite (a diverged run is found within
+    ``LOG_EVERY`` steps, without a per-step ``isfinite`` sync)."""
+
+    def __init__(self, method: str, task: int, epoch: int):
+        self.where = (method, task, epoch)
+        self.sums: dict[str, torch.Tensor] = {}
+        self.epoch_sums: dict[str, float] = {}
+        self.n = self.epoch_n = 0
+
+    def add(self, stats: dict[str, torch.Tensor]) -> None:
+        for k, v in stats.items():
+            self.sums[k] = self.sums[k] + v if k in self.sums else v.detach().clone()
+        self.n += 1
+
+    def read(self) -> dict[str, float]:
+        if not self.n:
+            return {}
+        keys = list(self.sums)
+        values = torch.stack([self.sums[k].float() for k in keys]).tolist()  # the one sync
+        bad = [(k, v) for k, v in zip(keys, values, strict=True) if not math.isfinite(v)]
+        if bad:
+            method, t, epoch = self.where
+            shown = ", ".join(f"{k} {v}" for k, v in bad)
+            raise FloatingPointError(
+                f"{method} loss is not finite ({shown}) at task {t}, epoch {epoch + 1}: training "
+                "diverged; lower the learning rates or the method's loss weights"
+            )
+        for k, v in zip(keys, values, strict=True):
+            self.epoch_sums[k] = self.epoch_sums.get(k, 0.0) + v
+        means = {k: v / self.n for k, v in zip(keys, values, strict=True)}
+        self.epoch_n += self.n
+        self.sums, self.n = {}, 0
+        return means
+
+    def read_epoch(self) -> dict[str, float]:
+        """The epoch's mean of each stat (the steps not yet read included)."""
+        self.read()
+        return {k: v / max(self.epoch_n, 1) for k, v in self.epoch_sums.items()}
 
 
 class Engine:
@@ -395,20 +442,19 @@ class Engine:
         for epoch in range(cfg.schedule.epochs_per_task):
             loader.set_epoch(epoch)
             self._emit("epoch_start", t, epoch, len(loader))
-            sums: dict[str, float] = {}
-            n_batches = images = 0
+            log = LossLog(self.method.name, t, epoch)
+            images = 0
             epoch_started = time.perf_counter()
-            for x, y in loader:
-                stats = self.method.train_batch(x, y, t)
-                for k, v in stats.items():
-                    sums[k] = sums.get(k, 0.0) + v
-                n_batches += 1
+            for n_batches, (x, y) in enumerate(loader, start=1):
+                log.add(self.method.train_batch(x, y, t))
                 images += int(y.shape[0])
-                self._emit("batch_end", t, epoch, stats)
+                # Losses reach the host once per interval (one sync), not once per loss per step.
+                interval = log.read() if n_batches % LOG_EVERY == 0 else {}
+                self._emit("batch_end", t, epoch, interval)
+            epoch_stats = log.read_epoch()
             seconds = time.perf_counter() - epoch_started
             s.train_images += images
             s.train_seconds += seconds
-            epoch_stats = {k: v / max(n_batches, 1) for k, v in sums.items()}
             epoch_stats["seconds"] = seconds
             epoch_stats["images_per_second"] = images / seconds if seconds > 0 else 0.0
             self._emit("epoch_end", t, epoch, epoch_stats)

@@ -3,6 +3,8 @@
 Events: run_start(config, param_counts, first_task), task_start(t, task), epoch_start(t, epoch,
 n_batches), batch_end(t, epoch, stats), epoch_end(t, epoch, stats), task_end(t, accuracy_row, matrix,
 checkpoint_dir, task_metrics, counts), run_end(results), run_failed(partial_results, error).
+``batch_end``'s stats are empty except at the end of a logging interval (every ``LOG_EVERY``
+batches), where they hold the interval's mean losses as floats.
 """
 
 from __future__ import annotations
@@ -84,7 +86,8 @@ class ConsoleReporter(Reporter):
     def batch_end(self, t, epoch, stats):
         if self.bar is not None:
             self.bar.update(1)
-            self.bar.set_postfix(loss=f"{stats.get('loss', float('nan')):.3f}", refresh=False)
+            if "loss" in stats:  # a logging interval ended: the interval's mean loss
+                self.bar.set_postfix(loss=f"{stats['loss']:.3f}", refresh=False)
 
     def epoch_end(self, t, epoch, stats):
         if self.bar is not None:

@@ -122,7 +122,7 @@ class AGEM(MultiHeadMethod):
             k = p.numel()
             p.grad = None if gi is None and ri is None else new[offset : offset + k].view_as(p)
             offset += k
-        return {"agem_projected": float(torch.dot(g_flat, ref_flat) < 0)}
+        return {"agem_projected": (torch.dot(g_flat, ref_flat) < 0).float()}
 
     def extra_state(self) -> dict[str, Any]:
         return {"mem_x": self.mem_x, "mem_y": self.mem_y, "mem_t": self.mem_t}

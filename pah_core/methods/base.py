@@ -56,8 +56,12 @@ class Method(ABC):
         """Called before task ``task.task_id`` trains; ``normalize`` maps uint8 images to model inputs."""
 
     @abstractmethod
-    def train_batch(self, x: torch.Tensor, y: torch.Tensor, task_id: int) -> dict[str, float]:
-        """One optimisation step on a normalised batch; returns scalar stats (losses) for reporters."""
+    def train_batch(
+        self, x: torch.Tensor, y: torch.Tensor, task_id: int
+    ) -> dict[str, torch.Tensor]:
+        """One optimisation step on a normalised batch; returns its scalar stats (losses) as
+        detached 0-dim tensors on the device. No host sync here: the engine reads them once per
+        logging interval (a ``float()`` per loss per step stalls a GPU every step)."""
 
     def end_task(self, task: Task) -> None:  # noqa: B027 - optional hook
         """Called after the last epoch of a task, before evaluation."""

@@ -69,11 +69,11 @@ class EWC(MultiHeadMethod):
 
     def task_loss(
         self, x: torch.Tensor, y: torch.Tensor, t: int
-    ) -> tuple[torch.Tensor, dict[str, float]]:
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         loss, stats = super().task_loss(x, y, t)
         if self.fisher:
             pen = self.penalty()
-            stats["loss_ewc"] = float(pen.detach())
+            stats["loss_ewc"] = pen.detach()
             loss = loss + pen
         return loss, stats
 

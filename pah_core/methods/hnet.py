@@ -86,11 +86,11 @@ class HNET(MultiHeadMethod):
 
     def task_loss(
         self, x: torch.Tensor, y: torch.Tensor, t: int
-    ) -> tuple[torch.Tensor, dict[str, float]]:
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         loss, stats = super().task_loss(x, y, t)
         beta = self.cfg.method.hnet.beta
         if t > 0 and beta > 0:
             reg = self.regulariser(t)
-            stats["loss_hnet"] = float(reg.detach())
+            stats["loss_hnet"] = reg.detach()
             loss = loss + beta * reg
         return loss, stats

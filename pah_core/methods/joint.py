@@ -53,7 +53,7 @@ class Joint(MultiHeadMethod):
 
     def task_loss(
         self, x: torch.Tensor, y: torch.Tensor, t: int
-    ) -> tuple[torch.Tensor, dict[str, float]]:
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         batches = [*self.sample_earlier(t, int(y.shape[0])), (x, y)]
         feats = self.model.features(torch.cat([b[0] for b in batches]))
         sizes = [int(b[1].shape[0]) for b in batches]
@@ -62,9 +62,9 @@ class Joint(MultiHeadMethod):
             for j, (f, (_, yj)) in enumerate(zip(feats.split(sizes), batches, strict=True))
         ]
         loss = torch.stack(ces).mean()
-        stats = {"loss_ce": float(ces[-1].detach())}
+        stats = {"loss_ce": ces[-1].detach()}
         if t > 0:
-            stats["loss_replay"] = float(torch.stack(ces[:-1]).mean().detach())
+            stats["loss_replay"] = torch.stack(ces[:-1]).mean().detach()
         return loss, stats
 
     def extra_state(self) -> dict[str, Any]:

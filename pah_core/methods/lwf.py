@@ -61,10 +61,10 @@ class LwF(MultiHeadMethod):
 
     def task_loss(
         self, x: torch.Tensor, y: torch.Tensor, t: int
-    ) -> tuple[torch.Tensor, dict[str, float]]:
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         feats = self.model.features(x)
         ce = F.cross_entropy(self.model.task_logits(feats, t), y)
-        stats = {"loss_ce": float(ce.detach())}
+        stats = {"loss_ce": ce.detach()}
         if t == 0 or self.cfg.method.lwf.lambda_kd == 0:
             return ce, stats
         assert self.teacher is not None
@@ -72,5 +72,5 @@ class LwF(MultiHeadMethod):
             target = self.old_logits(self.teacher, self.teacher.features(x), t)
         p = self.cfg.method.lwf
         kd = distillation_kl(self.old_logits(self.model, feats, t), target, p.temperature)
-        stats["loss_kd"] = float(kd.detach())
+        stats["loss_kd"] = kd.detach()
         return ce + p.lambda_kd * kd, stats

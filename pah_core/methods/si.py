@@ -64,11 +64,11 @@ class SI(MultiHeadMethod):
 
     def task_loss(
         self, x: torch.Tensor, y: torch.Tensor, t: int
-    ) -> tuple[torch.Tensor, dict[str, float]]:
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         loss, stats = super().task_loss(x, y, t)
         if self.omega:
             pen = self.penalty()
-            stats["loss_si"] = float(pen.detach())
+            stats["loss_si"] = pen.detach()
             loss = loss + pen
         return loss, stats
 
