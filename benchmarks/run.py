@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks import loader_throughput, ray_bench, trainer  # noqa: E402
+from benchmarks import host_syncs, loader_throughput, ray_bench, trainer  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     loader_throughput.main([*root, "--repeats", "1" if args.quick else "3"])
     trainer.main([*quick, *root])
+    host_syncs.main([*quick, *root])
     ray_bench.main([*quick, *root])
     print(
         f"\nall benchmarks: {time.perf_counter() - started:.0f} s; JSON in {Path(__file__).resolve().parent / 'out'}"
