@@ -83,6 +83,8 @@ class RunState:
     seconds_per_task: list[float] = field(default_factory=list)
     train_images: int = 0
     train_seconds: float = 0.0
+    # Per task: the method's diagnostics after it and its last epoch's mean losses.
+    diagnostics: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.correct is None:
@@ -319,6 +321,7 @@ class Engine:
             "seconds_per_task": s.seconds_per_task,
             "train_images": s.train_images,
             "train_seconds": s.train_seconds,
+            "diagnostics": s.diagnostics,
             "method_state": self.method.state_dict(),
             "rng": _rng_state(),
         }
@@ -362,6 +365,7 @@ class Engine:
             int(payload["train_images"]),
             float(payload["train_seconds"]),
         )
+        s.diagnostics = list(payload["diagnostics"])
         _set_rng_state(payload["rng"])
 
     def _write_task_checkpoint(self, t: int) -> Path | None:
@@ -399,6 +403,7 @@ class Engine:
             if s.train_seconds
             else None,
             "param_counts": self.method.param_counts(),
+            "diagnostics": list(s.diagnostics),
             "device": str(self.device),
         }
         if s.next_task:
@@ -463,6 +468,8 @@ class Engine:
         correct, total = self.evaluate_seen(t)
         s.correct[t, : t + 1] = correct
         s.total[t, : t + 1] = total
+        losses = {k: v for k, v in epoch_stats.items() if k.startswith("loss")}
+        s.diagnostics.append({"task": t, **self.method.diagnostics(t), "losses": losses})
         s.next_task = t + 1
         s.seconds_per_task.append(time.perf_counter() - task_started)
         ckpt_started = time.perf_counter()
@@ -482,4 +489,6 @@ class Engine:
             "total": s.total[: t + 1].tolist(),
             "n_run": self.n_run,
         }
+        # Before task_end: a scheduler may stop the trial right after task_end's Ray report.
+        self._emit("task_diagnostics", t, list(s.diagnostics), self.method.pictures())
         self._emit("task_end", t, mat[t, : t + 1].tolist(), mat, ckpt, task_metrics, counts)

@@ -177,6 +177,40 @@ class MLflowReporter(Reporter):
                 self.client.log_metric(self.run_id, f"params_{k}", float(v))
         self.n_tasks = config.tasks_to_run
 
+    def task_diagnostics(self, t, history, pictures):
+        from mlflow.entities import Metric
+
+        from pah_core import figures
+
+        if t not in self.logged_tasks:  # a replayed task's metrics are in already
+            now = int(time.time() * 1000)
+            latest = history[-1]
+            batch = [
+                Metric(f"diag/{k}/task_{j:02d}", float(v), now, t)
+                for k, values in latest.items()
+                if isinstance(values, list)
+                for j, v in enumerate(values)
+            ]
+            batch += [Metric(f"diag/{k}", float(v), now, t) for k, v in latest["losses"].items()]
+            for i in range(0, len(batch), 900):
+                self.client.log_batch(self.run_id, metrics=batch[i : i + 900])
+        self.client.log_dict(self.run_id, {"diagnostics": history}, "diagnostics.json")
+        if "head_drift" in history[-1]:
+            import matplotlib.pyplot as plt
+
+            fig = figures.drift_figure(history, "head_drift", f"{self.run_name}: head drift")
+            self.client.log_figure(self.run_id, fig, "head_drift.png")
+            plt.close(fig)
+        if "prototypes_learned" in pictures:
+            grid = figures.prototype_grid(
+                pictures["prototypes_initial"].numpy(),
+                pictures["prototypes_learned"].numpy(),
+                t + 1,
+                pictures["mean"],
+                pictures["std"],
+            )
+            self.client.log_image(self.run_id, grid, "prototypes.png")
+
     def task_end(self, t, accuracy_row, matrix, checkpoint_dir, task_metrics, counts):
         # Everything is logged at the task boundary, before the Ray report that follows it: a
         # scheduler may stop the trial right after that report, and run_end would never come.

@@ -2,7 +2,9 @@
 
 Events: run_start(config, param_counts, first_task), task_start(t, task), epoch_start(t, epoch,
 n_batches), batch_end(t, epoch, stats), epoch_end(t, epoch, stats), task_end(t, accuracy_row, matrix,
-checkpoint_dir, task_metrics, counts), run_end(results), run_failed(partial_results, error).
+checkpoint_dir, task_metrics, counts), run_end(results), run_failed(partial_results, error);
+task_diagnostics(t, history, pictures) comes just before task_end (history: the diagnostics of
+tasks 0..t; pictures: the method's tensors to show).
 ``batch_end``'s stats are empty except at the end of a logging interval (every ``LOG_EVERY``
 batches), where they hold the interval's mean losses as floats.
 """
@@ -27,6 +29,9 @@ class Reporter:
     def epoch_start(self, t: int, epoch: int, n_batches: int) -> None: ...
     def batch_end(self, t: int, epoch: int, stats: dict[str, float]) -> None: ...
     def epoch_end(self, t: int, epoch: int, stats: dict[str, float]) -> None: ...
+    def task_diagnostics(
+        self, t: int, history: list[dict[str, Any]], pictures: dict[str, Any]
+    ) -> None: ...
     def task_end(
         self,
         t: int,
@@ -134,6 +139,10 @@ class JSONReporter(Reporter):
         self.path = Path(out_dir).resolve() / "results.json"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.partial: dict[str, Any] = {}
+        self.history: list[dict[str, Any]] = []
+
+    def task_diagnostics(self, t, history, pictures):
+        self.history = list(history)
 
     def _write(self, payload: dict[str, Any]) -> None:
         tmp = self.path.with_suffix(f".tmp{os.getpid()}")
@@ -149,6 +158,7 @@ class JSONReporter(Reporter):
                     [None if math.isnan(v) else float(v) for v in r] for r in matrix
                 ],
                 **{k: v for k, v in task_metrics.items()},
+                "diagnostics": self.history,
             }
         )
 

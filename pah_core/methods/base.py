@@ -77,6 +77,15 @@ class Method(ABC):
     @abstractmethod
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
+    def diagnostics(self, t: int) -> dict[str, list[float]]:
+        """After task t: per-task quantities that explain the method's forgetting (one list
+        entry per task 0..t), logged beside the accuracy matrix. None by default."""
+        return {}
+
+    def pictures(self) -> dict[str, Any]:
+        """Tensors worth looking at (e.g. PAH's prototypes), rendered by the reporters."""
+        return {}
+
     def param_counts(self) -> dict[str, int]:
         n = sum(p.numel() for p in self.model.parameters())
         return {"total": n}

@@ -82,6 +82,14 @@ class PAH(Method):
         self.teacher: PAHNet | None = None
         self._teacher_heads: torch.Tensor | None = None  # (k, C, D), constant during task k
         self._teacher_proto_logits: torch.Tensor | None = None  # (k, C, C), constant during task k
+        # Snapshots for the diagnostics: each task's prototypes right after their init, and its
+        # prototypes and generated head when the task ended (the references of the drifts).
+        n, c, d = spec.n_tasks, spec.classes_per_task, net.feature_dim
+        self.snapshots = {
+            "proto_init": torch.zeros_like(net.prototypes.detach()),
+            "proto_end": torch.zeros_like(net.prototypes.detach()),
+            "head_end": torch.zeros(n, c, d, device=device),
+        }
 
     # -- task boundaries ------------------------------------------------------------------------
 
@@ -91,6 +99,7 @@ class PAH(Method):
         self.model.init_prototypes(
             t, normalize(task.prototype_x.to(self.device)), self.cfg.model.prototype_init
         )
+        self.snapshots["proto_init"][t] = self.model.prototypes.detach()[t]
         self.model.train()
         if t == 0:
             self.teacher = None
@@ -111,6 +120,41 @@ class PAH(Method):
         # The teacher is rebuilt at the next task's start; drop it now so checkpoints stay small.
         self.teacher = None
         self._teacher_heads = self._teacher_proto_logits = None
+        t = task.task_id
+        with torch.no_grad():
+            self.snapshots["proto_end"][t] = self.model.prototypes.detach()[t]
+            self.snapshots["head_end"][t] = self.model.heads([t])[0]
+
+    @torch.no_grad()
+    def diagnostics(self, t: int) -> dict[str, list[float]]:
+        """Relative drifts ||now - then|| / ||then|| per task 0..t: of each generated head since
+        its task ended (0 for task t), of each task's prototypes since their init and since their
+        task ended; and each generated head's norm. Heads depend on the hypernetwork and the
+        prototypes only, so no batch is involved."""
+        snap, tasks = self.snapshots, range(t + 1)
+        heads = self.model.heads(tasks)
+        protos = self.model.prototypes.detach()[: t + 1]
+
+        def rel(now: torch.Tensor, then: torch.Tensor) -> list[float]:
+            now, then = now.flatten(1), then.flatten(1)
+            return ((now - then).norm(dim=1) / then.norm(dim=1).clamp_min(1e-12)).tolist()
+
+        return {
+            "head_drift": rel(heads, snap["head_end"][: t + 1]),
+            "head_norm": heads.flatten(1).norm(dim=1).tolist(),
+            "prototype_drift_init": rel(protos, snap["proto_init"][: t + 1]),
+            "prototype_drift_task_end": rel(protos, snap["proto_end"][: t + 1]),
+        }
+
+    def pictures(self) -> dict[str, Any]:
+        """Each task's prototypes as first initialised and as learned now, (T, C, ch, s, s), in
+        the normalised input space, with the normalisation to show them as images."""
+        return {
+            "prototypes_initial": self.snapshots["proto_init"].cpu(),
+            "prototypes_learned": self.model.prototypes.detach().cpu(),
+            "mean": self.spec.mean,
+            "std": self.spec.std,
+        }
 
     # -- one batch ------------------------------------------------------------------------------
 
@@ -208,12 +252,15 @@ class PAH(Method):
             "model": self.model.state_dict(),
             "opt": self.opt.state_dict(),
             "opt_proto": self.opt_proto.state_dict(),
+            "snapshots": dict(self.snapshots),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["opt"])
         self.opt_proto.load_state_dict(state["opt_proto"])
+        for k, v in state["snapshots"].items():
+            self.snapshots[k].copy_(v)
 
     def param_counts(self) -> dict[str, int]:
         return self.model.param_counts()
