@@ -14,13 +14,42 @@ import numpy as np
 Matrix = Sequence[Sequence[float]] | np.ndarray
 
 
+class MetricError(ValueError):
+    """An input no metric can be computed from; the message says what is wrong with it."""
+
+
 def as_matrix(a: Matrix) -> np.ndarray:
+    """A validated accuracy matrix: 2-D, at least one row, rows <= columns, every known cell a
+    finite fraction in [0, 1] (NaN marks an unknown cell)."""
     m = np.asarray(a, dtype=np.float64)
     if m.ndim != 2 or m.shape[0] > m.shape[1]:
-        raise ValueError(
+        raise MetricError(
             f"an accuracy matrix is (tasks trained) x (tasks) with rows <= columns, got {m.shape}"
         )
+    if m.shape[0] == 0:
+        raise MetricError("the accuracy matrix has no rows: no task was trained yet")
+    if np.isinf(m).any():
+        raise MetricError(
+            f"the accuracy matrix has infinite cells at {np.argwhere(np.isinf(m)).tolist()}"
+        )
+    known = m[~np.isnan(m)]
+    if known.size and (known.min() < 0 or known.max() > 1):
+        raise MetricError(
+            f"accuracies are fractions in [0, 1], got values from {known.min()} to {known.max()} "
+            "(percentages? divide by 100)"
+        )
     return m
+
+
+def _row(m: np.ndarray, after: int | None) -> int:
+    """The row ``after`` names (default: the last), refusing what Python indexing would wrap."""
+    if after is None:
+        return m.shape[0] - 1
+    if not 0 <= after < m.shape[0]:
+        raise MetricError(
+            f"after = {after} is out of range: the matrix has rows 0..{m.shape[0] - 1}"
+        )
+    return after
 
 
 def accuracy_matrix(correct: Matrix, total: Matrix) -> np.ndarray:
@@ -35,7 +64,7 @@ def accuracy_matrix(correct: Matrix, total: Matrix) -> np.ndarray:
 def average_accuracy(a: Matrix, after: int | None = None) -> float:
     """Mean accuracy over tasks 0..i after training task i (default: the last row)."""
     m = as_matrix(a)
-    i = m.shape[0] - 1 if after is None else after
+    i = _row(m, after)
     return float(np.mean(m[i, : i + 1]))
 
 
@@ -45,7 +74,7 @@ def forgetting(a: Matrix, after: int | None = None) -> float:
     The task just trained (j = i) is excluded; 0.0 after the first task.
     """
     m = as_matrix(a)
-    i = m.shape[0] - 1 if after is None else after
+    i = _row(m, after)
     if i == 0:
         return 0.0
     drops = [np.max(m[j:i, j]) - m[i, j] for j in range(i)]
@@ -55,7 +84,7 @@ def forgetting(a: Matrix, after: int | None = None) -> float:
 def bwt(a: Matrix, after: int | None = None) -> float:
     """Backward transfer (Lopez-Paz & Ranzato): mean over j < i of A[i][j] - A[j][j]; 0.0 after task 0."""
     m = as_matrix(a)
-    i = m.shape[0] - 1 if after is None else after
+    i = _row(m, after)
     if i == 0:
         return 0.0
     return float(np.mean([m[i, j] - m[j, j] for j in range(i)]))
@@ -64,10 +93,44 @@ def bwt(a: Matrix, after: int | None = None) -> float:
 def official_code_bwt(a: Matrix, after: int | None = None) -> float:
     """The official PAH code's "BWT": mean over j < i of A[i][j] - A[i-1][j] (only the last step's change)."""
     m = as_matrix(a)
-    i = m.shape[0] - 1 if after is None else after
+    i = _row(m, after)
     if i == 0:
         return 0.0
     return float(np.mean([m[i, j] - m[i - 1, j] for j in range(i)]))
+
+
+def forward_transfer(full: Matrix, random_init: Sequence[float]) -> float:
+    """Forward transfer (Lopez-Paz & Ranzato 2017, "Gradient Episodic Memory", section 4):
+    FWT = 1/(T-1) * sum_{i=1}^{T-1} (R[i-1][i] - b[i]), with R the full T x T matrix (row i: after
+    training task i, every task evaluated, future ones included; ``schedule.eval_future``) and b[i]
+    the accuracy on task i of the model at its random initialisation. How much learning the earlier
+    tasks helps a task before it is trained; 0.0 for a single task."""
+    r = as_matrix(full)
+    b = np.asarray(random_init, dtype=np.float64)
+    t = r.shape[1]
+    if r.shape[0] != t:
+        raise MetricError(f"forward transfer needs the full T x T matrix, got {r.shape}")
+    if b.shape != (t,) or not np.isfinite(b).all() or b.min() < 0 or b.max() > 1:
+        raise MetricError(f"random_init must be {t} accuracies in [0, 1], got {b.tolist()}")
+    above = [r[i - 1, i] for i in range(1, t)]
+    if any(np.isnan(v) for v in above):
+        raise MetricError("the matrix has no entries above the diagonal: run with eval_future")
+    return float(np.mean([r[i - 1, i] - b[i] for i in range(1, t)])) if t > 1 else 0.0
+
+
+def intransigence(a: Matrix, reference: Sequence[float], after: int | None = None) -> float:
+    """Intransigence (Chaudhry et al. 2018, "Riemannian Walk", section 4): the mean over tasks
+    k <= i of I_k = a*_k - A[k][k], with a*_k the accuracy on task k of a reference model trained
+    on tasks 0..k jointly (its A[k][k], e.g. the ``joint`` method's matrix diagonal). How much the
+    method's way of protecting old tasks keeps it from learning new ones."""
+    m = as_matrix(a)
+    i = _row(m, after)
+    ref = np.asarray(reference, dtype=np.float64)
+    if ref.ndim != 1 or ref.shape[0] < i + 1:
+        raise MetricError(f"reference must hold at least {i + 1} accuracies, got {ref.tolist()}")
+    if not np.isfinite(ref[: i + 1]).all() or ref.min() < 0 or ref.max() > 1:
+        raise MetricError(f"reference accuracies must be fractions in [0, 1], got {ref.tolist()}")
+    return float(np.mean([ref[k] - m[k, k] for k in range(i + 1)]))
 
 
 def running(metric, a: Matrix) -> list[float]:

@@ -1,0 +1,130 @@
+"""Task-agnostic prediction rules and the transfer metrics, on hand-made tensors (issue #15)."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from pah_core import metrics
+from pah_core.task_inference import LOGIT_RULES, predict, prototype_scores, task_scores
+
+NAN = math.nan
+
+
+def _obvious(k=4, b=12, c=5, seed=0):
+    """Logits where each image's own task's head is confident and the others are flat."""
+    g = torch.Generator().manual_seed(seed)
+    tasks = torch.arange(b) % k
+    classes = torch.randint(c, (b,), generator=g)
+    logits = torch.randn(k, b, c, generator=g) * 0.01
+    logits[tasks, torch.arange(b), classes] = 8.0
+    return logits, tasks, classes
+
+
+@pytest.mark.parametrize("rule", LOGIT_RULES)
+def test_obvious_heads_give_perfect_task_inference(rule):
+    logits, tasks, classes = _obvious()
+    task, global_class = predict(logits, task_scores(logits, rule))
+    assert torch.equal(task, tasks)
+    assert torch.equal(global_class, tasks * 5 + classes)
+
+
+@pytest.mark.parametrize("rule", LOGIT_RULES)
+def test_rules_agree_with_brute_force(rule):
+    g = torch.Generator().manual_seed(1)
+    logits = torch.randn(3, 7, 4, generator=g) * 3
+    got = task_scores(logits, rule)
+    for k in range(3):
+        for b in range(7):
+            z = [float(v) for v in logits[k, b]]
+            p = [math.exp(v) / sum(math.exp(u) for u in z) for v in z]
+            want = {
+                "max_softmax": max(p),
+                "min_entropy": sum(q * math.log(q) for q in p),
+                "max_energy": math.log(sum(math.exp(v) for v in z)),
+            }[rule]
+            assert float(got[k, b]) == pytest.approx(want, rel=1e-5, abs=1e-6)
+    task, cls = predict(logits, got)
+    for b in range(7):
+        best = max(range(3), key=lambda k: float(got[k, b]))
+        assert int(task[b]) == best
+        assert int(cls[b]) == best * 4 + int(logits[best, b].argmax())
+
+
+def test_nearest_prototype_rule_by_brute_force():
+    g = torch.Generator().manual_seed(2)
+    feats, protos = torch.randn(6, 8, generator=g), torch.randn(3, 4, 8, generator=g)
+    got = prototype_scores(feats, protos)
+    for k in range(3):
+        for b in range(6):
+            cos = [
+                float(feats[b] @ protos[k, c] / (feats[b].norm() * protos[k, c].norm()))
+                for c in range(4)
+            ]
+            assert float(got[k, b]) == pytest.approx(max(cos), abs=1e-6)
+    # An image equal to a prototype of task 2 is assigned to task 2.
+    scores = prototype_scores(protos[2, 1:2] * 3.0, protos)
+    assert int(scores.argmax(dim=0)) == 2
+
+
+@pytest.mark.parametrize("rule", LOGIT_RULES)
+def test_one_task_class_il_equals_task_il(rule):
+    logits = torch.randn(1, 9, 5)
+    task, cls = predict(logits, task_scores(logits, rule))
+    assert torch.equal(task, torch.zeros(9, dtype=torch.long))
+    assert torch.equal(cls, logits[0].argmax(dim=-1))
+
+
+def test_unknown_rule():
+    with pytest.raises(ValueError, match="unknown task-inference rule 'oracle'"):
+        task_scores(torch.zeros(1, 1, 2), "oracle")
+
+
+# -- transfer metrics and input validation -------------------------------------------------------
+
+FULL = [  # after training task i (rows), every task evaluated (future ones too)
+    [0.90, 0.15, 0.10],
+    [0.80, 0.70, 0.20],
+    [0.60, 0.75, 0.50],
+]
+
+
+def test_forward_transfer_gem():
+    # (R[0][1] - b1 + R[1][2] - b2) / 2 = (0.15 - 0.10 + 0.20 - 0.05) / 2
+    assert metrics.forward_transfer(FULL, [0.1, 0.10, 0.05]) == pytest.approx(0.10)
+    assert metrics.forward_transfer([[0.5]], [0.1]) == 0.0
+    lower = [[0.9, NAN], [0.8, 0.7]]
+    with pytest.raises(metrics.MetricError, match="eval_future"):
+        metrics.forward_transfer(lower, [0.1, 0.1])
+    with pytest.raises(metrics.MetricError, match="random_init must be 3"):
+        metrics.forward_transfer(FULL, [0.1, 0.1])
+
+
+def test_intransigence_rwalk():
+    # joint reference diagonal (0.95, 0.80, 0.70) vs A[k][k] = (0.90, 0.70, 0.50)
+    ref = [0.95, 0.80, 0.70]
+    assert metrics.intransigence(FULL, ref) == pytest.approx((0.05 + 0.10 + 0.20) / 3)
+    assert metrics.intransigence(FULL, ref, after=0) == pytest.approx(0.05)
+    with pytest.raises(metrics.MetricError, match="at least 3"):
+        metrics.intransigence(FULL, [0.9])
+
+
+@pytest.mark.parametrize(
+    ("matrix", "message"),
+    [
+        (np.zeros((0, 3)), "no rows"),
+        ([[0.5, NAN], [0.4, math.inf]], "infinite cells"),
+        ([[50.0, NAN], [40.0, 30.0]], r"fractions in \[0, 1\].*percentages"),
+        ([[-0.1]], "fractions"),
+    ],
+)
+def test_bad_matrices_are_clear_errors(matrix, message):
+    with pytest.raises(metrics.MetricError, match=message):
+        metrics.average_accuracy(matrix)
+
+
+@pytest.mark.parametrize("after", [3, -1, 7])
+def test_after_out_of_range_is_an_error_not_negative_indexing(after):
+    with pytest.raises(metrics.MetricError, match=f"after = {after} is out of range"):
+        metrics.forgetting(FULL, after=after)
