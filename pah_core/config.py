@@ -142,6 +142,15 @@ class ScheduleConfig:
     eval_bn: Literal["eval", "train"] = "eval"
     # Stop after this many tasks of the stream (None: all); the split itself is unchanged.
     max_tasks: int | None = None
+    # Task-agnostic (class-incremental) evaluation beside the task-incremental one: every seen
+    # task's head scores each test image, a rule picks the task (pah_core/task_inference.py; all
+    # rules are measured, this one is the headline "class-IL" number and objective).
+    task_inference: Literal["max_softmax", "min_entropy", "max_energy", "nearest_prototype"] = (
+        "max_softmax"
+    )
+    # Also evaluate the tasks not trained yet (the full T x T matrix) and the untrained model
+    # before task 1, for forward transfer (GEM's FWT).
+    eval_future: bool = False
 
 
 @dataclass

@@ -19,13 +19,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from pah_core import metrics
+from pah_core import metrics, task_inference
 from pah_core.config import Config
 from pah_core.data import Augment, BatchLoader, Normalize, Split, TaskStream
 from pah_core.distributed import LOCAL, Distributed
 from pah_core.methods import Method, build_method
 from pah_core.models import batchnorm_mode
 from pah_core.reporters import Reporter
+from pah_core.task_inference import LOGIT_RULES
 
 CHECKPOINT_FILE = "state.pt"
 # 2: tensors and plain Python data only, loaded with torch.load(weights_only=True), so a checkpoint
@@ -85,14 +86,37 @@ class RunState:
     train_seconds: float = 0.0
     # Per task: the method's diagnostics after it and its last epoch's mean losses.
     diagnostics: list[dict[str, Any]] = field(default_factory=list)
+    # Task-agnostic counts per rule (rules x after x task): correct class among all seen classes,
+    # and correct task picked. Totals are ``total``'s.
+    rules: tuple[str, ...] = ()
+    cil_correct: np.ndarray = field(default=None)  # type: ignore[assignment]
+    task_correct: np.ndarray = field(default=None)  # type: ignore[assignment]
+    # eval_future: the untrained model's counts on every task (the reference of forward transfer).
+    init_correct: list[int] = field(default_factory=list)
+    init_total: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.correct is None:
             self.correct = np.zeros((self.n_tasks, self.n_tasks), dtype=np.int64)
             self.total = np.zeros((self.n_tasks, self.n_tasks), dtype=np.int64)
+        if self.cil_correct is None:
+            shape = (len(self.rules), self.n_tasks, self.n_tasks)
+            self.cil_correct = np.zeros(shape, dtype=np.int64)
+            self.task_correct = np.zeros(shape, dtype=np.int64)
+
+    def class_il_matrix(self, rule: str) -> np.ndarray:
+        """The class-incremental accuracy matrix under ``rule``: rows 0..next_task-1, seen tasks."""
+        k, r = self.next_task, self.rules.index(rule)
+        seen = np.tril(self.total[:k])  # tasks not yet seen have no class-IL entry
+        return metrics.accuracy_matrix(self.cil_correct[r, :k], seen)
+
+    def task_inference_matrix(self, rule: str) -> np.ndarray:
+        k, r = self.next_task, self.rules.index(rule)
+        return metrics.accuracy_matrix(self.task_correct[r, :k], np.tril(self.total[:k]))
 
     def matrix(self) -> np.ndarray:
-        """Rows 0..next_task-1 of the accuracy matrix (fractions; NaN above the diagonal)."""
+        """Rows 0..next_task-1 of the accuracy matrix (fractions; NaN above the diagonal unless
+        eval_future filled it)."""
         k = self.next_task
         return metrics.accuracy_matrix(self.correct[:k], self.total[:k])
 
@@ -177,6 +201,11 @@ def read_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str,
 LOG_EVERY = 25
 
 
+def _listed(m: np.ndarray) -> list[list[float | None]]:
+    """A matrix for JSON: floats, None where unknown."""
+    return [[None if np.isnan(v) else float(v) for v in row] for row in m]
+
+
 class LossLog:
     """Sums each step's loss tensors on their device; ``read`` brings the interval's means to the
     host in one transfer and fails the run when one is not finite (a diverged run is found within
@@ -248,7 +277,14 @@ class Engine:
         self.method = method or build_method(cfg, spec, self.device, dist)
         self.normalize = Normalize(spec.mean, spec.std, self.device)
         self.n_run = cfg.tasks_to_run
-        self.state = RunState(n_tasks=len(stream))
+        self.has_prototypes = type(self.method).prototype_features is not Method.prototype_features
+        rules = LOGIT_RULES + (("nearest_prototype",) if self.has_prototypes else ())
+        if cfg.schedule.task_inference not in rules:
+            raise ValueError(
+                f"schedule.task_inference = {cfg.schedule.task_inference!r} needs prototypes, "
+                f"which {cfg.method.name} has not: use one of {', '.join(rules)}"
+            )
+        self.state = RunState(n_tasks=len(stream), rules=rules)
 
     # -- events ---------------------------------------------------------------------------------
 
@@ -287,24 +323,46 @@ class Engine:
         )
 
     @torch.no_grad()
-    def evaluate_task(self, j: int, after: int | None = None) -> tuple[int, int]:
-        """Exact (correct, total) on task j's test set, summed over ranks with no padded duplicates."""
-        counts = torch.zeros(2, dtype=torch.int64, device=self.device)
-        for x, y in self.eval_batches(j, j if after is None else after):
-            pred = self.method.predict(x, j).argmax(dim=-1)
-            counts[0] += (pred == y).sum()
+    def evaluate_task(
+        self, j: int, after: int | None = None, prototypes: torch.Tensor | None = None
+    ) -> np.ndarray:
+        """Exact counts on task j's test set after task ``after``, summed over ranks with no padded
+        duplicates: [task-IL correct, total, class-IL correct per rule..., task picked right per
+        rule...]. Task-agnostic counts exist for seen tasks (j <= after) only; one backbone pass
+        per image serves every head and rule."""
+        after = j if after is None else after
+        rules = self.state.rules
+        counts = torch.zeros(2 + 2 * len(rules), dtype=torch.int64, device=self.device)
+        for x, y in self.eval_batches(j, after):
             counts[1] += y.numel()
+            if j > after:  # a future task (eval_future): its own head only
+                counts[0] += (self.method.predict(x, j).argmax(dim=-1) == y).sum()
+                continue
+            logits, features = self.method.all_heads(x, range(after + 1))
+            counts[0] += (logits[j].argmax(dim=-1) == y).sum()
+            for r, rule in enumerate(rules):
+                if rule == "nearest_prototype":
+                    scores = task_inference.prototype_scores(features, prototypes)
+                else:
+                    scores = task_inference.task_scores(logits, rule)
+                task, cls = task_inference.predict(logits, scores)
+                counts[2 + r] += (cls == j * logits.shape[-1] + y).sum()
+                counts[2 + len(rules) + r] += (task == j).sum()
         self.dist.sum(counts)
-        return int(counts[0]), int(counts[1])
+        return counts.cpu().numpy()
 
-    def evaluate_seen(self, t: int) -> tuple[list[int], list[int]]:
+    def evaluate_seen(self, t: int, tasks: range | None = None) -> np.ndarray:
+        """Counts (tasks, 2 + 2 * rules) of every task in ``tasks`` (default 0..t) after task t."""
         model = self.method.model
         # "eval": running statistics (default); "train": batch statistics, as the official code.
         # Test batches never update the running statistics (batchnorm_mode restores them).
         bn = "batch" if self.cfg.schedule.eval_bn == "train" else "running"
         with batchnorm_mode(model, bn):
-            results = [self.evaluate_task(j, after=t) for j in range(t + 1)]
-        return [c for c, _ in results], [n for _, n in results]
+            seen = range(t + 1)
+            protos = (
+                self.method.prototype_features(seen) if self.has_prototypes and t >= 0 else None
+            )
+            return np.stack([self.evaluate_task(j, t, protos) for j in (tasks or range(t + 1))])
 
     # -- checkpoints ----------------------------------------------------------------------------
 
@@ -322,6 +380,11 @@ class Engine:
             "train_images": s.train_images,
             "train_seconds": s.train_seconds,
             "diagnostics": s.diagnostics,
+            "rules": list(s.rules),
+            "cil_correct": torch.from_numpy(s.cil_correct),
+            "task_correct": torch.from_numpy(s.task_correct),
+            "init_correct": s.init_correct,
+            "init_total": s.init_total,
             "method_state": self.method.state_dict(),
             "rng": _rng_state(),
         }
@@ -366,6 +429,9 @@ class Engine:
             float(payload["train_seconds"]),
         )
         s.diagnostics = list(payload["diagnostics"])
+        s.cil_correct = payload["cil_correct"].cpu().numpy()
+        s.task_correct = payload["task_correct"].cpu().numpy()
+        s.init_correct, s.init_total = list(payload["init_correct"]), list(payload["init_total"])
         _set_rng_state(payload["rng"])
 
     def _write_task_checkpoint(self, t: int) -> Path | None:
@@ -394,7 +460,7 @@ class Engine:
             "dataset_fingerprint": self.stream.spec.fingerprint,
             "tasks_completed": s.next_task,
             "n_tasks": len(self.stream),
-            "accuracy_matrix": [[None if np.isnan(v) else float(v) for v in row] for row in mat],
+            "accuracy_matrix": _listed(mat),
             "correct": s.correct[: s.next_task].tolist(),
             "total": s.total[: s.next_task].tolist(),
             "wall_seconds": wall_seconds,
@@ -408,12 +474,56 @@ class Engine:
         }
         if s.next_task:
             out.update(metrics.summary(mat))
+            out.update(self.task_agnostic_metrics())
+            out["class_il"] = {
+                rule: {
+                    "accuracy_matrix": _listed(s.class_il_matrix(rule)),
+                    "task_inference_matrix": _listed(s.task_inference_matrix(rule)),
+                    "cil_correct": s.cil_correct[r, : s.next_task].tolist(),
+                    "task_correct": s.task_correct[r, : s.next_task].tolist(),
+                }
+                for r, rule in enumerate(s.rules)
+            }
+        if s.init_total:
+            out["untrained_accuracy"] = [
+                c / n for c, n in zip(s.init_correct, s.init_total, strict=True)
+            ]
+            if s.next_task == len(self.stream):  # the full T x T matrix exists
+                out["forward_transfer"] = metrics.forward_transfer(mat, out["untrained_accuracy"])
         return out
+
+    def task_agnostic_metrics(self) -> dict[str, float]:
+        """After the last trained task: class-IL average accuracy and forgetting under the
+        headline rule, and per rule the class-IL average accuracy and the task-inference accuracy
+        (mean over seen tasks of how often the right task was picked)."""
+        s = self.state
+        out: dict[str, float] = {}
+        for rule in s.rules:
+            cil = s.class_il_matrix(rule)
+            out[f"cil_avg_acc/{rule}"] = metrics.average_accuracy(cil)
+            out[f"task_inference_acc/{rule}"] = metrics.average_accuracy(
+                s.task_inference_matrix(rule)
+            )
+            if rule == self.cfg.schedule.task_inference:
+                out["cil_avg_acc"] = out[f"cil_avg_acc/{rule}"]
+                out["cil_forgetting"] = metrics.forgetting(cil)
+                out["task_inference_acc"] = out[f"task_inference_acc/{rule}"]
+        return out
+
+    def _evaluate_untrained(self) -> None:
+        """eval_future: every task's accuracy, through its own head, of the model as initialised
+        (before any task began: PAH's prototypes are still random), the reference b of FWT.
+        Evaluation draws from no global generator, so training is unchanged by it."""
+        counts = self.evaluate_seen(-1, range(len(self.stream)))
+        self.state.init_correct = counts[:, 0].tolist()
+        self.state.init_total = counts[:, 1].tolist()
 
     def run(self, resume_from: str | os.PathLike | None = None) -> dict[str, Any]:
         s = self.state
         if resume_from is not None:
             self.load_checkpoint(resume_from)
+        elif self.cfg.schedule.eval_future:
+            self._evaluate_untrained()
         started = time.perf_counter()
         self._emit("run_start", self.cfg, self.method.param_counts(), s.next_task)
         try:
@@ -465,9 +575,12 @@ class Engine:
             self._emit("epoch_end", t, epoch, epoch_stats)
         self.method.end_task(task)
         self.dist.sync_buffers(self.method.model)
-        correct, total = self.evaluate_seen(t)
-        s.correct[t, : t + 1] = correct
-        s.total[t, : t + 1] = total
+        upto = len(self.stream) if cfg.schedule.eval_future else t + 1
+        counts = self.evaluate_seen(t, range(upto))
+        n_rules = len(s.rules)
+        s.correct[t, :upto], s.total[t, :upto] = counts[:, 0], counts[:, 1]
+        s.cil_correct[:, t, : t + 1] = counts[: t + 1, 2 : 2 + n_rules].T
+        s.task_correct[:, t, : t + 1] = counts[: t + 1, 2 + n_rules :].T
         losses = {k: v for k, v in epoch_stats.items() if k.startswith("loss")}
         s.diagnostics.append({"task": t, **self.method.diagnostics(t), "losses": losses})
         s.next_task = t + 1
@@ -481,6 +594,7 @@ class Engine:
             "avg_acc": metrics.average_accuracy(mat),
             "forgetting": metrics.forgetting(mat),
             "bwt": metrics.bwt(mat),
+            **self.task_agnostic_metrics(),
             "seconds": s.seconds_per_task[-1],
             "checkpoint_seconds": ckpt_seconds,
         }
@@ -488,6 +602,9 @@ class Engine:
             "correct": s.correct[: t + 1].tolist(),
             "total": s.total[: t + 1].tolist(),
             "n_run": self.n_run,
+            # The headline rule's class-incremental matrix, for the reporters' heatmaps.
+            "class_il_matrix": s.class_il_matrix(cfg.schedule.task_inference),
+            "task_inference": cfg.schedule.task_inference,
         }
         # Before task_end: a scheduler may stop the trial right after task_end's Ray report.
         self._emit("task_diagnostics", t, list(s.diagnostics), self.method.pictures())

@@ -265,6 +265,21 @@ class MLflowReporter(Reporter):
         fig = matrix_heatmap(matrix, f"{self.run_name}: accuracy (%) after {t + 1} task(s)")
         self.client.log_figure(self.run_id, fig, "acc_matrix.png")
         plt.close(fig)
+        # The task-agnostic (class-incremental) matrix beside it, under the headline rule.
+        cil = counts["class_il_matrix"]
+        self.client.log_dict(
+            self.run_id,
+            {
+                "acc_matrix": [[None if math.isnan(v) else float(v) for v in r] for r in cil],
+                "task_inference": counts["task_inference"],
+                "tasks_done": t + 1,
+            },
+            "cil_acc_matrix.json",
+        )
+        title = f"{self.run_name}: class-IL accuracy (%), {counts['task_inference']}"
+        fig = matrix_heatmap(cil, title)
+        self.client.log_figure(self.run_id, fig, "cil_acc_matrix.png")
+        plt.close(fig)
 
     def run_end(self, results):
         extra = {"wall_seconds": results["wall_seconds"]}

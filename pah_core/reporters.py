@@ -107,7 +107,9 @@ class ConsoleReporter(Reporter):
         row = " ".join(_pct(v) for v in accuracy_row)
         self._print(
             f"[pah] after task {t + 1}: avg acc {_pct(task_metrics['avg_acc'])}%  forgetting "
-            f"{_pct(task_metrics['forgetting'])}%  ({task_metrics['seconds']:.1f} s)  row: {row}"
+            f"{_pct(task_metrics['forgetting'])}%  class-IL {_pct(task_metrics['cil_avg_acc'])}% "
+            f"(task picked {_pct(task_metrics['task_inference_acc'])}%)  "
+            f"({task_metrics['seconds']:.1f} s)  row: {row}"
         )
 
     def run_end(self, results):
@@ -122,6 +124,16 @@ class ConsoleReporter(Reporter):
             f"[pah] done: avg acc {_pct(results['avg_acc'])}%, forgetting {_pct(results['forgetting'])}%, "
             f"BWT {_pct(results['bwt'])}%, {results['wall_seconds']:.1f} s"
         )
+        rules = [k.split("/", 1)[1] for k in results if k.startswith("cil_avg_acc/")]
+        if rules:  # without the task id: class among all seen classes, per task-inference rule
+            per_rule = ", ".join(
+                f"{r} {_pct(results[f'cil_avg_acc/{r}']).strip()}% "
+                f"(task {_pct(results[f'task_inference_acc/{r}']).strip()}%)"
+                for r in rules
+            )
+            self._print(f"[pah] class-IL (task-agnostic) avg acc: {per_rule}")
+        if "forward_transfer" in results:
+            self._print(f"[pah] forward transfer (GEM FWT): {_pct(results['forward_transfer'])}%")
 
     def run_failed(self, results, error):
         if self.bar is not None:

@@ -128,3 +128,78 @@ def test_bad_matrices_are_clear_errors(matrix, message):
 def test_after_out_of_range_is_an_error_not_negative_indexing(after):
     with pytest.raises(metrics.MetricError, match=f"after = {after} is out of range"):
         metrics.forgetting(FULL, after=after)
+
+
+# -- the engine's task-agnostic evaluation -------------------------------------------------------
+
+
+def test_one_task_stream_class_il_equals_task_il():
+    from pah_core.engine import Engine
+    from tests.helpers import tiny_config, tiny_stream
+
+    for method in ("pah", "finetune"):
+        cfg = tiny_config(f"method.name={method}", "data.n_tasks=1", "schedule.epochs_per_task=1")
+        r = Engine(cfg, tiny_stream(cfg)).run()
+        for rule, cil in r["class_il"].items():
+            assert cil["accuracy_matrix"] == r["accuracy_matrix"], (method, rule)
+            assert cil["task_inference_matrix"] == [[1.0]]
+        assert ("nearest_prototype" in r["class_il"]) == (method == "pah")
+
+
+def test_engine_class_il_counts_match_a_brute_force_evaluation():
+    """After the last task, the engine's class-IL counts equal a per-image loop over the heads."""
+    from pah_core.engine import Engine
+    from pah_core.models import batchnorm_mode
+    from tests.helpers import tiny_config, tiny_stream
+
+    cfg = tiny_config("schedule.epochs_per_task=1")
+    engine = Engine(cfg, tiny_stream(cfg))
+    r = engine.run()
+    net = engine.method.model
+    with torch.no_grad(), batchnorm_mode(net, "running"):
+        for j in range(3):
+            split = engine.stream.test_split(j)
+            x = engine.normalize(split.x)
+            logits = torch.stack([net(x, k) for k in range(3)])  # one forward per head
+            probs = logits.softmax(-1).amax(-1)
+            task = probs.argmax(0)
+            local = logits.argmax(-1).gather(0, task[None])[0]
+            right = int(((task == j) & (local == split.y)).sum())
+            assert r["class_il"]["max_softmax"]["cil_correct"][2][j] == right
+            assert r["class_il"]["max_softmax"]["task_correct"][2][j] == int((task == j).sum())
+
+
+def test_eval_future_fills_the_full_matrix_and_forward_transfer(tmp_path):
+    from pah_core.engine import Engine
+    from tests.helpers import tiny_config, tiny_stream
+
+    cfg = tiny_config("schedule.eval_future=true", "schedule.epochs_per_task=1")
+    full = Engine(cfg, tiny_stream(cfg), checkpoint_dir=tmp_path / "a").run()
+    m = np.array([[np.nan if v is None else v for v in row] for row in full["accuracy_matrix"]])
+    assert not np.isnan(m).any() and m.shape == (3, 3)
+    assert len(full["untrained_accuracy"]) == 3
+    want = metrics.forward_transfer(m, full["untrained_accuracy"])
+    assert full["forward_transfer"] == pytest.approx(want)
+    # The untrained evaluation changes nothing about training: the lower triangle is the same.
+    plain_cfg = tiny_config("schedule.epochs_per_task=1")
+    plain = Engine(plain_cfg, tiny_stream(plain_cfg)).run()
+    assert np.allclose(np.tril(m), np.nan_to_num(np.array(plain["accuracy_matrix"], dtype=float)))
+    # Resume keeps the task-agnostic counts and the untrained reference.
+    first = tiny_config(
+        "schedule.eval_future=true", "schedule.epochs_per_task=1", "schedule.max_tasks=1"
+    )
+    Engine(first, tiny_stream(first), checkpoint_dir=tmp_path / "b").run()
+    resumed = Engine(cfg, tiny_stream(cfg), checkpoint_dir=tmp_path / "b").run(
+        resume_from=tmp_path / "b" / "task_00"
+    )
+    assert resumed["class_il"] == full["class_il"]
+    assert resumed["forward_transfer"] == full["forward_transfer"]
+
+
+def test_nearest_prototype_rule_needs_prototypes():
+    from pah_core.engine import Engine
+    from tests.helpers import tiny_config, tiny_stream
+
+    cfg = tiny_config("method.name=finetune", "schedule.task_inference=nearest_prototype")
+    with pytest.raises(ValueError, match="needs prototypes, which finetune has not"):
+        Engine(cfg, tiny_stream(cfg))

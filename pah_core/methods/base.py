@@ -77,6 +77,18 @@ class Method(ABC):
     @abstractmethod
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
+    def all_heads(self, x: torch.Tensor, tasks: range) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits (K, B, C) of ``x`` under the head of every task in ``tasks`` (task-agnostic
+        evaluation), and the images' (B, D) features when the method can compare them with
+        prototypes (else None). Methods with a shared backbone override this to pass ``x``
+        through it once; this default runs one forward per head."""
+        return torch.stack([self.predict(x, t) for t in tasks]), None
+
+    def prototype_features(self, tasks: range) -> torch.Tensor | None:
+        """(K, C, D) backbone features of each task's class prototypes, for the nearest-prototype
+        task inference; None for methods without prototypes."""
+        return None
+
     def diagnostics(self, t: int) -> dict[str, list[float]]:
         """After task t: per-task quantities that explain the method's forgetting (one list
         entry per task 0..t), logged beside the accuracy matrix. None by default."""

@@ -247,6 +247,22 @@ class PAH(Method):
     def predict(self, x: torch.Tensor, task_id: int) -> torch.Tensor:
         return self.model(x, task_id)
 
+    def all_heads(self, x: torch.Tensor, tasks: range) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.model.features(x)  # one backbone pass; the heads are one hypernet pass
+        return self.model.apply_heads(features, self.model.heads(tasks)), features
+
+    @torch.no_grad()
+    def prototype_features(self, tasks: range) -> torch.Tensor:
+        """Each task's prototypes through the backbone, with the BatchNorm statistics of the
+        prototype pass (``model.prototype_bn``)."""
+        net, c = self.model, self.model.classes_per_task
+        if self.cfg.model.prototype_bn == "batch":
+            with batchnorm_mode(net, "batch"):
+                return torch.stack([net.features(net.prototype_images(j)) for j in tasks])
+        with batchnorm_mode(net, "running"):
+            images = torch.cat([net.prototype_images(j) for j in tasks])
+            return net.features(images).view(len(tasks), c, -1)
+
     def state_dict(self) -> dict[str, Any]:
         return {
             "model": self.model.state_dict(),
