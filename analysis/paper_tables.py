@@ -6,10 +6,12 @@
 Reads MLflow only (an embedded sqlite store or an http:// server): one paginated search per
 experiment, then metric histories and accuracy-matrix artifacts only for the runs that are plotted.
 
-What goes where: runs of ``baselines`` sweeps and standalone runs make the main table (method x
-dataset); runs of ``ablation`` sweeps make the ablation tables (by their config, not their names);
-each ``search`` sweep gets a sensitivity table, its trials, a sensitivity plot, Optuna's parameter
-importances (from optuna.db beside mlflow.db, or --optuna-storage) and its Pareto front.
+What goes where: runs of ``baselines`` sweeps and standalone runs make the main table (method, or
+a variant that is not plainly a method, x dataset); runs of ``ablation`` sweeps make the ablation
+tables (by their config, not their names; the base configuration's row also takes the runs of
+another sweep that the ablation sweep's parent names in ``tables.FULL_FROM_TAG``); each ``search``
+sweep gets a sensitivity table, its trials, a sensitivity plot, Optuna's parameter importances
+(from optuna.db beside mlflow.db, or --optuna-storage) and its Pareto front.
 """
 
 from __future__ import annotations
@@ -43,7 +45,9 @@ from analysis.tables import (  # noqa: E402
     load_paper,
     main_table,
     optuna_importances,
+    row_key,
     sensitivity_tables,
+    shared_full_runs,
 )
 
 
@@ -93,8 +97,11 @@ def build(
 
     main_runs = [r for r in selected if r.kind in ("baselines", "standalone")]
     ablation_runs = [r for r in selected if r.kind == "ablation" and r.variant]
+    ablation_parents = list(dict.fromkeys(r.parent for r in ablation_runs if r.parent))
+    shared_full, missing = shared_full_runs(exp, ablation_parents)
+    report.warnings += missing
     report.tables.append(main_table(exp, main_runs, paper))
-    report.tables += ablation_tables(exp, ablation_runs, paper)
+    report.tables += ablation_tables(exp, ablation_runs, paper, shared_full)
 
     search = [p for p in parents if exp.sweeps[p].tags.get("sweep_kind", "search") == "search"]
     storage = optuna_storage or default_optuna_storage(uri)
@@ -129,10 +136,10 @@ def build(
     # average accuracy vs tasks seen, per dataset, from the avg_acc history of the main-table runs
     load_histories(client, main_runs, "avg_acc")
     for dataset in sorted({r.dataset for r in main_runs}):
-        groups: dict[str, list[RunRecord]] = {}
+        groups: dict[str, list[RunRecord]] = {}  # one curve per main-table row
         for r in main_runs:
             if r.dataset == dataset:
-                groups.setdefault(r.method, []).append(r)
+                groups.setdefault(row_key(r), []).append(r)
         report.figures += figures.avg_acc_curves(groups, dataset, figdir)
 
     # one heatmap per run (main table and ablations), capped
