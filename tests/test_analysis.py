@@ -625,6 +625,43 @@ def test_long_accuracy_table_has_each_cell_once(mlstore):
             assert c["acc"] == pytest.approx(matrix[c["train_task"]][c["eval_task"]])
 
 
+def test_export_gives_the_same_report(built, mlstore, tmp_path):
+    """An export (analysis/export.py) of the store rebuilds the same tables and figures without
+    MLflow: cell for cell, with the same run ids; only the source named in the provenance differs."""
+    import json
+
+    from analysis.export import ExportSource, write_export
+
+    folder = write_export(store.MlflowSource(mlstore["client"]), EXP, tmp_path / "export")
+    n = len([r for r in _runs(mlstore, "") if r.data.tags.get("pah.role") != "sweep"])
+    assert len(list((folder / "runs").glob("*.json"))) == n
+    stopped = [
+        json.loads(f.read_text())
+        for f in (folder / "runs").glob("*.json")
+        if json.loads(f.read_text())["name"] == "trial_stopped"
+    ]
+    assert stopped[0]["acc_matrix"] is None and stopped[0]["history"]["avg_acc"] == {"0": 0.3}
+    optuna_db = f"sqlite:///{mlstore['tmp']}/optuna.db"
+    rep = paper_tables.build(
+        None, tmp_path / "report", source=ExportSource(folder), optuna_storage=optuna_db
+    )
+    assert _shown(rep) == _shown(built)
+    for a, b in zip(rep.tables, built.tables, strict=True):
+        assert a.provenance["run_ids"] == b.provenance["run_ids"], a.name
+        assert a.provenance["mlflow_uri"] == f"export {folder} of {mlstore['uri']}"
+    for t in built.tables:
+        want = (built.out / f"{t.name}.csv").read_text().splitlines()
+        got = (rep.out / f"{t.name}.csv").read_text().splitlines()
+        diff = [(a, b) for a, b in zip(want, got, strict=True) if a != b]
+        assert all(a.startswith(("# MLflow:", "# generated:")) for a, _ in diff), diff
+    pngs = sorted(p.relative_to(built.out) for p in built.out.rglob("*.png"))
+    assert pngs == sorted(p.relative_to(rep.out) for p in rep.out.rglob("*.png"))
+    with pytest.raises(AnalysisError, match="no experiment 'other' in export"):
+        paper_tables.build("other", tmp_path / "x", source=ExportSource(folder))
+    with pytest.raises(AnalysisError, match="no export at"):
+        ExportSource(tmp_path / "nothing")
+
+
 def _record(rid, parent, sweep, kind, variant, method="pah", acc=0.5, **params):
     p = {"run.seed": rid[-1], "method.name": method, "method.pah.use_sm": "True"}
     p.update({"method.pah.use_sp": "True", "model.hyper_width": "16", **params})
