@@ -2,14 +2,18 @@
 
     python analysis/paper_tables.py --experiment pah-cifar100 --out report/
     python analysis/paper_tables.py --experiment pah-cifar100 --sweep NAME_OR_PARENT_RUN_ID --out report/
+    python analysis/paper_tables.py --from-export docs/results/cpu/export --out docs/results/cpu
 
 Reads MLflow only (an embedded sqlite store or an http:// server): one paginated search per
 experiment, then metric histories and accuracy-matrix artifacts only for the runs that are plotted.
+Or, with --from-export, an export folder (analysis/export.py) and no MLflow at all: the same tables.
 
-What goes where: runs of ``baselines`` sweeps and standalone runs make the main table (method x
-dataset); runs of ``ablation`` sweeps make the ablation tables (by their config, not their names);
-each ``search`` sweep gets a sensitivity table, its trials, a sensitivity plot, Optuna's parameter
-importances (from optuna.db beside mlflow.db, or --optuna-storage) and its Pareto front.
+What goes where: runs of ``baselines`` sweeps and standalone runs make the main table (method, or
+a variant that is not plainly a method, x dataset); runs of ``ablation`` sweeps make the ablation
+tables (by their config, not their names; the base configuration's row also takes the runs of
+another sweep that the ablation sweep's parent names in ``tables.FULL_FROM_TAG``); each ``search``
+sweep gets a sensitivity table, its trials, a sensitivity plot, Optuna's parameter importances
+(from optuna.db beside mlflow.db, or --optuna-storage) and its Pareto front.
 """
 
 from __future__ import annotations
@@ -25,14 +29,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a plain checkout too
 
 from analysis import figures, render  # noqa: E402
+from analysis.export import ExportSource  # noqa: E402
 from analysis.store import (  # noqa: E402
     AnalysisError,
+    MlflowSource,
     RunRecord,
     children,
     client_for,
-    load_experiment,
-    load_histories,
-    load_matrix,
     resolve_uri,
     select_sweeps,
 )
@@ -43,7 +46,9 @@ from analysis.tables import (  # noqa: E402
     load_paper,
     main_table,
     optuna_importances,
+    row_key,
     sensitivity_tables,
+    shared_full_runs,
 )
 
 
@@ -56,27 +61,29 @@ class Report:
     search_calls: int = 0
 
 
-def default_optuna_storage(uri: str) -> str | None:
-    if uri.startswith("sqlite:///"):
-        return f"sqlite:///{Path(uri[len('sqlite:///') :]).with_name('optuna.db')}"
-    return None
-
-
 def build(
-    experiment: str,
+    experiment: str | None,
     out: str | Path,
     sweeps: list[str] | None = None,
     mlflow_uri: str | None = None,
     optuna_storage: str | None = None,
     max_heatmaps: int = 100,
     client=None,
+    source: MlflowSource | ExportSource | None = None,
 ) -> Report:
+    """Tables and figures of ``experiment`` (or of the export's, with an ExportSource) into ``out``.
+
+    ``source`` is where runs, histories and matrices are read: by default MLflow at ``mlflow_uri``
+    (or through ``client``); an ``ExportSource`` reads an export folder instead."""
     from pah_core import metrics
     from sweeps.search import pareto_front
 
-    uri = resolve_uri(mlflow_uri) if client is None else client.tracking_uri
-    client = client or client_for(uri)
-    exp = load_experiment(client, experiment)
+    if source is None:
+        source = MlflowSource(client or client_for(resolve_uri(mlflow_uri)))
+    experiment = experiment or source.default_experiment
+    if experiment is None:
+        raise AnalysisError("name the MLflow experiment to analyse (--experiment)")
+    exp = source.experiment(experiment)
     report = Report(Path(out), search_calls=exp.search_calls)
     figdir = report.out / "figures"
     if sweeps:
@@ -93,11 +100,14 @@ def build(
 
     main_runs = [r for r in selected if r.kind in ("baselines", "standalone")]
     ablation_runs = [r for r in selected if r.kind == "ablation" and r.variant]
+    ablation_parents = list(dict.fromkeys(r.parent for r in ablation_runs if r.parent))
+    shared_full, missing = shared_full_runs(exp, ablation_parents)
+    report.warnings += missing
     report.tables.append(main_table(exp, main_runs, paper))
-    report.tables += ablation_tables(exp, ablation_runs, paper)
+    report.tables += ablation_tables(exp, ablation_runs, paper, shared_full)
 
     search = [p for p in parents if exp.sweeps[p].tags.get("sweep_kind", "search") == "search"]
-    storage = optuna_storage or default_optuna_storage(uri)
+    storage = optuna_storage or source.optuna_storage()
     for pid in search:
         label = exp.sweep_label(pid)
         trials = children(exp, [pid])
@@ -127,12 +137,12 @@ def build(
             report.warnings.append(f"search sweep {label}: no finished trial, no Pareto front")
 
     # average accuracy vs tasks seen, per dataset, from the avg_acc history of the main-table runs
-    load_histories(client, main_runs, "avg_acc")
+    source.histories(main_runs, "avg_acc")
     for dataset in sorted({r.dataset for r in main_runs}):
-        groups: dict[str, list[RunRecord]] = {}
+        groups: dict[str, list[RunRecord]] = {}  # one curve per main-table row
         for r in main_runs:
             if r.dataset == dataset:
-                groups.setdefault(r.method, []).append(r)
+                groups.setdefault(row_key(r), []).append(r)
         report.figures += figures.avg_acc_curves(groups, dataset, figdir)
 
     # one heatmap per run (main table and ablations), capped
@@ -142,7 +152,7 @@ def build(
             f"heatmaps for the first {len(plotted)} of {len(main_runs) + len(ablation_runs)} runs (--max-heatmaps)"
         )
     for r in plotted:
-        loaded = load_matrix(r)
+        loaded = source.matrix(r)
         if loaded is None:
             report.warnings.append(f"run {r.run_id} ({r.name}): no acc_matrix.json, no heatmap")
             continue
@@ -194,7 +204,15 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python analysis/paper_tables.py", description=__doc__.splitlines()[0]
     )
-    p.add_argument("--experiment", required=True, help="MLflow experiment name (e.g. pah-cifar100)")
+    p.add_argument(
+        "--experiment",
+        help="MLflow experiment name (e.g. pah-cifar100; with --from-export: its own)",
+    )
+    p.add_argument(
+        "--from-export",
+        metavar="DIR",
+        help="read an export folder (analysis/export.py, e.g. docs/results/cpu/export) instead of MLflow",
+    )
     p.add_argument(
         "--sweep",
         action="append",
@@ -215,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--out", required=True, help="output folder")
     args = p.parse_args(argv)
+    if not args.experiment and not args.from_export:
+        p.error("pass --experiment (an MLflow experiment) or --from-export DIR")
     # One progress bar per downloaded acc_matrix.json would bury the summary.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     t0 = time.perf_counter()
@@ -226,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
             mlflow_uri=args.mlflow_uri,
             optuna_storage=args.optuna_storage,
             max_heatmaps=args.max_heatmaps,
+            source=ExportSource(args.from_export) if args.from_export else None,
         )
     except AnalysisError as e:
         print(f"error: {e}", file=sys.stderr)

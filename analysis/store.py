@@ -2,6 +2,8 @@
 metric histories only for the runs that need them.
 
 Works the same on an embedded sqlite store and on an ``http://`` MLflow server (``MlflowClient``).
+``MlflowSource`` bundles those reads for ``paper_tables.build``; ``analysis/export.py`` has the other
+source, an MLflow-free export folder, which gives the same records.
 """
 
 from __future__ import annotations
@@ -142,6 +144,13 @@ def load_experiment(client, name: str) -> Experiment:
             break
     if not runs:
         raise AnalysisError(f"experiment {name!r} at {client.tracking_uri} has no runs")
+    return assemble(client.tracking_uri, name, exp.experiment_id, runs, calls)
+
+
+def assemble(
+    uri: str, name: str, experiment_id: str, runs: list[RunRecord], calls: int = 0
+) -> Experiment:
+    """Sweep parents apart from training runs, and each run's kind from its parent's sweep kind."""
     sweeps = {r.run_id: r for r in runs if r.role == "sweep"}
     others = [r for r in runs if r.role != "sweep"]
     for r in others:
@@ -149,7 +158,7 @@ def load_experiment(client, name: str) -> Experiment:
             r.kind = sweeps[r.parent].tags.get("sweep_kind", "search")
         elif r.tags.get("sweep_kind"):
             r.kind = r.tags["sweep_kind"]
-    return Experiment(client.tracking_uri, name, exp.experiment_id, others, sweeps, calls)
+    return Experiment(uri, name, experiment_id, others, sweeps, calls)
 
 
 def select_sweeps(exp: Experiment, wanted: list[str]) -> list[str]:
@@ -183,22 +192,58 @@ def load_histories(client, runs: list[RunRecord], key: str, threads: int = 8) ->
             r.history[key] = h
 
 
-def load_matrix(r: RunRecord) -> tuple[np.ndarray, dict[str, Any]] | None:
-    """The run's accuracy matrix from its acc_matrix.json (exact counts), or None when absent."""
+def load_matrix_dict(r: RunRecord) -> dict[str, Any] | None:
+    """The run's acc_matrix.json as logged, or None when absent."""
     import mlflow.artifacts
 
-    from pah_core import metrics
-
     try:
-        d = mlflow.artifacts.load_dict(f"{r.artifact_uri}/acc_matrix.json")
+        return mlflow.artifacts.load_dict(f"{r.artifact_uri}/acc_matrix.json")
     except Exception:  # noqa: BLE001 - no artifact (a run that never finished a task)
         return None
+
+
+def matrix_from_dict(d: dict[str, Any]) -> np.ndarray:
+    """The accuracy matrix of an acc_matrix.json: from the exact counts where it has them."""
+    from pah_core import metrics
+
     k = int(d.get("tasks_done", len(d["acc_matrix"])))
     if d.get("correct") is not None and d.get("total") is not None:
-        m = metrics.accuracy_matrix(np.asarray(d["correct"])[:k], np.asarray(d["total"])[:k])
-    else:
-        m = np.array([[np.nan if v is None else v for v in row] for row in d["acc_matrix"][:k]])
-    return m, d
+        return metrics.accuracy_matrix(np.asarray(d["correct"])[:k], np.asarray(d["total"])[:k])
+    return np.array([[np.nan if v is None else v for v in row] for row in d["acc_matrix"][:k]])
+
+
+def load_matrix(r: RunRecord) -> tuple[np.ndarray, dict[str, Any]] | None:
+    """The run's accuracy matrix from its acc_matrix.json (exact counts), or None when absent."""
+    d = load_matrix_dict(r)
+    return None if d is None else (matrix_from_dict(d), d)
+
+
+class MlflowSource:
+    """The reads ``paper_tables.build`` makes, from an MLflow store (sqlite file or server)."""
+
+    def __init__(self, client):
+        self.client = client
+        self.uri: str = client.tracking_uri
+        self.default_experiment: str | None = None  # a store holds many: the caller names one
+
+    def experiment(self, name: str) -> Experiment:
+        return load_experiment(self.client, name)
+
+    def histories(self, runs: list[RunRecord], key: str) -> None:
+        load_histories(self.client, runs, key)
+
+    def matrix(self, r: RunRecord) -> tuple[np.ndarray, dict[str, Any]] | None:
+        return load_matrix(r)
+
+    def optuna_storage(self) -> str | None:
+        return default_optuna_storage(self.uri)
+
+
+def default_optuna_storage(uri: str) -> str | None:
+    """The Optuna studies of search sweeps live beside an sqlite MLflow store."""
+    if uri.startswith("sqlite:///"):
+        return f"sqlite:///{Path(uri[len('sqlite:///') :]).with_name('optuna.db')}"
+    return None
 
 
 def short_id(run_id: str) -> str:

@@ -33,6 +33,8 @@ METHOD_NAMES = {
     "agem": "A-GEM",
     "hnet": "HNET",
 }
+# Main-table rows of a baselines sweep's variant that is not plainly a method (row_key).
+VARIANT_NAMES = {"pah_official": "PAH, official code"}
 DATASET_NAMES = {"cifar100": "S-CIFAR100", "tinyimagenet": "TinyImageNet", "synthetic": "Synthetic"}
 # Config keys that may differ between the seeds of one table row without changing what it means.
 FREE_KEYS = {
@@ -63,7 +65,17 @@ PARAM_NAMES = {
 
 
 def method_name(m: str) -> str:
-    return METHOD_NAMES.get(m, m)
+    """The display name of a method or of a main-table row key (see row_key)."""
+    return METHOD_NAMES.get(m) or VARIANT_NAMES.get(m, m)
+
+
+def row_key(r: RunRecord) -> str:
+    """A run's main-table row: its method, or its baselines-sweep variant when that names something
+    else than the method (e.g. ``pah_official``: PAH with the official code's choices), so that
+    two configurations of one method are not pooled into one row."""
+    if r.kind == "baselines" and r.variant and r.variant != r.method:
+        return r.variant
+    return r.method
 
 
 def dataset_name(d: str) -> str:
@@ -270,8 +282,15 @@ def _reported(table: Table, entry: list[float] | None) -> Cell:
     return Cell(mean=mean, std=std, text=" ± ".join(x.strip() for x in str(entry).split("±")))
 
 
-def _order_methods(methods: Iterable[str]) -> list[str]:
-    return sorted(set(methods), key=lambda m: (m != "pah", method_name(m).lower()))
+def _order_methods(methods: Iterable[str], method_of: dict[str, str] | None = None) -> list[str]:
+    """PAH first, then by name; a variant row (row_key) right after its method's row."""
+    method_of = method_of or {}
+
+    def key(m: str):
+        base = method_of.get(m, m)
+        return (base != "pah", method_name(base).lower(), m != base, method_name(m).lower())
+
+    return sorted(set(methods), key=key)
 
 
 # -- main table ----------------------------------------------------------------------------------
@@ -309,11 +328,13 @@ def main_table(exp: Experiment, runs: list[RunRecord], paper: dict[str, Any]) ->
                 cells[f"{d}:forgetting"] = _reported(t, row[d]["forgetting"])
             cells[f"{d}:n"] = Cell(text=DASH)
         t.add(cells)
-    by_method: dict[str, dict[str, list[RunRecord]]] = {}
+    by_method: dict[str, dict[str, list[RunRecord]]] = {}  # row key -> dataset -> runs
+    method_of: dict[str, str] = {}
     for r in runs:
-        by_method.setdefault(r.method, {}).setdefault(r.dataset, []).append(r)
+        by_method.setdefault(row_key(r), {}).setdefault(r.dataset, []).append(r)
+        method_of[row_key(r)] = r.method
     ours: dict[tuple[str, str], Cell] = {}
-    for m in _order_methods(by_method):
+    for m in _order_methods(by_method, method_of):
         cells = {
             "method": Cell(text=f"{method_name(m)} (ours)"),
             "source": "this work",
@@ -393,6 +414,7 @@ ABLATIONS: dict[str, dict[str, Any]] = {
         "key": lambda r: (
             int(r.params["model.prototype_size"]) if "model.prototype_size" in r.params else None
         ),
+        "params": ("model.prototype_size",),
         "variants": lambda v: v.startswith("proto_") and v[6:].isdigit(),
         "levels": [5, 10, 16, 20],
         "label": lambda k: f"{k}×{k}",
@@ -402,6 +424,7 @@ ABLATIONS: dict[str, dict[str, Any]] = {
         "title": "Ablation: prototype initialisation",
         "header": "Initialisation",
         "key": lambda r: r.params.get("model.prototype_init"),
+        "params": ("model.prototype_init",),
         "variants": lambda v: v.startswith("init_"),
         "levels": ["semantic_crop", "semantic_resize", "random"],
         "label": lambda k: {
@@ -418,6 +441,7 @@ ABLATIONS: dict[str, dict[str, Any]] = {
             _truthy(r.params.get("method.pah.use_sm")),
             _truthy(r.params.get("method.pah.use_sp")),
         ),
+        "params": ("method.pah.use_sm", "method.pah.use_sp"),
         "variants": lambda v: v in ("ce_only", "ce+sm", "ce+sp"),
         "levels": [(False, False), (True, False), (False, True), (True, True)],
         "label": lambda k: {
@@ -431,15 +455,61 @@ ABLATIONS: dict[str, dict[str, Any]] = {
 }
 
 
-def ablation_tables(exp: Experiment, runs: list[RunRecord], paper: dict[str, Any]) -> list[Table]:
-    """One table per ablation and dataset, from runs with a ``variant`` tag (ablation sweeps)."""
+# On an ablation sweep's parent run: "<sweep>:<variant>", the runs that are its "full" (base)
+# configuration, trained in another sweep of the experiment (sweeps/reproduce.py: the main part's
+# pah runs) instead of a second time as the ablation's own "full" variant.
+FULL_FROM_TAG = "pah.ablation_full_from"
+
+
+def shared_full_runs(
+    exp: Experiment, parent_ids: Iterable[str]
+) -> tuple[list[RunRecord], list[str]]:
+    """The runs that the ablation sweeps ``parent_ids`` name as their full configuration
+    (``FULL_FROM_TAG``), and a warning for each such tag that names no run."""
+    runs: list[RunRecord] = []
+    warnings = []
+    for pid in parent_ids:
+        spec = exp.sweeps[pid].tags.get(FULL_FROM_TAG) if pid in exp.sweeps else None
+        if not spec:
+            continue
+        sweep, _, variant = spec.rpartition(":")
+        hits = [r for r in exp.runs if r.sweep == sweep and r.variant == variant]
+        if not hits:
+            warnings.append(
+                f"ablation sweep {exp.sweep_label(pid)}: its full configuration is variant "
+                f"{variant!r} of sweep {sweep!r}, which has no such runs in {exp.name!r}"
+            )
+        runs += [r for r in hits if r not in runs]
+    return runs, warnings
+
+
+def ablation_tables(
+    exp: Experiment,
+    runs: list[RunRecord],
+    paper: dict[str, Any],
+    shared_full: list[RunRecord] | None = None,
+) -> list[Table]:
+    """One table per ablation and dataset, from runs with a ``variant`` tag (ablation sweeps).
+
+    The base configuration's row takes the ablation's own "full" runs and ``shared_full``: runs of
+    the same configuration trained in another sweep (``shared_full_runs``)."""
     tables = []
     pab = paper.get("ablations", {})
+    shared = list(shared_full or [])
+    shared_ids = {r.run_id for r in shared}
+
+    def is_full(r: RunRecord) -> bool:
+        return r.variant == "full" or r.run_id in shared_ids
+
+    def variant_label(r: RunRecord) -> str:
+        return f"{r.variant} of {r.sweep}" if r.run_id in shared_ids else str(r.variant)
+
     for dataset in sorted({r.dataset for r in runs}):
         ds_runs = [r for r in runs if r.dataset == dataset]
         for name, spec in ABLATIONS.items():
             dedicated = [r for r in ds_runs if r.variant and spec["variants"](r.variant)]
             full = [r for r in ds_runs if r.variant == "full"]
+            full += [r for r in shared if r.dataset == dataset and r not in full]
             if not dedicated:
                 continue  # this ablation was not run
             paper_ds = dataset_name(pab.get("dataset", "cifar100"))
@@ -461,7 +531,7 @@ def ablation_tables(exp: Experiment, runs: list[RunRecord], paper: dict[str, Any
                 groups.setdefault(spec["key"](r), []).append(r)
             for r in full:
                 k = spec["key"](r)
-                if k not in groups or all(x.variant == "full" for x in groups[k]):
+                if k not in groups or all(is_full(x) for x in groups[k]):
                     groups.setdefault(k, []).append(r)
             levels = list(spec["levels"]) + [k for k in groups if k not in spec["levels"]]
             paper_table = pab.get(name, {}) or {}
@@ -472,7 +542,7 @@ def ablation_tables(exp: Experiment, runs: list[RunRecord], paper: dict[str, Any
                 group = groups.get(k, [])
                 row: dict[str, Cell | str] = {
                     "setting": spec["label"](k),
-                    "variants": ", ".join(sorted({r.variant for r in group})) or DASH,
+                    "variants": ", ".join(sorted({variant_label(r) for r in group})) or DASH,
                     "n": str(len(group)),
                 }
                 if group:
@@ -480,6 +550,7 @@ def ablation_tables(exp: Experiment, runs: list[RunRecord], paper: dict[str, Any
                     row["acc"].notes += config_note_ablation(t, group) + protocol_note(
                         t, group, dataset
                     )
+                    row["acc"].notes += shared_full_note(t, group, shared_ids, dedicated, spec)
                     row["forgetting"] = stat(t, group, "final_forgetting")
                 else:
                     gap = t.note("no run of ours with this setting")
@@ -512,6 +583,34 @@ def ablation_tables(exp: Experiment, runs: list[RunRecord], paper: dict[str, Any
             t.provenance = provenance(exp, used, {"reported_from": paper.get("source")})
             tables.append(t)
     return tables
+
+
+def shared_full_note(
+    t: Table,
+    group: list[RunRecord],
+    shared_ids: set[str],
+    dedicated: list[RunRecord],
+    spec: dict[str, Any],
+) -> list[str]:
+    """Where a row's runs come from another sweep, say so, and say in what their config differs
+    from the ablation's own runs besides the ablated keys (nothing, when the study is sound)."""
+    borrowed = [r for r in group if r.run_id in shared_ids]
+    if not borrowed:
+        return []
+    sources = sorted({f"{r.variant} of sweep {r.sweep}" for r in borrowed})
+    notes = [
+        t.note(
+            f"the full configuration's runs are those of {', '.join(sources)} (the same config, "
+            "trained once for the main table and this ablation)"
+        )
+    ]
+    ignore = FREE_KEYS | set(spec["params"])
+    keys = set().union(*(r.params for r in borrowed + dedicated)) - ignore
+    differ = sorted(k for k in keys if len({r.params.get(k) for r in borrowed + dedicated}) > 1)
+    if differ:
+        shown = ", ".join(differ[:6]) + (f" (+{len(differ) - 6} more)" if len(differ) > 6 else "")
+        notes.append(t.note(f"the full configuration's runs differ from the ablation's in {shown}"))
+    return notes
 
 
 def config_note_ablation(t: Table, runs: list[RunRecord]) -> list[str]:

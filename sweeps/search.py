@@ -73,17 +73,7 @@ def common_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override the base config for every trial (repeatable)",
     )
-    p.add_argument("--workers-per-trial", type=int, default=1)
-    p.add_argument(
-        "--cpus-per-worker",
-        type=float,
-        default=1.0 - DRIVER_CPUS,
-        help="CPUs per Train worker (default 0.99: a 1-worker trial plus its driver take one core)",
-    )
-    p.add_argument("--gpus-per-worker", type=float, default=0.0)
-    p.add_argument(
-        "--max-concurrent", type=int, help="trials in flight (default: as many as the cluster fits)"
-    )
+    resource_arguments(p)
     p.add_argument(
         "--storage",
         default="ray_results",
@@ -103,6 +93,22 @@ def common_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--resume", action="store_true", help="continue the interrupted sweep --name in --storage"
+    )
+    return p
+
+
+def resource_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Where trials run and on what: Ray address, workers and their CPUs/GPUs, the data folder."""
+    p.add_argument("--workers-per-trial", type=int, default=1)
+    p.add_argument(
+        "--cpus-per-worker",
+        type=float,
+        default=1.0 - DRIVER_CPUS,
+        help="CPUs per Train worker (default 0.99: a 1-worker trial plus its driver take one core)",
+    )
+    p.add_argument("--gpus-per-worker", type=float, default=0.0)
+    p.add_argument(
+        "--max-concurrent", type=int, help="trials in flight (default: as many as the cluster fits)"
     )
     p.add_argument(
         "--address", default=None, help="Ray address (default: $RAY_ADDRESS, else a local Ray)"
@@ -299,8 +305,11 @@ def prepare(
     kind: str = "search",
     base_overrides: dict[str, Any] | None = None,
     variants: dict[str, dict[str, Any]] | None = None,
+    tags: dict[str, str] | None = None,
 ) -> Setup:
-    """Validate the config and the data, start or join Ray, check resources, open the parent run."""
+    """Validate the config and the data, start or join Ray, check resources, open the parent run.
+
+    ``tags`` go on the parent run and on every trial's run, after (and over) the standard ones."""
     from pah_core.config import parse_overrides
     from pah_core.data import TaskStream, load_source, resolve_data_root
     from pah_core.mlflow_reporter import git_sha
@@ -348,7 +357,7 @@ def prepare(
                 f"sweep {name!r} already exists in {storage}: pass --resume to continue it, or another --name"
             )
         parent_run_id = _start_parent_run(
-            mlflow_uri, experiment, name, args, base, spec.fingerprint, kind
+            mlflow_uri, experiment, name, args, base, spec.fingerprint, kind, tags or {}
         )
         sweep_dir.mkdir(parents=True, exist_ok=True)
         state = {
@@ -378,6 +387,7 @@ def prepare(
             "dataset_fingerprint": spec.fingerprint,
             "preset": args.preset,
             "sweep_kind": kind,
+            **(tags or {}),
         },
         variants=dict(variants or {}),
     )
@@ -397,8 +407,12 @@ def prepare(
     )
 
 
-def execute(setup: Setup, make_tuner) -> int:
-    """Run (or restore) the Tuner that ``make_tuner(trainable, setup)`` builds, then summarise."""
+def execute(setup: Setup, make_tuner, param_space: dict[str, Any] | None = None) -> int:
+    """Run (or restore) the Tuner that ``make_tuner(trainable, setup)`` builds, then summarise.
+
+    ``param_space``: the Tuner's param space, when it holds functions (``tune.sample_from``): Tune
+    stores them as placeholders, and a restored sweep resolves them only from the space passed
+    again (else a trial not started yet gets the placeholder as its value)."""
     from ray import tune
 
     s = setup
@@ -417,6 +431,7 @@ def execute(setup: Setup, make_tuner) -> int:
         tuner = tune.Tuner.restore(
             path,
             trainable=trainable,
+            param_space=param_space,
             resume_unfinished=True,
             resume_errored=False,
             restart_errored=False,
@@ -509,10 +524,14 @@ def run_grid(
     variants: dict[str, dict[str, Any]],
     seeds: list[int],
     base_overrides: dict[str, Any] | None = None,
+    tags: dict[str, str] | None = None,
+    seeds_outer: bool = False,
 ) -> int:
-    """Named variants (groups of config overrides) x seeds as a grid; every cell runs to the end."""
-    from ray import tune
+    """Named variants (groups of config overrides) x seeds as a grid; every cell runs to the end.
 
+    Cells start in grid order: every seed of the first variant, then the next variant; with
+    ``seeds_outer``, every variant for the first seed, then the next seed, so that a grid cut short
+    holds whole seeds."""
     setup = prepare(
         dataset,
         args,
@@ -520,9 +539,32 @@ def run_grid(
         kind=kind,
         base_overrides=base_overrides,
         variants=variants,
+        tags=tags,
     )
-    space = {"variant": tune.grid_search(list(variants)), "run.seed": tune.grid_search(seeds)}
-    return execute(setup, lambda trainable, s: grid_tuner(trainable, s, space))
+    space = grid_space(list(variants), seeds, seeds_outer)
+    return execute(setup, lambda trainable, s: grid_tuner(trainable, s, space), space)
+
+
+def grid_space(variants: list[str], seeds: list[int], seeds_outer: bool = False) -> dict[str, Any]:
+    """The param space of a variants x seeds grid (``trial_driver`` reads "variant" and "run.seed").
+
+    Tune nests grid_search keys in the sorted order of their names, the first key varying fastest
+    (``parse_spec_vars`` sorts them): "run.seed" < "variant", so a plain grid runs every seed of a
+    variant before the next variant. For seeds outermost the seed grid goes under "wave", which
+    sorts after "variant", and "run.seed" is read from it."""
+    from ray import tune
+
+    if not seeds_outer:
+        return {"variant": tune.grid_search(variants), "run.seed": tune.grid_search(seeds)}
+    return {
+        "variant": tune.grid_search(variants),
+        "wave": tune.grid_search(seeds),
+        "run.seed": tune.sample_from(_seed_of_wave),
+    }
+
+
+def _seed_of_wave(spec) -> int:
+    return spec.config.wave
 
 
 def grid_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -553,7 +595,7 @@ def _trial_name(trial) -> str:
     return f"trial_{trial.trial_id}"
 
 
-def _start_parent_run(mlflow_uri, experiment, name, args, base, fingerprint, kind) -> str:
+def _start_parent_run(mlflow_uri, experiment, name, args, base, fingerprint, kind, tags) -> str:
     from mlflow.tracking import MlflowClient
 
     from pah_core.mlflow_reporter import RUN_KEY_TAG, get_or_create_experiment, git_sha
@@ -572,6 +614,7 @@ def _start_parent_run(mlflow_uri, experiment, name, args, base, fingerprint, kin
             "dataset_fingerprint": fingerprint,
             "preset": args.preset,
             "objectives": ",".join(getattr(args, "objectives", "acc").split(",")),
+            **tags,
         },
     )
     rid = run.info.run_id

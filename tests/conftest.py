@@ -5,6 +5,7 @@ import pytest
 import torch
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
@@ -24,3 +25,30 @@ def cifar(data_root):
     from pah_core.data import load_cifar100
 
     return load_cifar100(data_root, download=False)
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(tmp_path_factory, data_root):
+    """A real local Ray for one test module (sweeps), its temp dir and $HOME in temp folders."""
+    import ray
+
+    short = Path(f"/tmp/pahray-{os.getpid()}")  # Ray's socket paths must stay short
+    home = tmp_path_factory.mktemp("home")
+    saved = {k: os.environ.get(k) for k in ("HOME", "RAY_AUTH_MODE", "PAH_DATA_ROOT")}
+    os.environ.update(
+        {"HOME": str(home), "RAY_AUTH_MODE": "disabled", "PAH_DATA_ROOT": str(data_root)}
+    )
+    # 4 logical CPUs on 2 cores: room for a 2-worker trial and its driver. With the dashboard: its
+    # State API lets Ray Train release the workers of trials that Tune stops.
+    ray.init(
+        num_cpus=4,
+        _temp_dir=str(short),
+        runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}},
+    )
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v

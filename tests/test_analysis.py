@@ -625,3 +625,99 @@ def test_long_accuracy_table_has_each_cell_once(mlstore):
         assert sorted(keys) == [(i, j) for i in range(n) for j in range(i + 1)]
         for c in cells:
             assert c["acc"] == pytest.approx(matrix[c["train_task"]][c["eval_task"]])
+
+
+def test_export_gives_the_same_report(built, mlstore, tmp_path):
+    """An export (analysis/export.py) of the store rebuilds the same tables and figures without
+    MLflow: cell for cell, with the same run ids; only the source named in the provenance differs."""
+    import json
+
+    from analysis.export import ExportSource, write_export
+
+    folder = write_export(store.MlflowSource(mlstore["client"]), EXP, tmp_path / "export")
+    n = len([r for r in _runs(mlstore, "") if r.data.tags.get("pah.role") != "sweep"])
+    assert len(list((folder / "runs").glob("*.json"))) == n
+    stopped = [
+        json.loads(f.read_text())
+        for f in (folder / "runs").glob("*.json")
+        if json.loads(f.read_text())["name"] == "trial_stopped"
+    ]
+    assert stopped[0]["acc_matrix"] is None and stopped[0]["history"]["avg_acc"] == {"0": 0.3}
+    optuna_db = f"sqlite:///{mlstore['tmp']}/optuna.db"
+    rep = paper_tables.build(
+        None, tmp_path / "report", source=ExportSource(folder), optuna_storage=optuna_db
+    )
+    assert _shown(rep) == _shown(built)
+    for a, b in zip(rep.tables, built.tables, strict=True):
+        assert a.provenance["run_ids"] == b.provenance["run_ids"], a.name
+        assert a.provenance["mlflow_uri"] == f"export {folder} of {mlstore['uri']}"
+    for t in built.tables:
+        want = (built.out / f"{t.name}.csv").read_text().splitlines()
+        got = (rep.out / f"{t.name}.csv").read_text().splitlines()
+        diff = [(a, b) for a, b in zip(want, got, strict=True) if a != b]
+        assert all(a.startswith(("# MLflow:", "# generated:")) for a, _ in diff), diff
+    pngs = sorted(p.relative_to(built.out) for p in built.out.rglob("*.png"))
+    assert pngs == sorted(p.relative_to(rep.out) for p in rep.out.rglob("*.png"))
+    with pytest.raises(AnalysisError, match="no experiment 'other' in export"):
+        paper_tables.build("other", tmp_path / "x", source=ExportSource(folder))
+    with pytest.raises(AnalysisError, match="no export at"):
+        ExportSource(tmp_path / "nothing")
+
+
+def _record(rid, parent, sweep, kind, variant, method="pah", acc=0.5, **params):
+    p = {"run.seed": rid[-1], "method.name": method, "method.pah.use_sm": "True"}
+    p.update({"method.pah.use_sp": "True", "model.hyper_width": "16", **params})
+    tags = {"sweep": sweep, "variant": variant, "method": method, "dataset": "synthetic"}
+    tags["mlflow.parentRunId"] = parent
+    metrics = {"final_avg_acc": acc, "final_forgetting": 0.1}
+    return store.RunRecord(rid, rid, "FINISHED", p, metrics, tags, "")
+
+
+def test_variant_rows_and_a_full_row_from_another_sweep():
+    """A baselines variant that is not plainly a method (pah_official) gets its own main-table row
+    after PAH's; an ablation sweep that names another sweep's runs as its full configuration
+    (FULL_FROM_TAG) gets them as the full row, footnoted, and a footnote if their config differs."""
+    from analysis.tables import FULL_FROM_TAG, ablation_tables, main_table, shared_full_runs
+
+    def parent(rid, sweep, kind, **tags):
+        tags = {"pah.role": "sweep", "sweep": sweep, "sweep_kind": kind, **tags}
+        return store.RunRecord(rid, sweep, "FINISHED", {}, {}, tags, "")
+
+    official = {"method.pah.kl_direction": "student_teacher"}
+    runs = [
+        parent("pm", "main", "baselines"),
+        parent("pa", "abl", "ablation", **{FULL_FROM_TAG: "main:pah"}),
+        _record("pah0", "pm", "main", "baselines", "pah", acc=0.6),
+        _record("pah1", "pm", "main", "baselines", "pah", acc=0.7),
+        _record("off0", "pm", "main", "baselines", "pah_official", acc=0.4, **official),
+        _record("ft0", "pm", "main", "baselines", "finetune", "finetune", acc=0.2),
+        _record("ce0", "pa", "abl", "ablation", "ce_only", **{"method.pah.use_sm": "False"}),
+    ]
+    runs[-1].params["method.pah.use_sp"] = "False"
+    exp = store.assemble("sqlite:///x", "e", "1", runs)
+    main_runs = [r for r in exp.runs if r.kind == "baselines"]
+    t = main_table(exp, main_runs, load_paper())
+    ours = [r["method"].shown() for r in t.rows if r["source"].shown() == "this work"]
+    assert ours == ["PAH (ours)", "PAH, official code (ours)", "Fine-tune (ours)"]
+    assert t.cell("PAH (ours)", "synthetic:acc").run_ids == ["pah0", "pah1"]
+    assert t.cell("PAH, official code (ours)", "synthetic:acc").mean == pytest.approx(40.0)
+
+    shared, warnings = shared_full_runs(exp, ["pa"])
+    assert [r.run_id for r in shared] == ["pah0", "pah1"] and warnings == []
+    abl = [r for r in exp.runs if r.kind == "ablation"]
+    (loss,) = ablation_tables(exp, abl, load_paper(), shared)
+    full = loss.cell("CE + L_sm + L_sp", "acc")
+    assert full.run_ids == ["pah0", "pah1"] and full.mean == pytest.approx(65.0)
+    assert loss.cell("CE + L_sm + L_sp", "variants").shown() == "pah of main"
+    notes = [loss.notes[n] for n in full.notes]
+    assert any("those of pah of sweep main" in n for n in notes)
+    assert not any("differ from the ablation" in n for n in notes)
+    # a full row trained under another config than the ablation's says in what
+    shared[1].params["model.hyper_width"] = "32"
+    (loss,) = ablation_tables(exp, abl, load_paper(), shared)
+    notes = [loss.notes[n] for n in loss.cell("CE + L_sm + L_sp", "acc").notes]
+    assert any("differ from the ablation's in model.hyper_width" in n for n in notes)
+    # a tag that names no runs is a warning, and the row stays empty
+    exp.sweeps["pa"].tags[FULL_FROM_TAG] = "main:nope"
+    shared, warnings = shared_full_runs(exp, ["pa"])
+    assert shared == [] and "no such runs" in warnings[0]

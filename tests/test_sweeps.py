@@ -36,32 +36,6 @@ BAD = {"optim.lr_backbone": 1e-5, "optim.lr_hypernet": 1e-4, "optim.lr_prototype
 DIVERGE = {"optim.lr_backbone": 1e30, "optim.lr_hypernet": 1e30, "optim.lr_prototypes": 1e30}
 
 
-@pytest.fixture(scope="module")
-def ray_cluster(tmp_path_factory, data_root):
-    import ray
-
-    short = Path(f"/tmp/pahray-{os.getpid()}")  # Ray's socket paths must stay short
-    home = tmp_path_factory.mktemp("home")
-    saved = {k: os.environ.get(k) for k in ("HOME", "RAY_AUTH_MODE", "PAH_DATA_ROOT")}
-    os.environ.update(
-        {"HOME": str(home), "RAY_AUTH_MODE": "disabled", "PAH_DATA_ROOT": str(data_root)}
-    )
-    # 4 logical CPUs on 2 cores: room for a 2-worker trial and its driver. With the dashboard: its
-    # State API lets Ray Train release the workers of trials that Tune stops.
-    ray.init(
-        num_cpus=4,
-        _temp_dir=str(short),
-        runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}},
-    )
-    yield ray.get_runtime_context().gcs_address
-    ray.shutdown()
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
-
-
 def _store_args(tmp_path, name="s"):
     return [
         "--storage",
