@@ -9,6 +9,7 @@ a named protocol; then an MLflow-free export of every run and the report built f
 Parts (``--parts``), each one grid sweep with a fixed name, ``repro-<protocol>-<part>``:
   main      a baselines sweep: pah, pah_official (PAH with every choice of the official code,
             sweeps/ablation.py's official_code), finetune, lwf, ewc
+  reference a baselines sweep of joint training, first seed only (5.5x a fine-tune run)
   ablation  an ablation sweep: ce_only, ce+sm, ce+sp. Its "full" row (both terms on) is the main
             part's pah runs, the same config: not trained twice. The ablation sweep's parent run
             says so in the tag analysis.tables.FULL_FROM_TAG, which the analysis follows.
@@ -69,6 +70,9 @@ FULL_CIFAR100 = {
     "schedule.max_tasks": None,
     "model.backbone": "resnet18",  # ImageNet stem, as the official code
     "optim.batch_size": 64,
+    # The full T x T matrix and the untrained model's accuracies: forward transfer for free
+    # (evaluation only, training is unchanged).
+    "schedule.eval_future": True,
 }
 PROTOCOLS: dict[str, Protocol] = {
     "cpu": Protocol(
@@ -91,6 +95,7 @@ PROTOCOLS: dict[str, Protocol] = {
             "schedule.max_tasks": 2,
             "schedule.epochs_per_task": 1,
             "model.backbone": "small_cnn",
+            "schedule.eval_future": True,
         },
     ),
 }
@@ -100,6 +105,8 @@ PROTOCOLS: dict[str, Protocol] = {
 class Part:
     kind: str  # the sweep kind, which decides where the analysis puts its runs
     variants: dict[str, dict[str, Any]]
+    # Only the study's first seeds (None: all): for a costly reference run.
+    max_seeds: int | None = None
 
 
 PARTS: dict[str, Part] = {
@@ -114,6 +121,10 @@ PARTS: dict[str, Part] = {
         },
     ),
     "ablation": Part("ablation", {v: VARIANTS[v] for v in ("ce_only", "ce+sm", "ce+sp")}),
+    # Joint training on every seen task's data: the upper reference of task-agnostic accuracy
+    # and of intransigence. It trains on 1 + 2 + ... + 10 tasks' data (5.5x a fine-tune run), so
+    # one seed; it goes last.
+    "reference": Part("baselines", {"joint": {"method.name": "joint"}}, max_seeds=1),
 }
 # The ablation's base configuration ("full", both loss terms on) is this main-part variant.
 FULL_FROM = ("main", "pah")
@@ -148,8 +159,11 @@ class Study:
     def sweep(self, part: str) -> str:
         return f"repro-{self.protocol}-{part}"
 
+    def part_seeds(self, part: str) -> list[int]:
+        return self.seeds[: PARTS[part].max_seeds]
+
     def cells(self, part: str) -> list[tuple[str, int]]:
-        return [(v, s) for s in self.seeds for v in PARTS[part].variants]
+        return [(v, s) for s in self.part_seeds(part) for v in PARTS[part].variants]
 
     def check_record(self) -> None:
         """A study keeps its protocol, seeds, overrides and experiment: a resume with others would
@@ -258,7 +272,7 @@ def run_part(study: Study, part: str, args: argparse.Namespace) -> None:
         sweep_args,
         spec.kind,
         spec.variants,
-        study.seeds,
+        study.part_seeds(part),
         base_overrides={**protocol.overrides, **study.overrides},
         tags=tags,
         seeds_outer=True,

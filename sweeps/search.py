@@ -324,7 +324,7 @@ def prepare(
     base = load_config(base_path, overrides)  # validated before anything starts
     for extra in (variants or {}).values():
         load_config(base_path, {**overrides, **extra})  # every variant too
-    n_run = min(base.data.n_tasks, base.schedule.max_tasks or base.data.n_tasks)
+    n_run = base.tasks_to_run
     data_root = str(resolve_data_root(args.data_root or base.data.root))
     storage = absolute_storage(args.storage)
     name = args.name or f"pah-{dataset}-{kind}-{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}"

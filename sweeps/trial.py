@@ -70,7 +70,7 @@ class RayReporter(Reporter):
         self._last_boundary = time.perf_counter()
 
     def run_start(self, config, param_counts, first_task):
-        self.n_run = min(config.data.n_tasks, config.schedule.max_tasks or config.data.n_tasks)
+        self.n_run = config.tasks_to_run
         self._last_boundary = time.perf_counter()
 
     def task_end(self, t, accuracy_row, matrix, checkpoint_dir, task_metrics, counts):

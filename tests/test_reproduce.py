@@ -94,11 +94,23 @@ def study(ray_cluster, tmp_path_factory):
         if proc.poll() is None:
             proc.kill()
     done = {c.info.run_id for c in cells[:-1]}
-    rc, printed = _main(_argv(tmp, "--resume"))
+    # The joint reference part costs one more Ray cell: Study.cells is checked below instead.
+    rc, printed = _main(_argv(tmp, "--resume", "--parts", "main,ablation"))
     assert rc == 0, printed[-3000:]
     assert f"main: sweep {MAIN} (5 cells)" in printed  # resumed, not skipped
     assert f"ablation: sweep {ABLATION} (3 cells)" in printed
     return {"tmp": tmp, "out": tmp / "out", "uri": uri, "done_before_kill": done}
+
+
+def test_the_joint_reference_runs_the_first_seed_only(tmp_path):
+    args = reproduce.parser().parse_args(
+        ["--protocol", "tiny", "--seeds", "3,4,5", "--workdir", str(tmp_path)]
+    )
+    study = reproduce.Study.from_args(args)
+    assert study.cells("reference") == [("joint", 3)]
+    assert len(study.cells("main")) == 15
+    # Every protocol evaluates the full matrix (forward transfer) without changing training.
+    assert all(p.overrides["schedule.eval_future"] for p in reproduce.PROTOCOLS.values())
 
 
 def _cell(spec) -> tuple[str, int]:
@@ -240,7 +252,7 @@ def test_resume_retrains_nothing_and_rebuilds_the_report(study, capsys):
     _, _, before = _runs(study["uri"])
     export_before = {p: p.read_bytes() for p in (out / "export").rglob("*.json")}
     report_mtime = (out / "report.md").stat().st_mtime_ns
-    rc, printed = _main(_argv(tmp, "--resume"))
+    rc, printed = _main(_argv(tmp, "--resume", "--parts", "main,ablation"))
     assert rc == 0 and printed.count("already finished, skipped") == 2
     client, parents, after = _runs(study["uri"])
     assert len(parents) == 2
