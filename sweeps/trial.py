@@ -37,6 +37,10 @@ class TrialPlumbing:
     tags: dict[str, str] = field(default_factory=dict)
     # Named groups of overrides (ablation variants); a trial's "variant" key picks one.
     variants: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Restarts of a trial's worker group after a worker dies (a killed process, a lost node):
+    # from the trial's last task checkpoint, whose MLflow rows are not logged twice. A diverged
+    # trial fails again on its retry (the same data, the same seed) and then for good.
+    worker_retries: int = 1
 
 
 def objective_metrics(
@@ -204,9 +208,11 @@ def trial_driver(config: dict[str, Any], plumbing: TrialPlumbing) -> None:
             name=f"train-{trial_id}",
             storage_path=plumbing.storage_path,
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
-            # A failed trial fails once, visibly: no silent retries that hold resources (a controller
-            # retry after a worker-group start timeout keeps the old placement group and deadlocks).
-            failure_config=ray.train.FailureConfig(max_failures=0, controller_failure_limit=0),
+            # No controller retries (one after a worker-group start timeout keeps the old placement
+            # group and deadlocks); a dead worker restarts the group from the last task checkpoint.
+            failure_config=ray.train.FailureConfig(
+                max_failures=plumbing.worker_retries, controller_failure_limit=0
+            ),
             callbacks=[TuneReportCallback()],
         ),
     )

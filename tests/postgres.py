@@ -9,6 +9,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,27 +34,33 @@ def _as_postgres(cmd: list[str]) -> list[str]:
 
 @contextlib.contextmanager
 def postgres_server(workdir: Path, database: str = "mlflow") -> Iterator[str]:
-    """Yields ``postgresql://pah@127.0.0.1:PORT/<database>`` (trust auth on loopback only)."""
+    """Yields ``postgresql://pah@127.0.0.1:PORT/<database>`` (trust auth on loopback only). The
+    cluster lives in its own folder under /tmp (pytest's folders are root-only, and the server
+    runs as the postgres user), removed afterwards; ``workdir`` holds the server's log."""
     bin_dir = postgres_bin()
     if bin_dir is None:
         raise RuntimeError("PostgreSQL is not installed: apt-get install -y postgresql")
-    data, sock = workdir / "pgdata", workdir / "pgsock"
+    workdir.mkdir(parents=True, exist_ok=True)
+    home = Path(tempfile.mkdtemp(prefix="pah-pg-"))
+    data, sock = home / "pgdata", home / "sock"
     for d in (data, sock):
-        d.mkdir(parents=True)
+        d.mkdir()
     if os.geteuid() == 0:
-        shutil.chown(workdir, "postgres")
-        for d in (data, sock):
+        for d in (home, data, sock):
             shutil.chown(d, "postgres")
     port = free_port()
     log = workdir / "postgres.log"
-    subprocess.run(
+    init = subprocess.run(
         _as_postgres(
             [str(bin_dir / "initdb"), "-D", str(data), "-U", "pah", "--auth=trust", "-E", "UTF8"]
         ),
-        check=True,
         capture_output=True,
+        text=True,
         timeout=120,
     )
+    if init.returncode != 0:
+        shutil.rmtree(home, ignore_errors=True)
+        raise RuntimeError(f"initdb failed:\n{init.stdout[-2000:]}\n{init.stderr[-2000:]}")
     proc = subprocess.Popen(
         _as_postgres(
             [
@@ -104,3 +111,4 @@ def postgres_server(workdir: Path, database: str = "mlflow") -> Iterator[str]:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
+        shutil.rmtree(home, ignore_errors=True)
