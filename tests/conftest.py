@@ -7,6 +7,32 @@ import torch
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 REPO = Path(__file__).resolve().parents[1]
 
+# Fixtures that make a test an integration test: real datasets on disk, a real Ray, real MLflow
+# stores and servers, real PostgreSQL. A test using one is marked slow (and data where it reads
+# the datasets), so `pytest -m "not slow"` is the fast unit subset, whatever the file.
+INTEGRATION_FIXTURES = {
+    "data_root",
+    "cifar",
+    "ray_cluster",
+    "mlstore",
+    "built",
+    "mlflow_http",
+    "servers",
+    "sweep",
+    "study",
+    "postgres_mlflow",
+}
+DATA_FIXTURES = {"data_root", "cifar"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        if used & INTEGRATION_FIXTURES:
+            item.add_marker(pytest.mark.slow)
+        if used & DATA_FIXTURES:
+            item.add_marker(pytest.mark.data)
+
 
 @pytest.fixture(scope="session")
 def data_root() -> Path:
