@@ -605,6 +605,8 @@ class Engine:
             # The headline rule's class-incremental matrix, for the reporters' heatmaps.
             "class_il_matrix": s.class_il_matrix(cfg.schedule.task_inference),
             "task_inference": cfg.schedule.task_inference,
+            "untrained_accuracy": [c / n for c, n in zip(s.init_correct, s.init_total, strict=True)]
+            or None,
         }
         # Before task_end: a scheduler may stop the trial right after task_end's Ray report.
         self._emit("task_diagnostics", t, list(s.diagnostics), self.method.pictures())

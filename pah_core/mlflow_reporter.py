@@ -228,8 +228,19 @@ class MLflowReporter(Reporter):
         self._log_matrix(matrix, counts, t)
         if t + 1 >= counts["n_run"]:
             summary = metrics.summary(matrix)
-            for k in ("avg_acc", "forgetting", "bwt", "official_code_bwt"):
-                self.client.log_metric(self.run_id, f"final_{k}", float(summary[k]))
+            final = {k: summary[k] for k in ("avg_acc", "forgetting", "bwt", "official_code_bwt")}
+            # The task-agnostic numbers (every rule) and, with the full matrix, forward transfer.
+            final.update(
+                {k: v for k, v in task_metrics.items() if k.startswith(("cil_", "task_inf"))}
+            )
+            untrained = counts.get("untrained_accuracy")
+            if untrained and matrix.shape[0] == matrix.shape[1] and not np.isnan(matrix).any():
+                final["forward_transfer"] = metrics.forward_transfer(matrix, untrained)
+            now = int(time.time() * 1000)
+            self.client.log_batch(
+                self.run_id,
+                metrics=[Metric(f"final_{k}", float(v), now, t) for k, v in final.items()],
+            )
             self.client.set_terminated(self.run_id, status="FINISHED")
 
     def _log_matrix(self, matrix: np.ndarray, counts: dict[str, Any], t: int) -> None:
@@ -242,6 +253,8 @@ class MLflowReporter(Reporter):
                 "total": counts["total"],
                 "tasks_done": t + 1,
                 "n_tasks": counts["n_run"],
+                # eval_future: the untrained model's accuracy per task (forward transfer's b).
+                "untrained_accuracy": counts.get("untrained_accuracy"),
             },
             "acc_matrix.json",
         )
