@@ -189,6 +189,13 @@ class Study:
         path.write_text(json.dumps(record, indent=1) + "\n")
 
 
+TERMINAL = ("FINISHED", "FAILED", "KILLED")
+
+
+class StudyInterrupted(RuntimeError):
+    pass
+
+
 @dataclass
 class PartStatus:
     """Where a part's sweep stands, from MLflow: its parent run and one child run per cell."""
@@ -215,7 +222,6 @@ def part_status(study: Study, part: str) -> PartStatus:
 
     client = MlflowClient(tracking_uri=study.mlflow_uri)
     parent = client.get_run(json.loads(state.read_text())["parent_run_id"])
-    finished = parent.info.status == "FINISHED"
     runs = client.search_runs(
         [parent.info.experiment_id],
         filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
@@ -225,6 +231,10 @@ def part_status(study: Study, part: str) -> PartStatus:
         (r.data.tags.get("variant", "?"), int(r.data.params.get("run.seed", -1))): r.info.status
         for r in runs
     }
+    # Finished: the sweep ended and every cell ended (a sweep stopped with Ctrl-C also closes its
+    # parent run, with cells still RUNNING or never started).
+    ended = all(cells.get(c) in TERMINAL for c in study.cells(part))
+    finished = parent.info.status == "FINISHED" and ended
     return PartStatus(name, started=True, finished=finished, cells=cells)
 
 
@@ -277,6 +287,15 @@ def run_part(study: Study, part: str, args: argparse.Namespace) -> None:
         tags=tags,
         seeds_outer=True,
     )
+    # Tune returns from an interrupted sweep (Ctrl-C) as from a finished one: the study stops
+    # there instead of starting the next part.
+    cells = part_status(study, part).cells
+    left = [c for c in study.cells(part) if cells.get(c) not in TERMINAL]
+    if left:
+        raise StudyInterrupted(
+            f"{part}: sweep {name} stopped with {len(left)} cell(s) not done; continue the study "
+            "with --resume"
+        )
 
 
 def export_and_report(study: Study, max_heatmaps: int):
@@ -374,6 +393,9 @@ def main(argv: list[str] | None = None) -> int:
     except (SweepError, ConfigError, AnalysisError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except StudyInterrupted as e:
+        print(f"[repro] interrupted: {e}", file=sys.stderr)
+        return 130
     incomplete = []
     for part in PARTS:
         status = part_status(study, part)

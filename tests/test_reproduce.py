@@ -58,9 +58,11 @@ def _main(argv: list[str]) -> tuple[int, str]:
 
 @pytest.fixture(scope="module")
 def study(ray_cluster, tmp_path_factory):
-    """The whole study, trained as a researcher would after a crash: the main part, one cell at a
-    time, is killed (SIGKILL) in its second cell; then ``--resume`` continues it (the first cell is
-    not retrained) and starts the ablation part, which had not begun."""
+    """The whole study, trained as a researcher would after a Ctrl-C: the main part, one cell at a
+    time, is interrupted (SIGINT) in its second cell; the study stops there (Tune returns from an
+    interrupted sweep as from a finished one: the next part must not start) and says how to go on;
+    then ``--resume`` continues the main part (the first cell is not retrained) and starts the
+    ablation part, which had not begun. (A SIGKILLed sweep: tests/test_sweeps.py.)"""
     from mlflow.tracking import MlflowClient
 
     tmp = tmp_path_factory.mktemp("study")
@@ -88,11 +90,12 @@ def study(ray_cluster, tmp_path_factory):
             time.sleep(0.5)
         else:
             pytest.fail("the main part did not reach its second cell within 240 s")
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=120) == 130  # stopped, not gone on to the ablation part
     finally:
         if proc.poll() is None:
             proc.kill()
+    assert ABLATION not in _runs(uri)[1]
     done = {c.info.run_id for c in cells[:-1]}
     # The joint reference part costs one more Ray cell: Study.cells is checked below instead.
     rc, printed = _main(_argv(tmp, "--resume", "--parts", "main,ablation"))
