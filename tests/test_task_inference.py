@@ -233,3 +233,26 @@ def test_mlflow_run_holds_the_task_agnostic_numbers_and_forward_transfer(tmp_pat
     assert cil == r["class_il"]["max_softmax"]["accuracy_matrix"]
     logged = mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/acc_matrix.json")
     assert logged["untrained_accuracy"] == pytest.approx(r["untrained_accuracy"])
+
+
+@pytest.mark.parametrize("method", ["pah", "lwf"])
+def test_task_agnostic_evaluation_is_one_backbone_pass_per_image(method):
+    """Every head and every rule from the same features: the backbone sees each test image once
+    per evaluation (plus, for PAH, one pass over the seen tasks' prototypes)."""
+    from pah_core.engine import Engine
+    from tests.helpers import tiny_config, tiny_stream
+
+    cfg = tiny_config(f"method.name={method}", "schedule.epochs_per_task=1")
+    engine = Engine(cfg, tiny_stream(cfg))
+    engine.run()
+    seen = []
+    hook = engine.method.model.backbone.register_forward_hook(
+        lambda module, args, out: seen.append(args[0].shape[0])
+    )
+    try:
+        engine.evaluate_seen(2)
+    finally:
+        hook.remove()
+    images = sum(len(engine.stream.test_split(j)) for j in range(3))
+    prototypes = 3 * engine.stream.classes_per_task if method == "pah" else 0
+    assert sum(seen) == images + prototypes
