@@ -1,13 +1,37 @@
 """Small real objects for tests: a synthetic stream and a small CNN; local ports and servers."""
 
+import contextlib
+import os
+import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 from pah_core.config import load_config
 from pah_core.data import TaskStream, load_source
+
+# The train CLI's overrides for a tiny synthetic run (seconds on one core).
+TINY_CLI = [
+    "data.dataset=synthetic",
+    "data.n_tasks=2",
+    "data.classes_per_task=3",
+    "model.backbone=small_cnn",
+    "model.prototype_size=4",
+    "schedule.epochs_per_task=1",
+    "run.progress=false",
+]
+
+
+def set_flags(**overrides) -> list[str]:
+    """Sweep ``--set key=value`` flags; keys use ``__`` for dots (data__train_per_class=60)."""
+    out: list[str] = []
+    for k, v in overrides.items():
+        out += ["--set", f"{k.replace('__', '.')}={v}"]
+    return out
 
 
 def tiny_config(*overrides: str):
@@ -64,3 +88,38 @@ def wait_http(url: str, timeout: float, proc: subprocess.Popen, log: Path) -> No
         except OSError:
             time.sleep(1)
     raise AssertionError(f"{url} did not answer in {timeout:.0f} s:\n{log.read_text()[-3000:]}")
+
+
+@contextlib.contextmanager
+def mlflow_server(backend_uri: str, workdir: Path, **env: str) -> Iterator[str]:
+    """cluster/mlflow-server.sh on 127.0.0.1 (one worker, no auth unless ``env`` says otherwise);
+    yields its URL and stops its process group at the end."""
+    port = free_port()
+    log = workdir / "mlflow-server.log"
+    proc = subprocess.Popen(
+        ["bash", str(Path(__file__).resolve().parents[1] / "cluster" / "mlflow-server.sh")],
+        env={
+            **os.environ,
+            "MLFLOW_PORT": str(port),
+            "MLFLOW_BACKEND_STORE_URI": backend_uri,
+            "MLFLOW_ARTIFACTS_DESTINATION": str(workdir / "served-artifacts"),
+            "MLFLOW_WORKERS": "1",
+            "MLFLOW_BIN": str(Path(sys.executable).parent / "mlflow"),
+            "MLFLOW_AUTH": "none",
+            **env,
+        },
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{url}/health", 120, proc, log)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)

@@ -506,38 +506,12 @@ def test_cli_and_batched_reads(mlstore, tmp_path, monkeypatch, capsys):
 
 @pytest.fixture(scope="module")
 def mlflow_http(mlstore):
-    """The same store behind a real MLflow tracking server on 127.0.0.1 (cluster/mlflow-server.sh)."""
-    import sys
-    from pathlib import Path
+    """The same store behind a real MLflow tracking server on 127.0.0.1 (cluster/mlflow-server.sh;
+    no authentication: the analysis is what this tests, authentication is test_cluster.py's)."""
+    from tests.helpers import mlflow_server
 
-    from tests.helpers import free_port, wait_http
-
-    repo = Path(__file__).resolve().parents[1]
-    port = free_port()
-    log = mlstore["tmp"] / "mlflow-server.log"
-    proc = subprocess.Popen(
-        ["bash", str(repo / "cluster" / "mlflow-server.sh")],
-        env={
-            **os.environ,
-            "MLFLOW_PORT": str(port),
-            "MLFLOW_BACKEND_STORE_URI": mlstore["uri"],
-            "MLFLOW_ARTIFACTS_DESTINATION": str(mlstore["tmp"] / "served-artifacts"),
-            "MLFLOW_WORKERS": "1",
-            "MLFLOW_BIN": str(Path(sys.executable).parent / "mlflow"),
-            # The analysis is what this tests; authentication is tested in test_cluster.py.
-            "MLFLOW_AUTH": "none",
-        },
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(f"{url}/health", 120, proc, log)
+    with mlflow_server(mlstore["uri"], mlstore["tmp"]) as url:
         yield url
-    finally:
-        os.killpg(proc.pid, 15)
-        proc.wait(timeout=30)
 
 
 def _shown(report) -> dict[str, list[dict[str, str]]]:

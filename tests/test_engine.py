@@ -7,7 +7,7 @@ import torch
 from pah_core.engine import CheckpointError, Engine
 from pah_core.reporters import JSONReporter, Reporter
 from pah_core.train import main as cli_main
-from tests.helpers import tiny_config, tiny_stream
+from tests.helpers import TINY_CLI, tiny_config, tiny_stream
 
 
 class Recorder(Reporter):
@@ -107,15 +107,7 @@ def test_official_bn_mode_runs(tmp_path):
 
 
 def test_cli_writes_results_and_resumes(tmp_path, capsys):
-    args = [
-        "data.dataset=synthetic",
-        "data.n_tasks=2",
-        "data.classes_per_task=3",
-        "model.backbone=small_cnn",
-        "model.prototype_size=4",
-        "schedule.epochs_per_task=1",
-        "run.progress=false",
-    ]
+    args = TINY_CLI
     assert cli_main(["--out", str(tmp_path), *args, "schedule.max_tasks=1"]) == 0
     assert json.loads((tmp_path / "results.json").read_text())["tasks_completed"] == 1
     assert cli_main(["--out", str(tmp_path), "--resume", *args]) == 0

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.helpers import free_port, wait_http
+from tests.helpers import mlflow_server, set_flags
 from tests.postgres import postgres_bin, postgres_server
 
 pytestmark = pytest.mark.slow
@@ -22,30 +22,20 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
 # 3 tasks of real CIFAR-100 (300 training images per class, 4 epochs, a small CNN): a task takes a
 # few seconds on one core, long enough to kill a worker in the middle of one.
-LONGER = [
-    "--set",
-    "data.train_per_class=300",
-    "--set",
-    "data.test_per_class=20",
-    "--set",
-    "schedule.max_tasks=3",
-    "--set",
-    "model.backbone=small_cnn",
-    "--set",
-    "schedule.epochs_per_task=4",
-]
-TINY = [
-    "--set",
-    "data.train_per_class=60",
-    "--set",
-    "data.test_per_class=10",
-    "--set",
-    "schedule.max_tasks=2",
-    "--set",
-    "model.backbone=small_cnn",
-    "--set",
-    "schedule.epochs_per_task=2",
-]
+LONGER = set_flags(
+    data__train_per_class=300,
+    data__test_per_class=20,
+    schedule__max_tasks=3,
+    model__backbone="small_cnn",
+    schedule__epochs_per_task=4,
+)
+TINY = set_flags(
+    data__train_per_class=60,
+    data__test_per_class=10,
+    schedule__max_tasks=2,
+    model__backbone="small_cnn",
+    schedule__epochs_per_task=2,
+)
 
 
 def _children(uri: str, experiment: str = "pah-cifar100"):
@@ -173,36 +163,9 @@ def postgres_mlflow(tmp_path_factory):
             pytest.fail(msg)
         pytest.skip(msg)
     tmp = tmp_path_factory.mktemp("pg")
-    with postgres_server(tmp / "db") as db_uri:
-        port = free_port()
-        log = tmp / "mlflow.log"
-        server = subprocess.Popen(
-            ["bash", str(REPO / "cluster" / "mlflow-server.sh")],
-            env={
-                **os.environ,
-                "MLFLOW_PORT": str(port),
-                "MLFLOW_BACKEND_STORE_URI": db_uri,
-                "MLFLOW_ARTIFACTS_DESTINATION": str(tmp / "artifacts"),
-                "MLFLOW_WORKERS": "1",
-                "MLFLOW_BIN": str(Path(sys.executable).parent / "mlflow"),
-                # The backend is what this tests; authentication is tested in test_cluster.py.
-                "MLFLOW_AUTH": "none",
-            },
-            stdout=log.open("w"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
-            url = f"http://127.0.0.1:{port}"
-            wait_http(f"{url}/health", 120, server, log)
-            yield {"url": url, "db": db_uri, "tmp": tmp}
-        finally:
-            os.killpg(server.pid, signal.SIGTERM)
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
-                server.wait(timeout=10)
+    # No authentication: the backend is what this tests, authentication is test_cluster.py's.
+    with postgres_server(tmp / "db") as db_uri, mlflow_server(db_uri, tmp) as url:
+        yield {"url": url, "db": db_uri, "tmp": tmp}
 
 
 def _shown(table_json: Path) -> list[dict]:

@@ -12,7 +12,7 @@ import torch
 from pah_core.data import DataError, load_cifar100
 from pah_core.engine import CheckpointError, Engine
 from pah_core.train import main as cli_main
-from tests.helpers import tiny_config, tiny_stream
+from tests.helpers import TINY_CLI, tiny_config, tiny_stream
 
 
 class _RunsCode:
@@ -77,16 +77,7 @@ def test_a_crafted_dataset_pickle_is_refused_and_runs_nothing(tmp_path, data_roo
         load_cifar100(tmp_path, download=False)
 
 
-ARGS = [
-    "data.dataset=synthetic",
-    "data.n_tasks=2",
-    "data.classes_per_task=3",
-    "model.backbone=small_cnn",
-    "model.prototype_size=4",
-    "schedule.epochs_per_task=1",
-    "schedule.max_tasks=1",
-    "run.progress=false",
-]
+ARGS = [*TINY_CLI, "schedule.max_tasks=1"]
 
 
 def test_an_existing_run_is_never_overwritten_silently(tmp_path, capsys):
