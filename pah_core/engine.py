@@ -141,20 +141,21 @@ def _rng_state() -> dict[str, Any]:
 
 
 def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
+    # The checkpoint is read onto the run's device; generator states must be CPU byte tensors.
+    torch.set_rng_state(state["torch"].cpu())
     random.setstate(state["python"])
     n = state["numpy"]
     np.random.set_state(
         (
             n["name"],
-            n["keys"].numpy().astype(np.uint32),
+            n["keys"].cpu().numpy().astype(np.uint32),
             n["pos"],
             n["has_gauss"],
             n["cached_gaussian"],
         )
     )
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([g.cpu() for g in state["cuda"]])
 
 
 def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:

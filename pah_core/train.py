@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     from pah_core.data import DataError, TaskStream, load_source
-    from pah_core.engine import CheckpointError, Engine
+    from pah_core.engine import CheckpointError, DeviceError, Engine, pick_device
     from pah_core.reporters import ConsoleReporter, JSONReporter
 
     out = Path(args.out).resolve()
@@ -115,6 +115,11 @@ def main(argv: list[str] | None = None) -> int:
     except OutputError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    try:
+        pick_device(cfg.run.device)  # before the dataset loads: a missing GPU is known at once
+    except DeviceError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     resume = Path(args.resume_from) if args.resume_from else None
     if args.resume and resume is None:
         resume = _latest_checkpoint(out)

@@ -14,8 +14,11 @@ from pathlib import Path
 from pah_core.config import load_config
 from pah_core.data import TaskStream, load_source
 
-# The train CLI's overrides for a tiny synthetic run (seconds on one core).
+# The train CLI's overrides for a tiny synthetic run (seconds on one core). Unit tests run on the
+# CPU even where a GPU is visible: they compare runs bit for bit (resume = uninterrupted run), which
+# CUDA's nondeterministic kernels do not promise; tests/test_cuda.py covers the GPU.
 TINY_CLI = [
+    "run.device=cpu",
     "data.dataset=synthetic",
     "data.n_tasks=2",
     "data.classes_per_task=3",
@@ -38,6 +41,7 @@ def tiny_config(*overrides: str):
     return load_config(
         None,
         [
+            "run.device=cpu",
             "data.dataset=synthetic",
             "data.n_tasks=3",
             "data.classes_per_task=4",
