@@ -1,21 +1,25 @@
 """Tables as data: cells that know their runs, footnotes, provenance. Rendering is in render.py.
 
 Numbers are in % (accuracy and forgetting as fractions in MLflow, times 100). A mean +- std is over
-runs (seeds); std is the sample standard deviation (ddof = 1), absent for a single run.
+runs (seeds); std is the sample standard deviation (ddof = 1), absent for a single run. The numbers
+of a table come from one ``groupby().agg()`` per metric (``group_stats``), the footnotes and the
+provenance from the runs behind each cell.
 """
 
 from __future__ import annotations
 
-import math
 import statistics
 import time
-from collections.abc import Callable, Iterable
+import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+import pandas as pd
 import yaml
+
+from pah_core.tracking import sqlite_path
 
 from .store import Experiment, RunRecord, short_id
 
@@ -165,24 +169,46 @@ class Table:
         return hits[0][key]
 
 
-def stat(table: Table, runs: list[RunRecord], key: str, scale: float = 100.0) -> Cell:
-    """Mean +- std of metric ``key`` over ``runs``; a footnoted gap for runs that lack it."""
-    have = [(r, r.metric(key)) for r in runs]
-    vals = [v * scale for _, v in have if v is not None]
-    lacking = [r for r, v in have if v is None]
-    cell = Cell(n=len(vals), run_ids=[r.run_id for r, v in have if v is not None])
-    if vals:
-        cell.mean = statistics.fmean(vals)
-        cell.std = statistics.stdev(vals) if len(vals) > 1 else None
-        if len(vals) == 1:
+def _stdev(values: pd.Series) -> float | None:
+    return statistics.stdev(values) if len(values) > 1 else None
+
+
+def group_stats(groups: list[list[RunRecord]], key: str, scale: float = 100.0) -> pd.DataFrame:
+    """Mean, sample std and n of metric ``key`` x ``scale`` for each group of runs (indexed by its
+    position in ``groups``), over the runs that have it; no row for a group where none has it.
+
+    statistics.fmean and stdev are exactly rounded; pandas' own mean and std can differ from them
+    in the last bit, which the JSON tables (full precision) would show."""
+    values = [(i, r.metric(key)) for i, runs in enumerate(groups) for r in runs]
+    frame = pd.DataFrame(values, columns=["group", "value"], dtype=object).dropna()
+    frame["value"] = frame["value"].astype(float) * scale
+    return frame.groupby("group").agg(
+        mean=("value", statistics.fmean), std=("value", _stdev), n=("value", "count")
+    )
+
+
+def stat(
+    table: Table, runs: list[RunRecord], key: str, stats: pd.DataFrame | None = None, i: int = 0
+) -> Cell:
+    """Mean +- std of metric ``key`` over ``runs`` (row ``i`` of ``stats``, the group_stats of a
+    table's groups, else of ``runs`` alone); a footnoted gap for runs that lack it."""
+    if stats is None:
+        stats, i = group_stats([runs], key), 0
+    lacking = [r for r in runs if r.metric(key) is None]
+    cell = Cell(run_ids=[r.run_id for r in runs if r.metric(key) is not None])
+    if i in stats.index:
+        row = stats.loc[i]
+        cell.mean, cell.n = float(row["mean"]), int(row["n"])
+        cell.std = None if pd.isna(row["std"]) else float(row["std"])
+        if cell.n == 1:
             cell.notes.append(table.note("a single run: no standard deviation"))
     if lacking:
         ids = ", ".join(short_id(r.run_id) for r in lacking)
-        what = "none of the runs has" if not vals else f"{len(lacking)} of {len(runs)} runs lack"
+        what = "none of the runs has" if not cell.n else f"{len(lacking)} of {len(runs)} runs lack"
         cell.notes.append(
             table.note(
                 f"{what} {key} (stopped early, failed or still running): {ids}"
-                + ("" if not vals else "; the value is over the others")
+                + ("" if not cell.n else "; the value is over the others")
             )
         )
     if not runs:
@@ -334,7 +360,11 @@ def main_table(exp: Experiment, runs: list[RunRecord], paper: dict[str, Any]) ->
         by_method.setdefault(row_key(r), {}).setdefault(r.dataset, []).append(r)
         method_of[row_key(r)] = r.method
     ours: dict[tuple[str, str], Cell] = {}
-    for m in _order_methods(by_method, method_of):
+    order = _order_methods(by_method, method_of)
+    cells_of = [(m, d) for m in order for d in datasets if by_method[m].get(d)]
+    groups = [by_method[m][d] for m, d in cells_of]
+    accs, forgs = (group_stats(groups, k) for k in ("final_avg_acc", "final_forgetting"))
+    for m in order:
         cells = {
             "method": Cell(text=f"{method_name(m)} (ours)"),
             "source": "this work",
@@ -347,8 +377,9 @@ def main_table(exp: Experiment, runs: list[RunRecord], paper: dict[str, Any]) ->
                 cells[f"{d}:forgetting"] = Cell(text=DASH)
                 cells[f"{d}:n"] = Cell(text="0")
                 continue
-            acc = stat(t, group, "final_avg_acc")
-            forg = stat(t, group, "final_forgetting")
+            i = cells_of.index((m, d))
+            acc = stat(t, group, "final_avg_acc", accs, i)
+            forg = stat(t, group, "final_forgetting", forgs, i)
             acc.notes += config_note(t, group) + protocol_note(t, group, d)
             ours[(m, d)] = acc
             ours[(m, d, "f")] = forg  # type: ignore[index]
@@ -534,6 +565,11 @@ def ablation_tables(
                 if k not in groups or all(is_full(x) for x in groups[k]):
                     groups.setdefault(k, []).append(r)
             levels = list(spec["levels"]) + [k for k in groups if k not in spec["levels"]]
+            ran = [k for k in levels if groups.get(k)]
+            accs, forgs = (
+                group_stats([groups[k] for k in ran], m)
+                for m in ("final_avg_acc", "final_forgetting")
+            )
             paper_table = pab.get(name, {}) or {}
             for k in levels:
                 ref = spec["paper"](k, paper_table)
@@ -546,12 +582,10 @@ def ablation_tables(
                     "n": str(len(group)),
                 }
                 if group:
-                    row["acc"] = stat(t, group, "final_avg_acc")
-                    row["acc"].notes += config_note_ablation(t, group) + protocol_note(
-                        t, group, dataset
-                    )
+                    row["acc"] = stat(t, group, "final_avg_acc", accs, ran.index(k))
+                    row["acc"].notes += config_note(t, group) + protocol_note(t, group, dataset)
                     row["acc"].notes += shared_full_note(t, group, shared_ids, dedicated, spec)
-                    row["forgetting"] = stat(t, group, "final_forgetting")
+                    row["forgetting"] = stat(t, group, "final_forgetting", forgs, ran.index(k))
                 else:
                     gap = t.note("no run of ours with this setting")
                     row["acc"] = Cell(text=NA, notes=[gap])
@@ -613,35 +647,17 @@ def shared_full_note(
     return notes
 
 
-def config_note_ablation(t: Table, runs: list[RunRecord]) -> list[str]:
-    # "full" and a dedicated variant at the same setting are one configuration; flag anything else.
-    return config_note(t, runs)
-
-
 # -- sensitivity (search sweeps) -----------------------------------------------------------------
 
 
-def _ranks(x: list[float]) -> np.ndarray:
-    order = np.argsort(x, kind="mergesort")
-    ranks = np.empty(len(x))
-    xs = np.asarray(x)[order]
-    i = 0
-    while i < len(xs):
-        j = i
-        while j + 1 < len(xs) and xs[j + 1] == xs[i]:
-            j += 1
-        ranks[order[i : j + 1]] = (i + j) / 2.0
-        i = j + 1
-    return ranks
-
-
 def spearman(x: list[float], y: list[float]) -> float | None:
+    """Spearman's rho (ties ranked by their average); None below 3 points or without variation."""
     if len(x) < 3:
         return None
-    rx, ry = _ranks(x), _ranks(y)
-    if np.std(rx) == 0 or np.std(ry) == 0:
-        return None
-    return float(np.corrcoef(rx, ry)[0, 1])
+    with warnings.catch_warnings():  # scipy warns about a constant input, which gives NaN
+        warnings.simplefilter("ignore")
+        rho = pd.Series(x, dtype=float).corr(pd.Series(y, dtype=float), method="spearman")
+    return None if pd.isna(rho) else float(rho)
 
 
 def _num(v: str | None) -> float | None:
@@ -758,11 +774,9 @@ def optuna_importances(
     """fANOVA importances of the study (for the first objective, accuracy), or None and why not."""
     if storage_url is None:
         return None, "no Optuna storage known (the MLflow store is a server): pass --optuna-storage"
-    if (
-        storage_url.startswith("sqlite:///")
-        and not Path(storage_url[len("sqlite:///") :]).is_file()
-    ):
-        return None, f"no Optuna study: {storage_url[len('sqlite:///') :]} does not exist"
+    path = sqlite_path(storage_url)
+    if path is not None and not path.is_file():
+        return None, f"no Optuna study: {path} does not exist"
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -788,10 +802,3 @@ def optuna_importances(
         {k: float(v) for k, v in imp.items()},
         f"fANOVA importance of each parameter for accuracy, Optuna study {study_name!r} ({len(complete)} complete trials; sums to 1 over all searched parameters)",
     )
-
-
-def is_finite(x: float | None) -> bool:
-    return x is not None and math.isfinite(x)
-
-
-Selector = Callable[[RunRecord], bool]
