@@ -29,7 +29,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a plain checkout too
 
 from analysis import figures, render  # noqa: E402
+from analysis.ablations import ablation_tables, shared_full_runs  # noqa: E402
 from analysis.export import ExportSource  # noqa: E402
+from analysis.main_table import main_table  # noqa: E402
+from analysis.sensitivity import (  # noqa: E402
+    SENSITIVITY_KEYS,
+    optuna_importances,
+    sensitivity_tables,
+)
 from analysis.store import (  # noqa: E402
     AnalysisError,
     MlflowSource,
@@ -39,17 +46,7 @@ from analysis.store import (  # noqa: E402
     resolve_uri,
     select_sweeps,
 )
-from analysis.tables import (  # noqa: E402
-    SENSITIVITY_KEYS,
-    Table,
-    ablation_tables,
-    load_paper,
-    main_table,
-    optuna_importances,
-    row_key,
-    sensitivity_tables,
-    shared_full_runs,
-)
+from analysis.tables import Table, load_paper, row_key  # noqa: E402
 
 
 @dataclass

@@ -681,7 +681,9 @@ def test_variant_rows_and_a_full_row_from_another_sweep():
     """A baselines variant that is not plainly a method (pah_official) gets its own main-table row
     after PAH's; an ablation sweep that names another sweep's runs as its full configuration
     (FULL_FROM_TAG) gets them as the full row, footnoted, and a footnote if their config differs."""
-    from analysis.tables import FULL_FROM_TAG, ablation_tables, main_table, shared_full_runs
+    from analysis.ablations import ablation_tables, shared_full_runs
+    from analysis.main_table import main_table
+    from analysis.tables import FULL_FROM_TAG
 
     def parent(rid, sweep, kind, **tags):
         tags = {"pah.role": "sweep", "sweep": sweep, "sweep_kind": kind, **tags}
