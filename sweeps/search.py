@@ -40,7 +40,7 @@ def main(dataset: str, argv: list[str] | None = None) -> int:
         points = [dict(PAPER_DEFAULTS)]
         if args.points:
             points += [{**PAPER_DEFAULTS, **p} for p in load_points(args.points, search_space())]
-        num_samples = args.num_samples or DEFAULT_SAMPLES[args.preset]  # the flag is 1 or more
+        num_samples = DEFAULT_SAMPLES[args.preset] if args.num_samples is None else args.num_samples
         plan = plan_sweep(dataset, args, num_samples=num_samples, points=points)
         if args.grace_tasks > plan.n_run:
             raise SweepError(

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from pah_core.metrics import pareto_front
+from pah_core.tracking import sqlite_path
 
 CONFIG = "config/"  # ResultGrid.get_dataframe's prefix of the config columns
 
@@ -91,7 +92,7 @@ def print_summary(summary: dict[str, Any], seconds: float, mlflow_uri: str) -> N
         )
     if summary["pareto"]:
         print(f"[sweep] Pareto set: {[p['trial'] for p in summary['pareto']]}")
-    if mlflow_uri.startswith("sqlite"):
+    if sqlite_path(mlflow_uri) is not None:
         print(
             f"[sweep] browse: mlflow ui --backend-store-uri {mlflow_uri}  (then open http://127.0.0.1:5000)"
         )
