@@ -117,7 +117,7 @@ def plan_sweep(
         objectives=getattr(args, "objectives", "acc").split(","),
         kind=kind,
         overrides=overrides,
-        config=args.config,
+        config=args.config or "",
     )
     plan = Plan(
         name=name,

@@ -61,8 +61,8 @@ class SweepState:
     # The overrides of the base config (--set, a grid's base overrides); None in the state of a
     # sweep started before they were recorded, and then not checked on resume.
     overrides: dict[str, Any] | None = None
-    # --config as given (None: the dataset's shipped config). Not a resolved path: a job submitted
-    # again (ray job submit --working-dir) runs from another folder.
+    # --config as given ("": the dataset's shipped config; None: not recorded, not checked). Not a
+    # resolved path: a job submitted again (ray job submit --working-dir) runs from another folder.
     config: str | None = None
     parent_run_id: str = ""  # known once the parent run exists
 
@@ -90,8 +90,9 @@ class SweepState:
                     f"--resume: sweep {name!r} was started with other config overrides (--set): "
                     f"{what}. Pass the same, or start another --name"
                 )
+            shown = [repr(v) if v != "" else "(the shipped one)" for v in (then, now[key])]
             raise SweepError(
-                f"--resume: sweep {name!r} was started with {key} {then!r}, not {now[key]!r}: "
+                f"--resume: sweep {name!r} was started with {key} {shown[0]}, not {shown[1]}: "
                 "pass the same, or start another --name"
             )
 
