@@ -7,8 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .sensitivity import PARAM_NAMES
 from .store import RunRecord, short_id
-from .tables import PARAM_NAMES, dataset_name, method_name
+from .tables import dataset_name, method_name
 
 
 def _plt():

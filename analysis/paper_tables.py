@@ -4,8 +4,8 @@
     python analysis/paper_tables.py --experiment pah-cifar100 --sweep NAME_OR_PARENT_RUN_ID --out report/
     python analysis/paper_tables.py --from-export docs/results/cpu/export --out docs/results/cpu
 
-Reads MLflow only (an embedded sqlite store or an http:// server): one paginated search per
-experiment, then metric histories and accuracy-matrix artifacts only for the runs that are plotted.
+Reads MLflow only (an embedded sqlite store or an http:// server): one search per experiment,
+then metric histories and accuracy-matrix artifacts only for the runs that are plotted.
 Or, with --from-export, an export folder (analysis/export.py) and no MLflow at all: the same tables.
 
 What goes where: runs of ``baselines`` sweeps and standalone runs make the main table (method, or
@@ -29,7 +29,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a plain checkout too
 
 from analysis import figures, render  # noqa: E402
+from analysis.ablations import ablation_tables, shared_full_runs  # noqa: E402
 from analysis.export import ExportSource  # noqa: E402
+from analysis.main_table import main_table  # noqa: E402
+from analysis.sensitivity import (  # noqa: E402
+    SENSITIVITY_KEYS,
+    optuna_importances,
+    sensitivity_tables,
+)
 from analysis.store import (  # noqa: E402
     AnalysisError,
     MlflowSource,
@@ -39,17 +46,7 @@ from analysis.store import (  # noqa: E402
     resolve_uri,
     select_sweeps,
 )
-from analysis.tables import (  # noqa: E402
-    SENSITIVITY_KEYS,
-    Table,
-    ablation_tables,
-    load_paper,
-    main_table,
-    optuna_importances,
-    row_key,
-    sensitivity_tables,
-    shared_full_runs,
-)
+from analysis.tables import Table, load_paper, row_key  # noqa: E402
 
 
 @dataclass
@@ -58,7 +55,6 @@ class Report:
     tables: list[Table] = field(default_factory=list)
     figures: list[Path] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-    search_calls: int = 0
 
 
 def build(
@@ -68,23 +64,21 @@ def build(
     mlflow_uri: str | None = None,
     optuna_storage: str | None = None,
     max_heatmaps: int = 100,
-    client=None,
     source: MlflowSource | ExportSource | None = None,
 ) -> Report:
     """Tables and figures of ``experiment`` (or of the export's, with an ExportSource) into ``out``.
 
-    ``source`` is where runs, histories and matrices are read: by default MLflow at ``mlflow_uri``
-    (or through ``client``); an ``ExportSource`` reads an export folder instead."""
+    ``source`` is where runs, histories and matrices are read: by default MLflow at ``mlflow_uri``;
+    an ``ExportSource`` reads an export folder instead."""
     from pah_core import metrics
-    from sweeps.search import pareto_front
 
     if source is None:
-        source = MlflowSource(client or client_for(resolve_uri(mlflow_uri)))
+        source = MlflowSource(client_for(resolve_uri(mlflow_uri)))
     experiment = experiment or source.default_experiment
     if experiment is None:
         raise AnalysisError("name the MLflow experiment to analyse (--experiment)")
     exp = source.experiment(experiment)
-    report = Report(Path(out), search_calls=exp.search_calls)
+    report = Report(Path(out))
     figdir = report.out / "figures"
     if sweeps:
         parents = select_sweeps(exp, sweeps)
@@ -126,7 +120,7 @@ def build(
             for r in trials
             if r.metric("final_avg_acc") is not None and r.metric("final_forgetting") is not None
         ]
-        front = pareto_front(
+        front = metrics.pareto_front(
             [(r.run_id, r.metric("final_avg_acc"), r.metric("final_forgetting")) for r in done]
         )
         if done:

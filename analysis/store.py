@@ -1,5 +1,5 @@
-"""Reading an MLflow experiment for analysis: one paginated search per experiment, artifacts and
-metric histories only for the runs that need them.
+"""Reading an MLflow experiment for analysis: one search per experiment (``mlflow.search_runs``,
+which pages itself, into a DataFrame), artifacts and metric histories only for the runs that need them.
 
 Works the same on an embedded sqlite store and on an ``http://`` MLflow server (``MlflowClient``).
 ``MlflowSource`` bundles those reads for ``paper_tables.build``; ``analysis/export.py`` has the other
@@ -8,17 +8,21 @@ source, an MLflow-free export folder, which gives the same records.
 
 from __future__ import annotations
 
+import contextlib
 import os
-import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-PAGE = 1000  # runs per search page (an MLflow server caps a page at 1000 too)
-RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+from pah_core.tracking import (
+    TrackingError,
+    check_store,
+    check_tracking_uri,
+    default_tracking_uri,
+    optuna_storage_beside,
+)
 
 
 class AnalysisError(RuntimeError):
@@ -78,7 +82,6 @@ class Experiment:
     experiment_id: str
     runs: list[RunRecord]  # every run but the sweep parents
     sweeps: dict[str, RunRecord]  # parent run id -> parent run
-    search_calls: int = 0
 
     def sweep_label(self, parent_id: str) -> str:
         p = self.sweeps[parent_id]
@@ -86,20 +89,13 @@ class Experiment:
 
 
 def resolve_uri(uri: str | None) -> str:
-    """--mlflow-uri, else $MLFLOW_TRACKING_URI, else mlflow.db in the working directory. A sqlite
-    file must exist: opening a missing one would create an empty store and report nothing."""
-    from pah_core.mlflow_reporter import check_tracking_uri
-
-    uri = check_tracking_uri(
-        uri or os.environ.get("MLFLOW_TRACKING_URI") or str(Path("mlflow.db").resolve())
-    )
-    if uri.startswith("sqlite:///"):
-        path = Path(uri[len("sqlite:///") :])
-        if not path.is_file():
-            raise AnalysisError(
-                f"no MLflow store at {path} (pass --mlflow-uri sqlite:////abs/mlflow.db or http://host:port)"
-            )
-    return uri
+    """--mlflow-uri, else $MLFLOW_TRACKING_URI, else mlflow.db in the working directory; its store
+    must be there (opening a missing sqlite file would create an empty store and report nothing)
+    and answer (MLflow's client retries an unreachable server for minutes)."""
+    try:
+        return check_store(check_tracking_uri(uri) if uri else default_tracking_uri(), True)
+    except TrackingError as e:
+        raise AnalysisError(str(e)) from None
 
 
 def client_for(uri: str):
@@ -108,48 +104,70 @@ def client_for(uri: str):
     return MlflowClient(tracking_uri=uri)
 
 
-def _record(run) -> RunRecord:
-    return RunRecord(
-        run_id=run.info.run_id,
-        name=run.info.run_name or run.data.tags.get("mlflow.runName", run.info.run_id[:8]),
-        status=run.info.status,
-        params=dict(run.data.params),
-        metrics=dict(run.data.metrics),
-        tags=dict(run.data.tags),
-        artifact_uri=run.info.artifact_uri,
-        start_time=run.info.start_time,
-    )
+@contextlib.contextmanager
+def _global_tracking_uri(uri: str):
+    """``mlflow.search_runs`` reads MLflow's global tracking URI: ``uri`` for the call, then the one
+    before; and $MLFLOW_TRACKING_URI, which setting the global also sets, as it was."""
+    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    try:
+        with _use_tracking_uri(uri):
+            yield
+    finally:
+        if env is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = env
+
+
+def _records(frame) -> list[RunRecord]:
+    """One RunRecord per row of ``mlflow.search_runs``'s DataFrame: its ``params.``, ``metrics.``
+    and ``tags.`` columns back into dicts, without the empty cells of keys a run does not have."""
+    import pandas as pd
+
+    def prefixed(row: dict[str, Any], prefix: str) -> dict[str, Any]:
+        return {
+            k[len(prefix) :]: v for k, v in row.items() if k.startswith(prefix) and not pd.isna(v)
+        }
+
+    return [
+        RunRecord(
+            run_id=row["run_id"],
+            name=row.get("tags.mlflow.runName") or row["run_id"][:8],
+            status=row["status"],
+            params=prefixed(row, "params."),
+            metrics={k: float(v) for k, v in prefixed(row, "metrics.").items()},
+            tags=prefixed(row, "tags."),
+            artifact_uri=row["artifact_uri"],
+            # MLflow's milliseconds, back from the Timestamp the DataFrame holds
+            start_time=None if pd.isna(row["start_time"]) else row["start_time"].value // 10**6,
+        )
+        for row in frame.to_dict("records")
+    ]
 
 
 def load_experiment(client, name: str) -> Experiment:
-    """All runs of experiment ``name`` in as few round trips as the store allows."""
+    """All runs of experiment ``name``, in one search (``mlflow.search_runs`` pages itself)."""
+    import mlflow
+
     exp = client.get_experiment_by_name(name)
     if exp is None:
         known = sorted(e.name for e in client.search_experiments())
         raise AnalysisError(
             f"no experiment {name!r} at {client.tracking_uri}; experiments there: {', '.join(known) or '(none)'}"
         )
-    runs, token, calls = [], None, 0
-    while True:
-        page = client.search_runs(
-            [exp.experiment_id],
-            max_results=PAGE,
-            page_token=token,
-            order_by=["attributes.start_time ASC"],
+    with _global_tracking_uri(client.tracking_uri):
+        frame = mlflow.search_runs(
+            [exp.experiment_id], order_by=["attributes.start_time ASC"], output_format="pandas"
         )
-        calls += 1
-        runs += [_record(r) for r in page]
-        token = page.token
-        if not token:
-            break
+    runs = _records(frame)
     if not runs:
         raise AnalysisError(f"experiment {name!r} at {client.tracking_uri} has no runs")
-    return assemble(client.tracking_uri, name, exp.experiment_id, runs, calls)
+    return assemble(client.tracking_uri, name, exp.experiment_id, runs)
 
 
-def assemble(
-    uri: str, name: str, experiment_id: str, runs: list[RunRecord], calls: int = 0
-) -> Experiment:
+def assemble(uri: str, name: str, experiment_id: str, runs: list[RunRecord]) -> Experiment:
     """Sweep parents apart from training runs, and each run's kind from its parent's sweep kind."""
     sweeps = {r.run_id: r for r in runs if r.role == "sweep"}
     others = [r for r in runs if r.role != "sweep"]
@@ -158,7 +176,7 @@ def assemble(
             r.kind = sweeps[r.parent].tags.get("sweep_kind", "search")
         elif r.tags.get("sweep_kind"):
             r.kind = r.tags["sweep_kind"]
-    return Experiment(uri, name, experiment_id, others, sweeps, calls)
+    return Experiment(uri, name, experiment_id, others, sweeps)
 
 
 def select_sweeps(exp: Experiment, wanted: list[str]) -> list[str]:
@@ -236,14 +254,7 @@ class MlflowSource:
         return load_matrix(r)
 
     def optuna_storage(self) -> str | None:
-        return default_optuna_storage(self.uri)
-
-
-def default_optuna_storage(uri: str) -> str | None:
-    """The Optuna studies of search sweeps live beside an sqlite MLflow store."""
-    if uri.startswith("sqlite:///"):
-        return f"sqlite:///{Path(uri[len('sqlite:///') :]).with_name('optuna.db')}"
-    return None
+        return optuna_storage_beside(self.uri)
 
 
 def short_id(run_id: str) -> str:

@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     import ray
 
-    from sweeps.search import _init_ray
+    from sweeps.resources import init_ray
 
     tasks = 3 if args.quick else 5
     overrides = [
@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "run.progress=false",
     ]
     with tempfile.TemporaryDirectory(prefix="pah-bench-") as tmp:
-        _init_ray(None)
+        init_ray(None)
         try:
             results = {
                 "benchmark": "ray",

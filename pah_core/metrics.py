@@ -154,3 +154,14 @@ def summary(a: Matrix) -> dict[str, float | list[float]]:
         if isinstance(v, float) and math.isnan(v):
             raise ValueError(f"{k} is NaN: the matrix has a missing entry on or below the diagonal")
     return out
+
+
+def pareto_front(points: list[tuple[str, float, float]]) -> list[tuple[str, float, float]]:
+    """The non-dominated points of (id, average accuracy up, forgetting down), best accuracy first:
+    no other point is at least as good in both and better in one."""
+    front = [
+        p
+        for p in points
+        if not any(q[1] >= p[1] and q[2] <= p[2] and (q[1] > p[1] or q[2] < p[2]) for q in points)
+    ]
+    return sorted(front, key=lambda p: -p[1])

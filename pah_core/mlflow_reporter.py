@@ -19,6 +19,7 @@ import numpy as np
 
 from pah_core import metrics
 from pah_core.reporters import Reporter
+from pah_core.tracking import check_tracking_uri, default_artifact_location, quote
 
 RUN_KEY_TAG = "pah.run_key"
 
@@ -44,31 +45,6 @@ def git_sha(path: str | os.PathLike | None = None) -> str:
         return "unknown"
 
 
-def check_tracking_uri(uri: str) -> str:
-    """Absolute sqlite or http(s) URIs only: relative ones break when Ray moves a trial's working dir."""
-    if uri.startswith(("http://", "https://", "databricks")):
-        return uri
-    if uri.startswith("sqlite:///"):
-        path = uri[len("sqlite:///") :]
-        if not path.startswith("/"):
-            path = str(Path(path).resolve())
-        return f"sqlite:///{path}"
-    if "://" not in uri:
-        return f"sqlite:///{Path(uri).resolve()}"  # a plain path means an embedded sqlite file
-    raise ValueError(
-        f"MLflow tracking URI {uri!r} is not supported: use sqlite:////abs/path/mlflow.db, a path to a .db file, "
-        "or http(s)://host:port of an MLflow server (file stores are read-only since MLflow 3.13)"
-    )
-
-
-def default_artifact_location(tracking_uri: str) -> str | None:
-    """Artifacts of an embedded sqlite store go beside the .db file (MLflow's default is the creating
-    process's working directory, which Ray changes per trial); a server decides for itself."""
-    if tracking_uri.startswith("sqlite:///"):
-        return (Path(tracking_uri[len("sqlite:///") :]).parent / "mlartifacts").resolve().as_uri()
-    return None
-
-
 def get_or_create_experiment(client, name: str, artifact_location: str | None = None) -> str:
     exp = client.get_experiment_by_name(name)
     if exp is not None:
@@ -85,7 +61,7 @@ def get_or_create_experiment(client, name: str, artifact_location: str | None = 
 
 def find_run(client, experiment_id: str, key: str):
     runs = client.search_runs(
-        [experiment_id], filter_string=f"tags.`{RUN_KEY_TAG}` = '{key}'", max_results=2
+        [experiment_id], filter_string=f"tags.`{RUN_KEY_TAG}` = {quote(key)}", max_results=2
     )
     return runs[0] if runs else None
 

@@ -17,15 +17,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a plain checkout too
 
 from pah_core.config import ConfigError  # noqa: E402
-from sweeps.search import (  # noqa: E402
-    SweepError,
-    best_config_of_sweep,
-    check_tracking_uri_or_default,
-    grid_arguments,
-    parse_names,
-    parse_seeds,
-    run_grid,
-)
+from sweeps.cli import SweepError, grid_arguments, parse_names, parse_seeds  # noqa: E402
+from sweeps.grid import run_grid  # noqa: E402
+from sweeps.record import best_config_of_sweep, check_tracking_uri_or_default  # noqa: E402
 
 # name -> overrides of the base config. "full" is the base itself.
 VARIANTS: dict[str, dict[str, Any]] = {

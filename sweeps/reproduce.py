@@ -37,18 +37,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a plai
 from analysis.store import AnalysisError  # noqa: E402
 from analysis.tables import FULL_FROM_TAG  # noqa: E402
 from pah_core.config import ConfigError, load_config, parse_overrides  # noqa: E402
+from sweeps import REPO  # noqa: E402
 from sweeps.ablation import VARIANTS  # noqa: E402
-from sweeps.search import (  # noqa: E402
-    REPO,
-    SWEEP_STATE,
-    SweepError,
-    absolute_storage,
-    check_tracking_uri_or_default,
-    parse_names,
-    parse_seeds,
-    resource_arguments,
-    run_grid,
-)
+from sweeps.cli import SweepError, parse_names, parse_seeds, resource_arguments  # noqa: E402
+from sweeps.grid import run_grid  # noqa: E402
+from sweeps.record import SWEEP_STATE, absolute_storage, check_tracking_uri_or_default  # noqa: E402
 
 
 @dataclass(frozen=True)

@@ -436,7 +436,7 @@ def test_curves_and_pareto_figures(built, mlstore):
     assert _count_colour(img, to_rgb("C3")) > 50  # the front
     _png(built.out / "figures" / f"sensitivity_{SEARCH_SWEEP}.png")
     # the front is the non-dominated set of the finished trials
-    from sweeps.search import pareto_front
+    from pah_core.metrics import pareto_front
 
     runs = [
         r
@@ -468,23 +468,27 @@ def test_errors_are_clear(mlstore, tmp_path, capsys):
 
 
 def test_cli_and_batched_reads(mlstore, tmp_path, monkeypatch, capsys):
+    """One paginated search per experiment (mlflow.search_runs pages itself), no run read alone."""
+    import mlflow.tracking.fluent
     from mlflow.tracking import MlflowClient
 
+    n = len(mlstore["client"].search_runs([mlstore["exp_id"]], max_results=1000))
     calls = {"search_runs": 0, "get_run": 0}
-    real = MlflowClient(tracking_uri=mlstore["uri"])
 
-    class Counting:
-        tracking_uri = real.tracking_uri
+    def counting(name):
+        real = getattr(MlflowClient, name)
 
-        def __getattr__(self, name):
-            if name in calls:
-                calls[name] += 1
-            return getattr(real, name)
+        def counted(self, *args, **kwargs):
+            calls[name] += 1
+            return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(store, "PAGE", 7)
-    rep = paper_tables.build(EXP, tmp_path / "a", mlflow_uri=mlstore["uri"], client=Counting())
-    n = len(real.search_runs([mlstore["exp_id"]], max_results=1000))
-    assert calls["search_runs"] == math.ceil(n / 7) == rep.search_calls and calls["get_run"] == 0
+        return counted
+
+    for name in calls:
+        monkeypatch.setattr(MlflowClient, name, counting(name))
+    monkeypatch.setattr(mlflow.tracking.fluent, "NUM_RUNS_PER_PAGE_PANDAS", 7)
+    paper_tables.build(EXP, tmp_path / "a", mlflow_uri=mlstore["uri"])
+    assert calls["search_runs"] == math.ceil(n / 7) and calls["get_run"] == 0
     monkeypatch.undo()
     rc = paper_tables.main(
         [
@@ -651,7 +655,9 @@ def test_variant_rows_and_a_full_row_from_another_sweep():
     """A baselines variant that is not plainly a method (pah_official) gets its own main-table row
     after PAH's; an ablation sweep that names another sweep's runs as its full configuration
     (FULL_FROM_TAG) gets them as the full row, footnoted, and a footnote if their config differs."""
-    from analysis.tables import FULL_FROM_TAG, ablation_tables, main_table, shared_full_runs
+    from analysis.ablations import ablation_tables, shared_full_runs
+    from analysis.main_table import main_table
+    from analysis.tables import FULL_FROM_TAG
 
     def parent(rid, sweep, kind, **tags):
         tags = {"pah.role": "sweep", "sweep": sweep, "sweep_kind": kind, **tags}

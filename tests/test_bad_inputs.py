@@ -68,3 +68,267 @@ def test_yaml_that_is_not_a_mapping(tmp_path, capsys):
     code = train_main(["--out", str(tmp_path / "r"), "--config", str(bad)])
     err = capsys.readouterr().err
     assert code == 2 and "list.yaml" in err and "must be a mapping" in err
+
+
+# -- sweeps and analysis ---------------------------------------------------------------------------
+# Each case: argv (with {tmp} and {http} filled in by the workspace below), message fragment. All of
+# them fail before Ray starts (a call to start it fails the test), so the tables run in seconds;
+# none writes a sweep folder or creates the MLflow store (so no parent run either).
+
+SWEEP_CASES = [
+    (["--num-samples", "0"], "argument --num-samples: 0 is not allowed: an integer, 1 or more"),
+    (["--num-samples", "-1"], "argument --num-samples: -1 is not allowed"),
+    (["--max-concurrent", "0"], "argument --max-concurrent: 0 is not allowed"),
+    (["--max-concurrent", "-2"], "argument --max-concurrent: -2 is not allowed"),
+    (["--grace-tasks", "0"], "argument --grace-tasks: 0 is not allowed"),
+    (["--grace-tasks", "99"], "--grace-tasks 99: a trial runs 4 task(s), so use 1 to 4"),
+    (["--cpus-per-worker", "0"], "argument --cpus-per-worker: 0 is not allowed: a number above 0"),
+    (["--cpus-per-worker", "nan"], "argument --cpus-per-worker: nan is not allowed"),
+    (["--gpus-per-worker", "-1"], "argument --gpus-per-worker: -1 is not allowed: a number, 0 or"),
+    (["--workers-per-trial", "0"], "argument --workers-per-trial: 0 is not allowed"),
+    (["--points", "{tmp}/missing.json"], "missing.json: no such file"),
+    (["--points", "{tmp}/bad.json"], "bad.json: not valid JSON"),
+    (["--points", "{tmp}/object.json"], "expected a JSON list of {config key: value} objects"),
+    (["--points", "{tmp}/ints.json"], "expected a JSON list of {config key: value} objects"),
+    (["--points", "{tmp}/unknown.json"], "['model.nope'] are not searched keys"),
+    (["--points", "{tmp}/badvalue.json"], "model.prototype_size = 40 is not allowed"),
+    (["--storage", "{tmp}/a_file"], "a_file is a file: pass a folder (or an s3:// URI)"),
+    (["--mlflow-uri", "file:///tmp/mlruns"], "'file:///tmp/mlruns' is not supported"),
+    (["--mlflow-uri", "{tmp}/mlruns"], "mlruns is a folder, not an MLflow sqlite file"),
+    (["--mlflow-uri", "{tmp}/text.db"], "text.db is not an SQLite database"),
+    (["--mlflow-uri", "{http}"], "no MLflow server answers at http://127.0.0.1:"),
+    (
+        ["--data-root", "{tmp}/nodata", "--set", "data.download=false"],
+        "CIFAR-100 not found: expected",
+    ),
+    (["--resume", "--name", "never"], "--resume: no sweep 'never' in"),
+    (
+        ["--resume", "--name", "old", "--set", "model.hyper_width=32"],
+        "--resume: sweep 'old' was started with other config overrides (--set): "
+        "model.hyper_width = 64 then, 32 now",
+    ),
+    (["--resume", "--name", "old", "--preset", "paper"], "was started with preset 'smoke'"),
+    (["--name", "old"], "sweep 'old' already exists in"),
+    (["--name", "a'b\"c"], "holds both kinds of quote"),
+]
+BASELINES_CASES = [
+    (["--methods", ""], "--methods '': name at least one, from"),
+    (["--methods", "pah,nope"], "--methods: unknown ['nope']"),
+    (["--seeds", ""], "--seeds '': give a comma-separated list of integers"),
+    (["--max-concurrent", "0"], "argument --max-concurrent: 0 is not allowed"),
+    (["--mlflow-uri", "{tmp}/text.db"], "text.db is not an SQLite database"),
+    (["--name", "a'b\"c"], "holds both kinds of quote"),
+]
+ABLATION_CASES = [
+    (["--variants", ""], "--variants '': name at least one, from"),
+    (["--variants", "full,nope"], "--variants: unknown ['nope']"),
+    (["--from-sweep", "x", "--mlflow-uri", "file:///tmp/m"], "'file:///tmp/m' is not supported"),
+    (["--from-sweep", "x", "--mlflow-uri", "{http}"], "no MLflow server answers at"),
+    (["--gpus-per-worker", "-0.5"], "argument --gpus-per-worker: -0.5 is not allowed"),
+]
+REPRODUCE_CASES = [
+    (["--parts", ""], "--parts '': name at least one, from main"),
+    (["--seeds", "x"], "--seeds 'x': give a comma-separated list of integers"),
+    (["--max-concurrent", "0"], "argument --max-concurrent: 0 is not allowed"),
+    (["--cpus-per-worker", "-1"], "argument --cpus-per-worker: -1 is not allowed"),
+    (["--mlflow-uri", "file:///tmp/mlruns"], "'file:///tmp/mlruns' is not supported"),
+    (["--mlflow-uri", "{http}"], "no MLflow server answers at"),
+    (["--mlflow-uri", "{tmp}/text.db"], "text.db is not an SQLite database"),
+    (["--set", "model.hyper_widht=4"], "did you mean 'model.hyper_width'"),
+    (
+        ["--data-root", "{tmp}/nodata", "--set", "data.download=false"],
+        "CIFAR-100 not found: expected",
+    ),
+]
+ANALYSIS_CASES = [
+    (["--experiment", "e", "--mlflow-uri", "{http}"], "no MLflow server answers at"),
+    (["--experiment", "e", "--mlflow-uri", "{tmp}/text.db"], "text.db is not an SQLite database"),
+    (["--experiment", "e", "--mlflow-uri", "file:///tmp/mlruns"], "is not supported"),
+    (["--experiment", "e", "--mlflow-uri", "{tmp}/mlruns"], "mlruns is a folder"),
+    (["--experiment", "e", "--mlflow-uri", "{tmp}/absent.db"], "no MLflow store at"),
+    (["--experiment", "nope", "--mlflow-uri", "{store}"], "no experiment 'nope' at"),
+    (["--from-export", "{tmp}/no_export"], "no export at"),
+]
+
+
+@pytest.fixture(scope="module")
+def empty_store(tmp_path_factory) -> str:
+    """An MLflow store with no experiment of ours (created once: a new store's schema takes seconds)."""
+    from mlflow.tracking import MlflowClient
+
+    path = tmp_path_factory.mktemp("store") / "mlflow.db"
+    MlflowClient(f"sqlite:///{path}").search_experiments()
+    return str(path)
+
+
+@pytest.fixture
+def workspace(tmp_path, monkeypatch, empty_store):
+    """Bad files to point flags at, an earlier sweep's folder (name "old": started with --set
+    model.hyper_width=64 and the smoke preset), a port nothing listens on; and Ray that must not
+    start."""
+    import json
+    import socket
+
+    def no_ray(*args, **kwargs):
+        raise AssertionError("a bad input started Ray")
+
+    monkeypatch.setattr("sweeps.launch.init_ray", no_ray)
+    (tmp_path / "text.db").write_text("not a database\n")
+    (tmp_path / "mlruns").mkdir()
+    (tmp_path / "a_file").write_text("x")
+    (tmp_path / "bad.json").write_text("{nope")
+    (tmp_path / "object.json").write_text('{"model.hyper_width": 16}')
+    (tmp_path / "ints.json").write_text("[1, 2]")
+    (tmp_path / "unknown.json").write_text('[{"model.nope": 1}]')
+    (tmp_path / "badvalue.json").write_text('[{"model.prototype_size": 40}]')
+    old = tmp_path / "ray" / "old"
+    old.mkdir(parents=True)
+    state = {
+        "parent_run_id": "0" * 32,
+        "mlflow_uri": f"sqlite:///{tmp_path / 'mlflow.db'}",
+        "experiment": "pah-cifar100",
+        "dataset": "cifar100",
+        "preset": "smoke",
+        "objectives": ["acc"],
+        "kind": "search",
+        "overrides": {"model.hyper_width": 64},
+    }
+    (old / "pah_sweep.json").write_text(json.dumps(state))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        http = f"http://127.0.0.1:{s.getsockname()[1]}"  # closed again: nothing answers there
+    return {"tmp": str(tmp_path), "http": http, "store": empty_store}
+
+
+def _fill(argv: list[str], ws: dict[str, str]) -> list[str]:
+    for key, value in ws.items():
+        argv = [a.replace(f"{{{key}}}", value) for a in argv]
+    return argv
+
+
+def _exit_code(main, argv: list[str]) -> int:
+    try:
+        return main(argv)
+    except SystemExit as e:  # argparse's own errors
+        return e.code
+
+
+def _check_nothing_written(tmp) -> None:
+    from pathlib import Path
+
+    tmp = Path(tmp)
+    assert sorted(p.name for p in (tmp / "ray").iterdir()) == ["old"]  # no new sweep folder
+    assert not (tmp / "mlflow.db").exists()  # no store, so no parent run either
+
+
+def _sweep_argv(ws, argv, name="s"):
+    store = ["--storage", f"{ws['tmp']}/ray", "--mlflow-uri", f"{ws['tmp']}/mlflow.db"]
+    return [*store, *([] if "--name" in argv else ["--name", name]), *_fill(argv, ws)]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"), SWEEP_CASES, ids=[" ".join(c[0]) for c in SWEEP_CASES]
+)
+def test_search_bad_input(workspace, capsys, argv, message):
+    from sweeps.search import main
+
+    code = _exit_code(lambda a: main("cifar100", a), _sweep_argv(workspace, argv))
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert message in err and "Traceback" not in err
+    _check_nothing_written(workspace["tmp"])
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"), BASELINES_CASES, ids=[" ".join(c[0]) for c in BASELINES_CASES]
+)
+def test_baselines_bad_input(workspace, capsys, argv, message):
+    from sweeps.baselines import main
+
+    code = _exit_code(main, _sweep_argv(workspace, argv))
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err, err
+    _check_nothing_written(workspace["tmp"])
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"), ABLATION_CASES, ids=[" ".join(c[0]) for c in ABLATION_CASES]
+)
+def test_ablation_bad_input(workspace, capsys, argv, message):
+    from sweeps.ablation import main
+
+    code = _exit_code(main, _sweep_argv(workspace, argv))
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err, err
+    _check_nothing_written(workspace["tmp"])
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"), REPRODUCE_CASES, ids=[" ".join(c[0]) for c in REPRODUCE_CASES]
+)
+def test_reproduce_bad_input(workspace, capsys, argv, message):
+    from pathlib import Path
+
+    from sweeps.reproduce import main
+
+    work = Path(workspace["tmp"]) / "work"
+    base = ["--protocol", "tiny", "--workdir", str(work), "--out", f"{workspace['tmp']}/out"]
+    code = _exit_code(main, [*base, *_fill(argv, workspace)])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err, err
+    # No sweep folder, no MLflow store. (A missing dataset is found after reproduce.py has
+    # written its study.json: the order of its own steps is unchanged here.)
+    assert not (work / "ray").exists() and not (work / "mlflow.db").exists()
+    assert not (Path(workspace["tmp"]) / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"), ANALYSIS_CASES, ids=[" ".join(c[0]) for c in ANALYSIS_CASES]
+)
+def test_analysis_bad_input(workspace, capsys, argv, message):
+    import time
+    from pathlib import Path
+
+    from analysis.paper_tables import main
+
+    out = Path(workspace["tmp"]) / "report"
+    started = time.perf_counter()
+    code = _exit_code(main, [*_fill(argv, workspace), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err, err
+    assert time.perf_counter() - started < 20  # not MLflow's minutes of retries
+    assert not out.exists()
+    assert not (Path(workspace["tmp"]) / "absent.db").exists()
+
+
+# -- MLflow filter strings: names with quotes ----------------------------------------------------
+
+
+def test_filter_string_quoting():
+    from pah_core.tracking import TrackingError, quote
+
+    assert quote("plain") == "'plain'"
+    assert quote("it's") == '"it\'s"'
+    assert quote('say "hi"') == "'say \"hi\"'"
+    with pytest.raises(TrackingError, match="both kinds of quote"):
+        quote('it\'s "x"')
+
+
+def test_a_sweep_named_its_is_found_in_mlflow(tmp_path):
+    """The places that search MLflow by a sweep name: the parent run of an earlier sweep
+    (ablation.py --from-sweep) and a trial's run by its key (a resumed trial, the sweep's end)."""
+    from mlflow.tracking import MlflowClient
+
+    from pah_core.mlflow_reporter import RUN_KEY_TAG, find_run
+    from sweeps.record import best_config_of_sweep
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    exp = client.create_experiment("e", artifact_location=(tmp_path / "art").as_uri())
+    for name in ("its", "it's"):  # a decoy first: the quoted search must tell them apart
+        parent = client.create_run(exp, tags={"sweep": name, "pah.role": "sweep"}).info.run_id
+        client.log_dict(parent, {"config": {"model.hyper_width": len(name)}}, "best_config.json")
+        client.create_run(exp, tags={RUN_KEY_TAG: f"{name}/trial_1", "sweep": name})
+    assert best_config_of_sweep(uri, "e", "it's") == {"model.hyper_width": 4}
+    assert find_run(client, exp, "it's/trial_1").data.tags["sweep"] == "it's"
+    assert find_run(client, exp, "it's/trial_2") is None

@@ -252,3 +252,37 @@ def test_ablation_grid_runs_every_variant_to_the_end(ray_cluster, tmp_path):
     assert variants["full"].data.params["method.pah.use_sm"] == "True"
     # A grid has no early stopping: both cells ran every task.
     assert all(c.data.metrics["tasks_done"] == 2 and c.info.status == "FINISHED" for c in children)
+
+
+def test_resume_keeps_its_settings_and_a_failed_launch_leaves_no_trace(
+    ray_cluster, tmp_path, capsys
+):
+    """A --resume with another --set is refused, naming the key, and changes nothing; a launch
+    that fails after its parent run exists (here the Optuna storage beside the MLflow store is not
+    a database: the Tuner opens it) leaves that run FAILED, not RUNNING, and no sweep folder that
+    would block the name."""
+    from mlflow.tracking import MlflowClient
+
+    one = ["--num-samples", "1", "--set", "schedule.max_tasks=1"]
+    assert _sweep(tmp_path, *one) == 0
+    capsys.readouterr()
+    assert _sweep(tmp_path, *one, "--resume", "--set", "model.hyper_width=64") == 2
+    err = capsys.readouterr().err
+    assert "was started with other config overrides (--set): model.hyper_width = unset" in err
+    _, parents, children = _runs(tmp_path)
+    assert [p.info.status for p in parents] == ["FINISHED"] and len(children) == 1
+
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "optuna.db").write_text("not a database\n")
+    from sweeps.search import main
+
+    store = ["--storage", str(tmp_path / "ray"), "--mlflow-uri", str(other / "mlflow.db")]
+    assert main("cifar100", [*store, "--name", "broken", *TINY, *one]) == 2
+    err = capsys.readouterr().err
+    assert "the Optuna storage" in err and "optuna.db cannot be used" in err
+    client = MlflowClient(f"sqlite:///{other / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("pah-cifar100").experiment_id])
+    assert run.data.tags["sweep"] == "broken" and run.info.status == "FAILED"
+    assert "Optuna storage" in run.data.tags["error"]
+    assert not (tmp_path / "ray" / "broken").exists()  # the name is free again

@@ -1,0 +1,182 @@
+"""Search sweeps: per searched parameter its range, Spearman rho with the final metrics and Optuna's
+fANOVA importance, and the table of trials behind it."""
+
+from __future__ import annotations
+
+import warnings
+
+import pandas as pd
+
+from pah_core.tracking import sqlite_path
+
+from .store import Experiment, RunRecord
+from .tables import NA, Cell, Column, Table, provenance, stat
+
+SENSITIVITY_KEYS = [
+    "model.hyper_width",
+    "model.hyper_depth",
+    "method.pah.lambda_sm",
+    "method.pah.lambda_sp",
+    "method.pah.temperature",
+]
+PARAM_NAMES = {
+    "model.hyper_width": "HN width",
+    "model.hyper_depth": "HN depth",
+    "method.pah.lambda_sm": "lambda_sm",
+    "method.pah.lambda_sp": "lambda_sp",
+    "method.pah.temperature": "temperature",
+}
+
+
+def spearman(x: list[float], y: list[float]) -> float | None:
+    """Spearman's rho (ties ranked by their average); None below 3 points or without variation."""
+    if len(x) < 3:
+        return None
+    with warnings.catch_warnings():  # scipy warns about a constant input, which gives NaN
+        warnings.simplefilter("ignore")
+        rho = pd.Series(x, dtype=float).corr(pd.Series(y, dtype=float), method="spearman")
+    return None if pd.isna(rho) else float(rho)
+
+
+def _num(v: str | None) -> float | None:
+    try:
+        return None if v is None else float(v)
+    except ValueError:
+        return None
+
+
+def sensitivity_tables(
+    exp: Experiment,
+    sweep_label: str,
+    trials: list[RunRecord],
+    importances: dict[str, float] | None,
+    importance_note: str,
+    keys: list[str] = SENSITIVITY_KEYS,
+) -> tuple[Table, Table]:
+    """Per-parameter summary (range, Spearman rho with the final metrics, Optuna importance) and the
+    per-trial table behind it."""
+    done = [r for r in trials if r.metric("final_avg_acc") is not None]
+    summary = Table(
+        f"sensitivity_{_slug(sweep_label)}",
+        f"Sensitivity in search sweep {sweep_label} ({len(done)} of {len(trials)} trials finished)",
+        [
+            Column("param", "Parameter"),
+            Column("range", "Range tried"),
+            Column("n", "n"),
+            Column("rho_acc", "ρ(acc)"),
+            Column("rho_forgetting", "ρ(forg)"),
+            Column("best", "Best trial"),
+            Column("importance", "Optuna importance"),
+        ],
+    )
+    rho_note = summary.note(
+        "ρ: Spearman rank correlation over the finished trials (final_avg_acc, final_forgetting); n/a below 3 trials or without variation"
+    )
+    imp_marker = summary.note(importance_note)
+    best = max(done, key=lambda r: r.metric("final_avg_acc"), default=None)
+    for k in keys:
+        pts = [(_num(r.params.get(k)), r) for r in done]
+        pts = [(x, r) for x, r in pts if x is not None]
+        xs = [x for x, _ in pts]
+        ra = spearman(xs, [100 * r.metric("final_avg_acc") for _, r in pts])
+        fpts = [(x, r) for x, r in pts if r.metric("final_forgetting") is not None]
+        rf = spearman([x for x, _ in fpts], [100 * r.metric("final_forgetting") for _, r in fpts])
+        imp = None if importances is None else importances.get(k)
+        summary.add(
+            {
+                "param": PARAM_NAMES.get(k, k),
+                "range": f"{_fmt(min(xs))} – {_fmt(max(xs))}" if xs else NA,
+                "n": str(len(xs)),
+                "rho_acc": Cell(text=NA if ra is None else f"{ra:+.2f}", mean=ra, notes=[rho_note]),
+                "rho_forgetting": Cell(
+                    text=NA if rf is None else f"{rf:+.2f}", mean=rf, notes=[rho_note]
+                ),
+                "best": _fmt(_num(best.params.get(k))) if best and best.params.get(k) else NA,
+                "importance": Cell(
+                    text=NA if imp is None else f"{imp:.3f}", mean=imp, notes=[imp_marker]
+                ),
+            }
+        )
+    summary.provenance = provenance(exp, trials, {"sweep": sweep_label})
+
+    detail = Table(
+        f"sensitivity_trials_{_slug(sweep_label)}",
+        f"Trials of search sweep {sweep_label} (%)",
+        [Column("trial", "Trial"), Column("status", "Status")]
+        + [Column(k, PARAM_NAMES.get(k, k)) for k in keys]
+        + [Column("acc", "Acc ↑", "max"), Column("forgetting", "Forg ↓", "min")],
+    )
+    for r in sorted(trials, key=lambda r: -(r.metric("final_avg_acc") or -1.0)):
+        row: dict[str, Cell | str] = {"trial": r.name, "status": _status(r)}
+        for k in keys:
+            row[k] = _fmt(_num(r.params.get(k))) if r.params.get(k) is not None else NA
+        row["acc"] = stat(detail, [r], "final_avg_acc")
+        row["forgetting"] = stat(detail, [r], "final_forgetting")
+        for c in (row["acc"], row["forgetting"]):
+            c.notes = [
+                n for n in c.notes if detail.notes[n] != "a single run: no standard deviation"
+            ]
+        detail.add(row)
+    detail.notes = {
+        k: v for k, v in detail.notes.items() if v != "a single run: no standard deviation"
+    }
+    detail.mark_best()
+    detail.provenance = provenance(exp, trials, {"sweep": sweep_label})
+    return summary, detail
+
+
+def _status(r: RunRecord) -> str:
+    if r.tags.get("pah.stopped_early"):
+        return "stopped early"
+    return r.status.lower()
+
+
+def _fmt(x: float | None) -> str:
+    if x is None:
+        return NA
+    if float(x).is_integer() and abs(x) < 1e6:
+        return str(int(x))
+    return f"{x:.3g}"
+
+
+def _slug(s: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in s)
+
+
+# -- Optuna --------------------------------------------------------------------------------------
+
+
+def optuna_importances(
+    storage_url: str | None, study_name: str
+) -> tuple[dict[str, float] | None, str]:
+    """fANOVA importances of the study (for the first objective, accuracy), or None and why not."""
+    if storage_url is None:
+        return None, "no Optuna storage known (the MLflow store is a server): pass --optuna-storage"
+    path = sqlite_path(storage_url)
+    if path is not None and not path.is_file():
+        return None, f"no Optuna study: {path} does not exist"
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = optuna.load_study(study_name=study_name, storage=storage_url)
+    except KeyError:
+        return None, f"no Optuna study named {study_name!r} in {storage_url}"
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if len(complete) < 2:
+        return (
+            None,
+            f"Optuna study {study_name!r} has {len(complete)} complete trial(s): importances need 2 or more",
+        )
+    try:
+        imp = optuna.importance.get_param_importances(
+            study,
+            evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0),
+            target=(lambda t: t.values[0]) if len(study.directions) > 1 else None,
+        )
+    except (RuntimeError, ValueError) as e:
+        return None, f"Optuna importances unavailable: {e}"
+    return (
+        {k: float(v) for k, v in imp.items()},
+        f"fANOVA importance of each parameter for accuracy, Optuna study {study_name!r} ({len(complete)} complete trials; sums to 1 over all searched parameters)",
+    )

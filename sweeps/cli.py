@@ -1,0 +1,204 @@
+"""The sweeps' command lines: the argument groups every sweep kind shares, flag types that refuse
+impossible values at parse time, and the parsing of list flags and of ``--points``.
+
+All of it runs before anything starts (Ray, MLflow, a sweep folder): a bad flag is one line on
+stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from .trial import DRIVER_CPUS
+
+
+class SweepError(RuntimeError):
+    """A bad input, or a state the user must fix: the entry points print it as one line, exit 2."""
+
+
+# Presets: overrides on top of the dataset's shipped config, per dataset (the --dataset choices).
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "cifar100": {
+        # Real CIFAR-100, minutes on 2 CPU cores: 4 of 10 tasks, 50 images per class, 1 epoch.
+        "smoke": {
+            "data.train_per_class": 50,
+            "data.test_per_class": 20,
+            "data.val_fraction": 0.0,
+            "schedule.epochs_per_task": 1,
+            "schedule.max_tasks": 4,
+        },
+        "paper": {},
+    },
+    "tinyimagenet": {
+        "smoke": {
+            "data.train_per_class": 20,
+            "data.test_per_class": 10,
+            "data.val_fraction": 0.0,
+            "schedule.epochs_per_task": 1,
+            "schedule.max_tasks": 3,
+        },
+        "paper": {},
+    },
+}
+DEFAULT_SAMPLES = {"smoke": 4, "paper": 64}
+
+
+def _number(kind: type, low: float, low_allowed: bool, allowed: str) -> Callable[[str], Any]:
+    """An argparse type: ``kind`` of ``text``, finite and above ``low`` (or equal, if allowed)."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not allowed: {allowed}") from None
+        if not math.isfinite(value) or value < low or (value == low and not low_allowed):
+            raise argparse.ArgumentTypeError(f"{text} is not allowed: {allowed}")
+        return value
+
+    parse.__name__ = allowed  # what argparse names in its own messages
+    return parse
+
+
+count = _number(int, 1, True, "an integer, 1 or more")
+positive = _number(float, 0.0, False, "a number above 0")
+non_negative = _number(float, 0.0, True, "a number, 0 or more")
+
+
+def common_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Flags every sweep kind shares: data, resources, storage, tracking, resume."""
+    p.add_argument(
+        "--preset",
+        choices=["smoke", "paper"],
+        default="smoke",
+        help="smoke: real data, minutes on 2 CPU cores; paper: the paper's protocol",
+    )
+    p.add_argument("--config", help="base config (default: configs/<dataset>_pah.yaml)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override the base config for every trial (repeatable)",
+    )
+    resource_arguments(p)
+    p.add_argument(
+        "--storage",
+        default="ray_results",
+        help="folder or s3:// URI for Ray results and checkpoints",
+    )
+    p.add_argument(
+        "--mlflow-uri",
+        default=None,
+        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite file mlflow.db in the "
+        "working directory; or http://host:port)",
+    )
+    p.add_argument("--experiment", default=None, help="MLflow experiment (default: pah-<dataset>)")
+    p.add_argument(
+        "--name",
+        default=None,
+        help="sweep name (default: pah-<dataset>-<kind>-<preset>-<timestamp>)",
+    )
+    p.add_argument(
+        "--resume", action="store_true", help="continue the interrupted sweep --name in --storage"
+    )
+    return p
+
+
+def resource_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Where trials run and on what: Ray address, workers and their CPUs/GPUs, the data folder."""
+    p.add_argument("--workers-per-trial", type=count, default=1)
+    p.add_argument(
+        "--cpus-per-worker",
+        type=positive,
+        default=1.0 - DRIVER_CPUS,
+        help="CPUs per Train worker (default 0.99: a 1-worker trial plus its driver take one core)",
+    )
+    p.add_argument("--gpus-per-worker", type=non_negative, default=0.0)
+    p.add_argument(
+        "--max-concurrent",
+        type=count,
+        help="trials in flight (default: as many as the cluster fits)",
+    )
+    p.add_argument(
+        "--address", default=None, help="Ray address (default: $RAY_ADDRESS, else a local Ray)"
+    )
+    p.add_argument(
+        "--data-root",
+        default=None,
+        help="dataset folder (default: $PAH_DATA_ROOT, else ~/.cache/pah/data)",
+    )
+    return p
+
+
+def search_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The Optuna search's own flags: how many trials, what to optimise, ASHA, extra points."""
+    p.add_argument("--num-samples", type=count, help="trials to run (default: 4 smoke, 64 paper)")
+    p.add_argument("--objectives", choices=["acc", "acc,forgetting"], default="acc")
+    p.add_argument(
+        "--grace-tasks",
+        type=count,
+        default=1,
+        help="ASHA: tasks every trial trains before it may stop (at most the tasks run)",
+    )
+    p.add_argument(
+        "--points",
+        help="JSON file: a list of {config key: value} points to evaluate after the paper defaults",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the Optuna sampler")
+    return p
+
+
+def grid_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """A grid's own flags (the dataset, the seeds), then the common ones."""
+    p.add_argument("--dataset", choices=sorted(PRESETS), default="cifar100")
+    p.add_argument("--seeds", default="0,1,2", help="comma-separated run seeds (default 0,1,2)")
+    return common_arguments(p)
+
+
+def parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        seeds = []
+    if not seeds:
+        raise SweepError(f"--seeds {text!r}: give a comma-separated list of integers, e.g. 0,1,2")
+    return seeds
+
+
+def parse_names(text: str, allowed: Iterable[str], flag: str) -> list[str]:
+    """Comma-separated names, each one of ``allowed``; at least one."""
+    allowed = list(allowed)
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise SweepError(f"{flag} {text!r}: name at least one, from {', '.join(allowed)}")
+    unknown = [n for n in names if n not in allowed]
+    if unknown:
+        raise SweepError(f"{flag}: unknown {unknown}; choose from {', '.join(allowed)}")
+    return names
+
+
+def load_points(path: str, searched: Iterable[str]) -> list[dict[str, Any]]:
+    """The --points file: a JSON list of {searched config key: value} objects."""
+    file = Path(path)
+    if not file.is_file():
+        raise SweepError(f"--points {path}: no such file")
+    try:
+        points = json.loads(file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise SweepError(f"--points {path}: not valid JSON ({e})") from None
+    if not isinstance(points, list) or not all(isinstance(p, dict) for p in points):
+        raise SweepError(f"--points {path}: expected a JSON list of {{config key: value}} objects")
+    keys = set(searched)
+    for p in points:
+        unknown = set(p) - keys
+        if unknown:
+            raise SweepError(
+                f"--points: {sorted(unknown)} are not searched keys; searched: {sorted(keys)}"
+            )
+    return points

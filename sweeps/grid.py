@@ -1,0 +1,74 @@
+"""Grid sweeps (ablation.py, baselines.py, reproduce.py): named variants (groups of config
+overrides) x seeds, no searcher and no early stopping, every cell run to the end."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from .launch import Setup, execute, launch, plan_sweep, run_config, trial_name
+
+
+def run_grid(
+    dataset: str,
+    args: argparse.Namespace,
+    kind: str,
+    variants: dict[str, dict[str, Any]],
+    seeds: list[int],
+    base_overrides: dict[str, Any] | None = None,
+    tags: dict[str, str] | None = None,
+    seeds_outer: bool = False,
+) -> int:
+    """Cells start in grid order: every seed of the first variant, then the next variant; with
+    ``seeds_outer``, every variant for the first seed, then the next seed, so that a grid cut short
+    holds whole seeds."""
+    plan = plan_sweep(
+        dataset,
+        args,
+        num_samples=len(variants) * len(seeds),
+        kind=kind,
+        base_overrides=base_overrides,
+        variants=variants,
+    )
+    setup = launch(plan, args, tags)
+    space = grid_space(list(variants), seeds, seeds_outer)
+    return execute(setup, lambda trainable, s: grid_tuner(trainable, s, space), space)
+
+
+def grid_space(variants: list[str], seeds: list[int], seeds_outer: bool = False) -> dict[str, Any]:
+    """The param space of a variants x seeds grid (``trial_driver`` reads "variant" and "run.seed").
+
+    Tune nests grid_search keys in the sorted order of their names, the first key varying fastest
+    (``parse_spec_vars`` sorts them): "run.seed" < "variant", so a plain grid runs every seed of a
+    variant before the next variant. For seeds outermost the seed grid goes under "wave", which
+    sorts after "variant", and "run.seed" is read from it."""
+    from ray import tune
+
+    if not seeds_outer:
+        return {"variant": tune.grid_search(variants), "run.seed": tune.grid_search(seeds)}
+    return {
+        "variant": tune.grid_search(variants),
+        "wave": tune.grid_search(seeds),
+        "run.seed": tune.sample_from(_seed_of_wave),
+    }
+
+
+def _seed_of_wave(spec) -> int:
+    return spec.config.wave
+
+
+def grid_tuner(trainable, s: Setup, param_space: dict[str, Any]):
+    """A plain grid (no searcher, no early stopping): every cell runs to the end."""
+    from ray import tune
+
+    return tune.Tuner(
+        trainable,
+        param_space=param_space,
+        tune_config=tune.TuneConfig(
+            num_samples=1,
+            max_concurrent_trials=s.max_concurrent,
+            trial_name_creator=trial_name,
+            trial_dirname_creator=trial_name,
+        ),
+        run_config=run_config(s.plan),
+    )

@@ -1,0 +1,302 @@
+"""From flags to a finished sweep, the steps every sweep kind (search, grid) shares:
+
+    plan:    validate the flags, the configs, the MLflow store, the storage, the name, --resume
+    launch:  check the data -> start or join Ray -> fit the resources -> record (folder, parent run)
+    execute: build (or restore) the Tuner -> fit -> summary onto the parent run
+
+Nothing is written before the record step, so a bad input leaves no trace. A failure after it
+marks the parent run FAILED, and removes the sweep folder when Tune wrote nothing into it yet, so
+the name stays free.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from pah_core.config import Config, load_config, parse_overrides
+
+from . import REPO
+from .cli import PRESETS, SweepError
+from .record import (
+    SWEEP_STATE,
+    SweepState,
+    absolute_storage,
+    check_name,
+    check_tracking_uri_or_default,
+    create_parent_run,
+    fail_parent_run,
+    finish_parent_run,
+    reopen_parent_run,
+)
+from .resources import check_resources, init_ray
+from .space import search_space
+from .summary import print_summary, summarise
+from .trial import DRIVER_CPUS, TrialPlumbing, trial_driver
+
+
+@dataclass(kw_only=True)
+class Plan:
+    """A sweep validated: what it runs and where it records it. Nothing is started or written yet."""
+
+    name: str
+    kind: str  # search, ablation, baselines
+    dataset: str
+    base: Config
+    n_run: int  # tasks each trial runs
+    num_samples: int
+    storage: str
+    sweep_dir: Path
+    state: SweepState  # pah_sweep.json to be (or as) written, parent run id still unknown
+    resume: bool
+    variants: dict[str, dict[str, Any]]
+    started: float
+
+    @property
+    def mlflow_uri(self) -> str:
+        return self.state.mlflow_uri
+
+    @property
+    def experiment(self) -> str:
+        return self.state.experiment
+
+    @property
+    def objectives(self) -> list[str]:
+        return self.state.objectives
+
+
+@dataclass(kw_only=True)
+class Setup:
+    """A sweep launched: its plan, and what each trial is given (the parent run's id too)."""
+
+    plan: Plan
+    max_concurrent: int
+    plumbing: TrialPlumbing
+
+    @property
+    def parent_run_id(self) -> str:
+        return self.plumbing.parent_run_id
+
+
+def plan_sweep(
+    dataset: str,
+    args: argparse.Namespace,
+    *,
+    num_samples: int,
+    kind: str = "search",
+    base_overrides: dict[str, Any] | None = None,
+    variants: dict[str, dict[str, Any]] | None = None,
+    points: list[dict[str, Any]] | None = None,
+) -> Plan:
+    """Every check that needs neither the data nor Ray: the base config with each variant and
+    point, the MLflow store, the storage, the name, and a --resume against what was started."""
+    started = time.perf_counter()
+    base_path = Path(args.config) if args.config else REPO / "configs" / f"{dataset}_pah.yaml"
+    overrides = {**(base_overrides or {}), **parse_overrides(args.overrides)}
+    preset = PRESETS[dataset][args.preset]
+    base = load_config(base_path, {**preset, **overrides})
+    for extra in [*(variants or {}).values(), *(points or [])]:
+        load_config(base_path, {**preset, **overrides, **extra})  # each trial's config is valid
+    storage = absolute_storage(args.storage)
+    if "://" not in storage and Path(storage).is_file():
+        raise SweepError(f"--storage {storage} is a file: pass a folder (or an s3:// URI)")
+    name = check_name(
+        args.name or f"pah-{dataset}-{kind}-{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    )
+    state = SweepState(
+        mlflow_uri=check_tracking_uri_or_default(args.mlflow_uri),
+        experiment=args.experiment or f"pah-{dataset}",
+        dataset=dataset,
+        preset=args.preset,
+        objectives=getattr(args, "objectives", "acc").split(","),
+        kind=kind,
+        overrides=overrides,
+        config=args.config or "",
+    )
+    plan = Plan(
+        name=name,
+        kind=kind,
+        dataset=dataset,
+        base=base,
+        n_run=base.tasks_to_run,
+        num_samples=num_samples,
+        storage=storage,
+        sweep_dir=Path(storage) / name,
+        state=state,
+        resume=args.resume,
+        variants=dict(variants or {}),
+        started=started,
+    )
+    check_sweep_dir(plan)
+    return plan
+
+
+def check_sweep_dir(plan: Plan) -> None:
+    """A new sweep needs a free name; a resumed one its folder, its Tune state and its settings."""
+    if not plan.resume:
+        if plan.sweep_dir.exists():
+            raise SweepError(
+                f"sweep {plan.name!r} already exists in {plan.storage}: pass --resume to continue "
+                "it, or another --name"
+            )
+        return
+    state_file = plan.sweep_dir / SWEEP_STATE
+    if not state_file.is_file():
+        raise SweepError(
+            f"--resume: no sweep {plan.name!r} in {plan.storage} (missing {state_file})"
+        )
+    plan.state.check_resume(SweepState.read(plan.sweep_dir), plan.name)
+    from ray import tune
+
+    if not tune.Tuner.can_restore(str(plan.sweep_dir)):
+        raise SweepError(f"--resume: {plan.sweep_dir} holds no restorable Tune experiment")
+
+
+def launch(plan: Plan, args: argparse.Namespace, tags: dict[str, str] | None = None) -> Setup:
+    """Check the data, start or join Ray, fit the resources; only then write the sweep's record.
+
+    ``tags`` go on the parent run and on every trial's run, after (and over) the standard ones."""
+    from pah_core.data import DataError, TaskStream, load_source, resolve_data_root
+    from pah_core.mlflow_reporter import git_sha
+
+    data_root = str(resolve_data_root(args.data_root or plan.base.data.root))
+    try:  # a missing dataset fails here, once, not in every trial
+        spec = TaskStream(load_source(plan.base.data, data_root), plan.base.data).spec
+    except DataError as e:
+        raise SweepError(str(e)) from None
+
+    import ray
+
+    init_ray(args.address)
+    fits = check_resources(
+        ray.cluster_resources(), args.workers_per_trial, args.cpus_per_worker, args.gpus_per_worker
+    )
+    tags = {
+        "git_sha": git_sha(REPO),
+        "dataset_fingerprint": spec.fingerprint,
+        "preset": args.preset,
+        "sweep_kind": plan.kind,
+        **(tags or {}),
+    }
+    plumbing = TrialPlumbing(
+        base_config=plan.base.to_dict(),
+        data_root=data_root,
+        storage_path=plan.storage,
+        mlflow_uri=plan.mlflow_uri,
+        experiment=plan.experiment,
+        parent_run_id=record(plan, tags),
+        sweep_name=plan.name,
+        workers=args.workers_per_trial,
+        cpus_per_worker=args.cpus_per_worker,
+        gpus_per_worker=args.gpus_per_worker,
+        tags=tags,
+        variants=plan.variants,
+    )
+    wanted = fits if args.max_concurrent is None else min(args.max_concurrent, fits)
+    return Setup(plan=plan, max_concurrent=wanted, plumbing=plumbing)
+
+
+def record(plan: Plan, tags: dict[str, str]) -> str:
+    """The parent run, then the sweep folder with its state file; a resume reopens the parent."""
+    if plan.resume:
+        parent_run_id = SweepState.read(plan.sweep_dir).parent_run_id
+        reopen_parent_run(plan.mlflow_uri, parent_run_id)
+        return parent_run_id
+    sweep_config = {
+        "base_config": plan.base.to_dict(),
+        "argv": sys.argv,
+        "search_space": sorted(search_space()),
+    }
+    parent_run_id = create_parent_run(
+        plan.mlflow_uri,
+        plan.experiment,
+        plan.name,
+        {"objectives": ",".join(plan.objectives), **tags},
+        sweep_config,
+    )
+    try:
+        plan.sweep_dir.mkdir(parents=True)
+        replace(plan.state, parent_run_id=parent_run_id).write(plan.sweep_dir)
+    except BaseException as e:
+        abandon(plan, parent_run_id, e)
+        raise
+    return parent_run_id
+
+
+def abandon(plan: Plan, parent_run_id: str, error: BaseException) -> None:
+    """After a failure: the parent run FAILED (never left RUNNING), and the sweep folder removed
+    when Tune wrote nothing into it, so that the name is free again."""
+    from ray import tune
+
+    try:
+        fail_parent_run(plan.mlflow_uri, parent_run_id, error)
+    except Exception as e:  # noqa: BLE001 - the original error is the one to report
+        print(f"[sweep] could not mark the parent run FAILED: {e}", file=sys.stderr)
+    if not plan.resume and not tune.Tuner.can_restore(str(plan.sweep_dir)):
+        shutil.rmtree(plan.sweep_dir, ignore_errors=True)
+
+
+def execute(
+    setup: Setup,
+    make_tuner: Callable[[Any, Setup], Any],
+    param_space: dict[str, Any] | None = None,
+) -> int:
+    """Run (or restore) the Tuner that ``make_tuner(trainable, setup)`` builds, then summarise.
+
+    ``param_space``: the Tuner's param space, when it holds functions (``tune.sample_from``): Tune
+    stores them as placeholders, and a restored sweep resolves them only from the space passed
+    again (else a trial not started yet gets the placeholder as its value)."""
+    from ray import tune
+
+    plan = setup.plan
+    trainable = tune.with_resources(
+        tune.with_parameters(trial_driver, plumbing=setup.plumbing), {"cpu": DRIVER_CPUS}
+    )
+    print(
+        f"[sweep] {plan.name}: {plan.num_samples} trial(s), {setup.max_concurrent} at a time, "
+        f"objectives {plan.objectives}, {plan.n_run} task(s) each; MLflow {plan.mlflow_uri} "
+        f"(experiment {plan.experiment!r})",
+        flush=True,
+    )
+    try:
+        if plan.resume:
+            tuner = tune.Tuner.restore(
+                str(plan.sweep_dir),
+                trainable=trainable,
+                param_space=param_space,
+                resume_unfinished=True,
+                resume_errored=False,
+                restart_errored=False,
+            )
+        else:
+            tuner = make_tuner(trainable, setup)
+        results = tuner.fit()
+    except BaseException as e:
+        abandon(plan, setup.parent_run_id, e)
+        raise
+    summary = summarise(results, plan.objectives, plan.n_run)
+    finish_parent_run(plan.mlflow_uri, setup.parent_run_id, summary, plan.experiment)
+    print_summary(summary, time.perf_counter() - plan.started, plan.mlflow_uri)
+    return 0
+
+
+def run_config(plan: Plan):
+    from ray import tune
+
+    return tune.RunConfig(
+        name=plan.name,
+        storage_path=plan.storage,
+        failure_config=tune.FailureConfig(max_failures=0),
+        verbose=1,
+    )
+
+
+def trial_name(trial) -> str:
+    # Deterministic names: the trial id is how a resumed sweep finds its MLflow child run again.
+    return f"trial_{trial.trial_id}"

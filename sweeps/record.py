@@ -1,0 +1,201 @@
+"""What a sweep records about itself, and where: its folder under ``--storage`` with the state file
+``pah_sweep.json``, and its MLflow parent run (one per sweep; each trial's run is a child of it).
+
+The state file names the parent run and the settings a ``--resume`` must keep. The parent run gets
+the sweep's config at the start; its trials, best config and Pareto set at the end, or FAILED with
+the error when the sweep fails after it was created.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from pah_core.tracking import (
+    TrackingError,
+    check_store,
+    check_tracking_uri,
+    default_tracking_uri,
+    quote,
+)
+
+from .cli import SweepError
+
+SWEEP_STATE = "pah_sweep.json"
+
+
+def check_tracking_uri_or_default(uri: str | None) -> str:
+    """--mlflow-uri (default: $MLFLOW_TRACKING_URI, else ./mlflow.db), absolute, its store usable:
+    an sqlite file (or none yet) or a server that answers."""
+    try:
+        return check_store(check_tracking_uri(uri) if uri else default_tracking_uri(), False)
+    except TrackingError as e:
+        raise SweepError(f"--mlflow-uri: {e}") from None
+
+
+def absolute_storage(storage: str) -> str:
+    return storage if "://" in storage else str(Path(storage).expanduser().resolve())
+
+
+def check_name(name: str) -> str:
+    """A sweep name is searched for in MLflow filter strings, quoted (tracking.quote)."""
+    try:
+        quote(name)
+    except TrackingError as e:
+        raise SweepError(f"--name: {e}") from None
+    return name
+
+
+@dataclass
+class SweepState:
+    """pah_sweep.json: the parent run, and what the sweep was started with."""
+
+    mlflow_uri: str
+    experiment: str
+    dataset: str
+    preset: str
+    objectives: list[str]
+    kind: str
+    # The overrides of the base config (--set, a grid's base overrides); None in the state of a
+    # sweep started before they were recorded, and then not checked on resume.
+    overrides: dict[str, Any] | None = None
+    # --config as given ("": the dataset's shipped config; None: not recorded, not checked). Not a
+    # resolved path: a job submitted again (ray job submit --working-dir) runs from another folder.
+    config: str | None = None
+    parent_run_id: str = ""  # known once the parent run exists
+
+    @classmethod
+    def read(cls, sweep_dir: Path) -> SweepState:
+        data = json.loads((sweep_dir / SWEEP_STATE).read_text())
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+
+    def write(self, sweep_dir: Path) -> None:
+        (sweep_dir / SWEEP_STATE).write_text(json.dumps(asdict(self), indent=2))
+
+    def check_resume(self, stored: SweepState, name: str) -> None:
+        """A resume keeps every setting the sweep was started with: Tune restores the old trials,
+        and the trials still to start would get the new settings, two sweeps in one."""
+        now = json.loads(json.dumps(asdict(self)))  # as the stored one went through JSON
+        for key, then in asdict(stored).items():
+            if key == "parent_run_id" or then is None or then == now[key]:
+                continue
+            if key == "overrides":
+                keys = sorted(k for k in {*then, *now[key]} if then.get(k) != now[key].get(k))
+                what = ", ".join(
+                    f"{k} = {_shown(then, k)} then, {_shown(now[key], k)} now" for k in keys
+                )
+                raise SweepError(
+                    f"--resume: sweep {name!r} was started with other config overrides (--set): "
+                    f"{what}. Pass the same, or start another --name"
+                )
+            shown = [repr(v) if v != "" else "(the shipped one)" for v in (then, now[key])]
+            raise SweepError(
+                f"--resume: sweep {name!r} was started with {key} {shown[0]}, not {shown[1]}: "
+                "pass the same, or start another --name"
+            )
+
+
+def _shown(overrides: dict[str, Any], key: str) -> str:
+    return repr(overrides[key]) if key in overrides else "unset"
+
+
+def _client(mlflow_uri: str):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=mlflow_uri)
+
+
+def create_parent_run(
+    mlflow_uri: str, experiment: str, name: str, tags: dict[str, str], sweep_config: dict[str, Any]
+) -> str:
+    """The sweep's parent run, with ``sweep_config.json``; its id."""
+    from pah_core.mlflow_reporter import RUN_KEY_TAG, get_or_create_experiment
+
+    client = _client(mlflow_uri)
+    exp_id = get_or_create_experiment(client, experiment)
+    tags = {RUN_KEY_TAG: f"{name}/parent", "sweep": name, "pah.role": "sweep", **tags}
+    run_id = client.create_run(exp_id, run_name=name, tags=tags).info.run_id
+    client.log_dict(run_id, sweep_config, "sweep_config.json")
+    return run_id
+
+
+def reopen_parent_run(mlflow_uri: str, run_id: str) -> None:
+    """A resumed sweep runs again (its parent may say FAILED from an earlier failure)."""
+    _client(mlflow_uri).update_run(run_id, status="RUNNING")
+
+
+def fail_parent_run(mlflow_uri: str, run_id: str, error: BaseException) -> None:
+    client = _client(mlflow_uri)
+    client.set_tag(run_id, "error", f"{type(error).__name__}: {error}"[:5000])
+    client.set_terminated(run_id, status="FAILED")
+
+
+def finish_parent_run(
+    mlflow_uri: str, parent_run_id: str, summary: dict[str, Any], experiment: str
+) -> None:
+    """The summary onto the parent run, every trial's run closed, the parent FINISHED."""
+    from pah_core.mlflow_reporter import find_run, get_or_create_experiment
+
+    client = _client(mlflow_uri)
+    client.log_dict(parent_run_id, summary["trials"], "trials.json")
+    best = summary["best"]
+    if best:
+        client.log_dict(parent_run_id, best, "best_config.json")
+        client.log_metric(parent_run_id, "best_avg_acc", float(best["avg_acc"]))
+        client.log_metric(parent_run_id, "best_forgetting", float(best["forgetting"]))
+        for k, v in best["config"].items():
+            client.set_tag(parent_run_id, f"best.{k}", str(v))
+    if summary["pareto"]:
+        client.log_dict(parent_run_id, summary["pareto"], "pareto.json")
+        client.log_metric(parent_run_id, "pareto_size", float(len(summary["pareto"])))
+    client.log_metric(parent_run_id, "trials_failed", float(len(summary["failures"])))
+    # Trials that ASHA stopped (or that crashed before logging their end) still say RUNNING: close them.
+    exp_id = get_or_create_experiment(client, experiment)
+    sweep = client.get_run(parent_run_id).data.tags.get("sweep")
+    for t in summary["trials"]:
+        run = find_run(client, exp_id, f"{sweep}/{t['trial']}")
+        if run is not None and run.info.status == "RUNNING":
+            if t["status"] == "error":
+                client.set_tag(run.info.run_id, "error", t.get("error", "")[:5000])
+            else:
+                client.set_tag(run.info.run_id, "pah.stopped_early", "asha")
+            client.set_terminated(
+                run.info.run_id, status="FAILED" if t["status"] == "error" else "KILLED"
+            )
+    client.set_terminated(parent_run_id, status="FINISHED")
+
+
+def sweep_parent_filter(sweep: str) -> str:
+    """The MLflow filter string that finds the parent run of sweep ``sweep``."""
+    return f"tags.sweep = {quote(sweep)} and tags.`pah.role` = 'sweep'"
+
+
+def best_config_of_sweep(mlflow_uri: str, experiment: str, sweep: str) -> dict[str, Any]:
+    """The searched keys of an earlier sweep's best trial (from its parent run's best_config.json)."""
+    client = _client(mlflow_uri)
+    exp = client.get_experiment_by_name(experiment)
+    try:
+        runs = (
+            []
+            if exp is None
+            else client.search_runs(
+                [exp.experiment_id], filter_string=sweep_parent_filter(sweep), max_results=1
+            )
+        )
+    except TrackingError as e:
+        raise SweepError(f"--from-sweep: {e}") from None
+    if not runs:
+        raise SweepError(
+            f"--from-sweep {sweep!r}: no such sweep in experiment {experiment!r} at {mlflow_uri}"
+        )
+    import mlflow.artifacts
+
+    try:
+        best = mlflow.artifacts.load_dict(f"{runs[0].info.artifact_uri}/best_config.json")
+    except Exception as e:  # noqa: BLE001
+        raise SweepError(
+            f"--from-sweep {sweep!r}: it has no best_config.json (did it finish a trial?)"
+        ) from e
+    return dict(best["config"])

@@ -1,0 +1,66 @@
+"""Ray for a sweep: start or join it, and how many trials its resources fit at once."""
+
+from __future__ import annotations
+
+import math
+import os
+
+from . import REPO
+from .cli import SweepError
+from .trial import DRIVER_CPUS
+
+
+def init_ray(address: str | None) -> None:
+    """Join the Ray at ``address`` (or $RAY_ADDRESS), else start a local one."""
+    import ray
+
+    address = address or os.environ.get("RAY_ADDRESS")
+    if ray.is_initialized():
+        return
+    # Trials import pah_core and sweeps from this checkout, installed or not.
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+    env = {"PYTHONPATH": path}
+    # Ray Train gives a worker group 60 s to start. On a small machine every trial starts several
+    # Python processes that import torch, and the raylet starts only as many at once as there are
+    # cores, so concurrent trials can miss that deadline. A user's own setting wins.
+    env["RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"] = os.environ.get(
+        "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "600"
+    )
+    # The per-task long table is appended to (MLflow downloads it first): no progress bar per task.
+    env["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = os.environ.get(
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false"
+    )
+    runtime_env = {"env_vars": env}
+    if address:
+        ray.init(address=address, runtime_env=runtime_env)
+    else:
+        # The dashboard hosts the State API, which Ray Train needs to release the workers of a trial
+        # that Tune stopped (ASHA); without it their CPUs stay reserved and later trials never start.
+        ray.init(num_cpus=os.cpu_count(), runtime_env=runtime_env)
+
+
+def check_resources(cluster: dict[str, float], workers: int, cpus: float, gpus: float) -> int:
+    """How many trials fit at once; a clear error (with the arithmetic) when not even one does."""
+    need_cpu = DRIVER_CPUS + workers * cpus
+    need_gpu = workers * gpus
+    have_cpu, have_gpu = float(cluster.get("CPU", 0)), float(cluster.get("GPU", 0))
+    problems = []
+    if need_cpu > have_cpu + 1e-9:
+        problems.append(
+            f"one trial needs {DRIVER_CPUS} (trial driver) + {workers} worker(s) x {cpus:g} CPU = {need_cpu:g} CPUs, "
+            f"but the cluster has {have_cpu:g}"
+        )
+    if need_gpu > have_gpu + 1e-9:
+        problems.append(
+            f"one trial needs {workers} worker(s) x {gpus:g} GPU = {need_gpu:g} GPUs, but the cluster has {have_gpu:g}"
+        )
+    if problems:
+        raise SweepError(
+            "this sweep cannot start: "
+            + "; ".join(problems)
+            + ". Lower --workers-per-trial, --cpus-per-worker or --gpus-per-worker, or add nodes."
+        )
+    fits = math.floor(have_cpu / need_cpu + 1e-9)
+    if need_gpu > 0:
+        fits = min(fits, math.floor(have_gpu / need_gpu + 1e-9))
+    return max(1, fits)
