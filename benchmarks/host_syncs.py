@@ -26,7 +26,7 @@ from benchmarks.common import save  # noqa: E402
 from benchmarks.trainer import method_at_task  # noqa: E402
 from pah_core.config import load_config  # noqa: E402
 from pah_core.data import BatchLoader, TaskStream, load_cifar100, resolve_data_root  # noqa: E402
-from pah_core.engine import LOG_EVERY, LossLog  # noqa: E402
+from pah_core.losslog import LOG_EVERY, LossLog  # noqa: E402
 
 
 def per_step_syncs(method, batches, t: int) -> int:

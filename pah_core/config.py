@@ -6,16 +6,11 @@ data is read.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import difflib
 import functools
 import hashlib
 import json
-import math
 import re
-import types
-import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
@@ -25,6 +20,7 @@ import yaml
 # ConfigError lives below this module so that the methods' options can raise it without importing
 # the module that loads them; pah_core.config.ConfigError is the same class.
 from pah_core.checks import ConfigError, require
+from pah_core.typed_dicts import build, flatten, parse_overrides, set_dotted
 
 # ---------------------------------------------------------------------------------------------
 # The tree
@@ -304,142 +300,13 @@ def validate(cfg: Config) -> Config:
     return cfg
 
 
-# ---------------------------------------------------------------------------------------------
-# Building the tree from plain dicts, with type checks
-
-
-def _type_name(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        return " or ".join(_type_name(a) for a in args) + " or null"
-    return {bool: "true/false", int: "an integer", float: "a number", str: "a string"}.get(
-        tp, getattr(tp, "__name__", str(tp))
-    )
-
-
-def _coerce(tp: Any, value: Any, key: str) -> Any:
-    """Convert ``value`` to the annotated type ``tp`` or raise a ConfigError naming ``key``."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(arg, value, key)
-            except ConfigError as e:
-                errors.append(e)
-        raise ConfigError(f"{key} = {value!r} is not allowed: {_type_name(tp)}")
-    if origin is Literal:
-        allowed = typing.get_args(tp)
-        if value not in allowed:
-            raise ConfigError(f"{key} = {value!r} is not allowed: {_type_name(tp)}")
-        return value
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false"):
-            return value.lower() == "true"
-    elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, str):
-            try:
-                return int(value)
-            except ValueError:
-                pass
-    elif tp is float:
-        number = None
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            number = float(value)
-        elif isinstance(value, str):
-            with contextlib.suppress(ValueError):
-                number = float(value)  # YAML 1.1 reads "1e-3" as a string
-        if number is not None:
-            # No setting means anything at inf or NaN (a rate, a weight, a temperature): refuse
-            # them here, once, rather than in every section's and every method's checks.
-            if not math.isfinite(number):
-                raise ConfigError(f"{key} = {number} is not allowed: a finite number")
-            return number
-    elif tp is str and isinstance(value, (str, int, float)) and not isinstance(value, bool):
-        return str(value)
-    raise ConfigError(f"{key} = {value!r} is not allowed: {_type_name(tp)}")
-
-
-def _build(cls: type, raw: dict[str, Any], prefix: str) -> Any:
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{prefix.rstrip('.') or 'config'} must be a mapping, got {raw!r}")
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    for key in raw:
-        if key not in names:
-            near = difflib.get_close_matches(str(key), names, n=1)
-            hint = f"; did you mean '{prefix}{near[0]}'?" if near else ""
-            raise ConfigError(
-                f"unknown config key '{prefix}{key}'{hint} Allowed keys under "
-                f"'{prefix.rstrip('.') or 'config'}': {', '.join(names)}"
-            )
-    kwargs = {}
-    for name in names:
-        if name not in raw:
-            continue
-        tp = hints[name]
-        if tp is MethodConfig:  # its sections come from the method registry
-            tp = method_config_class()
-        if dataclasses.is_dataclass(tp):
-            kwargs[name] = _build(
-                tp, raw[name] if raw[name] is not None else {}, f"{prefix}{name}."
-            )
-        else:
-            kwargs[name] = _coerce(tp, raw[name], f"{prefix}{name}")
-    return cls(**kwargs)
-
-
-def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
-def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
-    parts = key.split(".")
-    node = tree
-    for part in parts[:-1]:
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise ConfigError(f"cannot set '{key}': '{part}' is a value, not a section")
-        node = child
-    node[parts[-1]] = value
-
-
-def parse_overrides(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
-    """``["model.hyper_width=64", "data.root=null"]`` -> {"model.hyper_width": 64, ...}."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, text = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(
-                f"override {item!r} is not of the form key=value (e.g. model.hyper_width=64)"
-            )
-        out[key.strip()] = yaml.safe_load(text) if text.strip() else ""
-    return out
-
-
 def from_dict(raw: dict[str, Any] | None, overrides: dict[str, Any] | None = None) -> Config:
     tree = json.loads(json.dumps(raw or {}))  # a deep copy the overrides may change
     for key, value in (overrides or {}).items():
-        _set_dotted(tree, key, value)
-    return validate(_build(Config, tree, ""))
+        set_dotted(tree, key, value)
+    # The method sections come from the registry, so MethodConfig is assembled at run time.
+    resolve = lambda tp: method_config_class() if tp is MethodConfig else tp  # noqa: E731
+    return validate(build(Config, tree, "", resolve))
 
 
 def load_config(

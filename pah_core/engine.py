@@ -6,13 +6,10 @@ behind ``Method`` and results leave through ``Reporter`` events.
 
 from __future__ import annotations
 
-import math
 import os
-import pickle
 import random
 import shutil
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,37 +17,25 @@ import numpy as np
 import torch
 
 from pah_core import metrics, task_inference
+from pah_core.checkpoints import (
+    CHECKPOINT_FILE,
+    CHECKPOINT_FORMAT,
+    CheckpointError,
+    config_differences,
+    read_checkpoint,
+    rng_state,
+    set_rng_state,
+    write_checkpoint,
+)
 from pah_core.config import Config
 from pah_core.data import Augment, BatchLoader, Normalize, Split, TaskStream
 from pah_core.distributed import LOCAL, Distributed
+from pah_core.losslog import LOG_EVERY, LossLog
 from pah_core.methods import Method, build_method
 from pah_core.models import batchnorm_mode
 from pah_core.reporters import Reporter
+from pah_core.run_state import RunState, listed
 from pah_core.task_inference import LOGIT_RULES
-
-CHECKPOINT_FILE = "state.pt"
-# 2: tensors and plain Python data only, loaded with torch.load(weights_only=True), so a checkpoint
-# from a shared folder or bucket cannot run code. 1 (before): pickled numpy state, refused.
-CHECKPOINT_FORMAT = 2
-# Config keys that may differ between a checkpoint and the run resuming it: they change where or
-# how fast things run, never the numbers.
-RESUME_FREE_KEYS = {
-    "data.root",
-    "data.download",
-    "data.cache_dir",
-    "run.device",
-    # Pretrained weights only initialise a run; a resumed run takes every weight from its checkpoint.
-    "model.pretrained_path",
-    "run.threads",
-    "run.checkpoint",
-    "run.progress",
-    "schedule.max_tasks",
-    "schedule.eval_batch_size",
-}
-
-
-class CheckpointError(RuntimeError):
-    pass
 
 
 class DeviceError(ValueError):
@@ -71,182 +56,6 @@ def pick_device(name: str) -> torch.device:
             f"use cuda:0..cuda:{torch.cuda.device_count() - 1} or auto"
         )
     return dev
-
-
-@dataclass
-class RunState:
-    """What the engine carries between tasks (and saves in checkpoints)."""
-
-    n_tasks: int
-    next_task: int = 0
-    correct: np.ndarray = field(default=None)  # type: ignore[assignment]
-    total: np.ndarray = field(default=None)  # type: ignore[assignment]
-    seconds_per_task: list[float] = field(default_factory=list)
-    train_images: int = 0
-    train_seconds: float = 0.0
-    # Per task: the method's diagnostics after it and its last epoch's mean losses.
-    diagnostics: list[dict[str, Any]] = field(default_factory=list)
-    # Task-agnostic counts per rule (rules x after x task): correct class among all seen classes,
-    # and correct task picked. Totals are ``total``'s.
-    rules: tuple[str, ...] = ()
-    cil_correct: np.ndarray = field(default=None)  # type: ignore[assignment]
-    task_correct: np.ndarray = field(default=None)  # type: ignore[assignment]
-    # eval_future: the untrained model's counts on every task (the reference of forward transfer).
-    init_correct: list[int] = field(default_factory=list)
-    init_total: list[int] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        if self.correct is None:
-            self.correct = np.zeros((self.n_tasks, self.n_tasks), dtype=np.int64)
-            self.total = np.zeros((self.n_tasks, self.n_tasks), dtype=np.int64)
-        if self.cil_correct is None:
-            shape = (len(self.rules), self.n_tasks, self.n_tasks)
-            self.cil_correct = np.zeros(shape, dtype=np.int64)
-            self.task_correct = np.zeros(shape, dtype=np.int64)
-
-    def class_il_matrix(self, rule: str) -> np.ndarray:
-        """The class-incremental accuracy matrix under ``rule``: rows 0..next_task-1, seen tasks."""
-        k, r = self.next_task, self.rules.index(rule)
-        seen = np.tril(self.total[:k])  # tasks not yet seen have no class-IL entry
-        return metrics.accuracy_matrix(self.cil_correct[r, :k], seen)
-
-    def task_inference_matrix(self, rule: str) -> np.ndarray:
-        k, r = self.next_task, self.rules.index(rule)
-        return metrics.accuracy_matrix(self.task_correct[r, :k], np.tril(self.total[:k]))
-
-    def matrix(self) -> np.ndarray:
-        """Rows 0..next_task-1 of the accuracy matrix (fractions; NaN above the diagonal unless
-        eval_future filled it)."""
-        k = self.next_task
-        return metrics.accuracy_matrix(self.correct[:k], self.total[:k])
-
-
-def _rng_state() -> dict[str, Any]:
-    """Every generator's state as tensors and plain data (what weights_only loading accepts)."""
-    name, keys, pos, has_gauss, cached = np.random.get_state()
-    state = {
-        "torch": torch.get_rng_state(),
-        "python": random.getstate(),
-        "numpy": {
-            "name": str(name),
-            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
-            "pos": int(pos),
-            "has_gauss": int(has_gauss),
-            "cached_gaussian": float(cached),
-        },
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    # The checkpoint is read onto the run's device; generator states must be CPU byte tensors.
-    torch.set_rng_state(state["torch"].cpu())
-    random.setstate(state["python"])
-    n = state["numpy"]
-    np.random.set_state(
-        (
-            n["name"],
-            n["keys"].cpu().numpy().astype(np.uint32),
-            n["pos"],
-            n["has_gauss"],
-            n["cached_gaussian"],
-        )
-    )
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([g.cpu() for g in state["cuda"]])
-
-
-def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    keys = (set(saved) | set(current)) - RESUME_FREE_KEYS
-    return [
-        f"{k}: {saved.get(k)!r} (checkpoint) vs {current.get(k)!r} (now)"
-        for k in sorted(keys)
-        if saved.get(k) != current.get(k)
-    ]
-
-
-def read_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
-    """A checkpoint's payload, read without running code: tensors and plain data only."""
-    try:
-        payload = torch.load(path, map_location=device, weights_only=True)
-    except pickle.UnpicklingError as e:
-        # torch names what it blocked ("Trying to load unsupported GLOBAL posix.system ..."); torch's
-        # own advice (weights_only=False) is exactly what must not be done here, so it is not shown.
-        blocked = [ln.strip() for ln in str(e).splitlines() if "GLOBAL" in ln]
-        if not blocked:
-            raise CheckpointError(
-                f"checkpoint {path} could not be read: not a torch checkpoint, or truncated"
-            ) from e
-        raise CheckpointError(
-            f"checkpoint {path} refused: it holds objects other than tensors and plain data, which "
-            "could run code when loaded (a tampered file, or one written before checkpoint format "
-            f"{CHECKPOINT_FORMAT}). Load checkpoints written by this version of pah-platform only, "
-            f"or start a new run. ({blocked[0][:200]})"
-        ) from e
-    except Exception as e:  # noqa: BLE001 - truncated, not a torch file, unreadable
-        raise CheckpointError(
-            f"checkpoint {path} could not be read ({type(e).__name__}: {str(e)[:300]})"
-        ) from e
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
-        raise CheckpointError(
-            f"checkpoint {path} is not a pah-platform checkpoint of format {CHECKPOINT_FORMAT} "
-            f"(found {found!r}): start a new run, or resume with the version that wrote it"
-        )
-    return payload
-
-
-# Training batches between two reads of the losses on the host (and two divergence checks).
-LOG_EVERY = 25
-
-
-def _listed(m: np.ndarray) -> list[list[float | None]]:
-    """A matrix for JSON: floats, None where unknown."""
-    return [[None if np.isnan(v) else float(v) for v in row] for row in m]
-
-
-class LossLog:
-    """Sums each step's loss tensors on their device; ``read`` brings the interval's means to the
-    host in one transfer and fails the run when one is not finite (a diverged run is found within
-    ``LOG_EVERY`` steps, without a per-step ``isfinite`` sync)."""
-
-    def __init__(self, method: str, task: int, epoch: int):
-        self.where = (method, task, epoch)
-        self.sums: dict[str, torch.Tensor] = {}
-        self.epoch_sums: dict[str, float] = {}
-        self.n = self.epoch_n = 0
-
-    def add(self, stats: dict[str, torch.Tensor]) -> None:
-        for k, v in stats.items():
-            self.sums[k] = self.sums[k] + v if k in self.sums else v.detach().clone()
-        self.n += 1
-
-    def read(self) -> dict[str, float]:
-        if not self.n:
-            return {}
-        keys = list(self.sums)
-        values = torch.stack([self.sums[k].float() for k in keys]).tolist()  # the one sync
-        bad = [(k, v) for k, v in zip(keys, values, strict=True) if not math.isfinite(v)]
-        if bad:
-            method, t, epoch = self.where
-            shown = ", ".join(f"{k} {v}" for k, v in bad)
-            raise FloatingPointError(
-                f"{method} loss is not finite ({shown}) at task {t}, epoch {epoch + 1}: training "
-                "diverged; lower the learning rates or the method's loss weights"
-            )
-        for k, v in zip(keys, values, strict=True):
-            self.epoch_sums[k] = self.epoch_sums.get(k, 0.0) + v
-        means = {k: v / self.n for k, v in zip(keys, values, strict=True)}
-        self.epoch_n += self.n
-        self.sums, self.n = {}, 0
-        return means
-
-    def read_epoch(self) -> dict[str, float]:
-        """The epoch's mean of each stat (the steps not yet read included)."""
-        self.read()
-        return {k: v / max(self.epoch_n, 1) for k, v in self.epoch_sums.items()}
 
 
 class Engine:
@@ -387,18 +196,11 @@ class Engine:
             "init_correct": s.init_correct,
             "init_total": s.init_total,
             "method_state": self.method.state_dict(),
-            "rng": _rng_state(),
+            "rng": rng_state(),
         }
 
     def save_checkpoint(self, directory: Path) -> Path:
-        # Owner-only: a checkpoint holds the whole model, which may come from private data.
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        tmp = directory / f"{CHECKPOINT_FILE}.tmp{os.getpid()}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            torch.save(self.checkpoint_payload(), f)
-        os.replace(tmp, directory / CHECKPOINT_FILE)
-        return directory
+        return write_checkpoint(self.checkpoint_payload(), directory)
 
     def load_checkpoint(self, path: str | os.PathLike) -> None:
         p = Path(path)
@@ -433,7 +235,7 @@ class Engine:
         s.cil_correct = payload["cil_correct"].cpu().numpy()
         s.task_correct = payload["task_correct"].cpu().numpy()
         s.init_correct, s.init_total = list(payload["init_correct"]), list(payload["init_total"])
-        _set_rng_state(payload["rng"])
+        set_rng_state(payload["rng"])
 
     def _write_task_checkpoint(self, t: int) -> Path | None:
         if self.checkpoint_dir is None or not self.cfg.run.checkpoint:
@@ -461,7 +263,7 @@ class Engine:
             "dataset_fingerprint": self.stream.spec.fingerprint,
             "tasks_completed": s.next_task,
             "n_tasks": len(self.stream),
-            "accuracy_matrix": _listed(mat),
+            "accuracy_matrix": listed(mat),
             "correct": s.correct[: s.next_task].tolist(),
             "total": s.total[: s.next_task].tolist(),
             "wall_seconds": wall_seconds,
@@ -475,40 +277,12 @@ class Engine:
         }
         if s.next_task:
             out.update(metrics.summary(mat))
-            out.update(self.task_agnostic_metrics())
-            out["class_il"] = {
-                rule: {
-                    "accuracy_matrix": _listed(s.class_il_matrix(rule)),
-                    "task_inference_matrix": _listed(s.task_inference_matrix(rule)),
-                    "cil_correct": s.cil_correct[r, : s.next_task].tolist(),
-                    "task_correct": s.task_correct[r, : s.next_task].tolist(),
-                }
-                for r, rule in enumerate(s.rules)
-            }
+            out.update(s.task_agnostic_metrics(self.cfg.schedule.task_inference))
+            out["class_il"] = s.class_il_results()
         if s.init_total:
-            out["untrained_accuracy"] = [
-                c / n for c, n in zip(s.init_correct, s.init_total, strict=True)
-            ]
+            out["untrained_accuracy"] = s.untrained_accuracy()
             if s.next_task == len(self.stream):  # the full T x T matrix exists
                 out["forward_transfer"] = metrics.forward_transfer(mat, out["untrained_accuracy"])
-        return out
-
-    def task_agnostic_metrics(self) -> dict[str, float]:
-        """After the last trained task: class-IL average accuracy and forgetting under the
-        headline rule, and per rule the class-IL average accuracy and the task-inference accuracy
-        (mean over seen tasks of how often the right task was picked)."""
-        s = self.state
-        out: dict[str, float] = {}
-        for rule in s.rules:
-            cil = s.class_il_matrix(rule)
-            out[f"cil_avg_acc/{rule}"] = metrics.average_accuracy(cil)
-            out[f"task_inference_acc/{rule}"] = metrics.average_accuracy(
-                s.task_inference_matrix(rule)
-            )
-            if rule == self.cfg.schedule.task_inference:
-                out["cil_avg_acc"] = out[f"cil_avg_acc/{rule}"]
-                out["cil_forgetting"] = metrics.forgetting(cil)
-                out["task_inference_acc"] = out[f"task_inference_acc/{rule}"]
         return out
 
     def _evaluate_untrained(self) -> None:
@@ -595,7 +369,7 @@ class Engine:
             "avg_acc": metrics.average_accuracy(mat),
             "forgetting": metrics.forgetting(mat),
             "bwt": metrics.bwt(mat),
-            **self.task_agnostic_metrics(),
+            **s.task_agnostic_metrics(cfg.schedule.task_inference),
             "seconds": s.seconds_per_task[-1],
             "checkpoint_seconds": ckpt_seconds,
         }
@@ -606,8 +380,7 @@ class Engine:
             # The headline rule's class-incremental matrix, for the reporters' heatmaps.
             "class_il_matrix": s.class_il_matrix(cfg.schedule.task_inference),
             "task_inference": cfg.schedule.task_inference,
-            "untrained_accuracy": [c / n for c, n in zip(s.init_correct, s.init_total, strict=True)]
-            or None,
+            "untrained_accuracy": s.untrained_accuracy() or None,
         }
         # Before task_end: a scheduler may stop the trial right after task_end's Ray report.
         self._emit("task_diagnostics", t, list(s.diagnostics), self.method.pictures())

@@ -105,8 +105,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"config error: {e}", file=sys.stderr)
         return 2
 
+    from pah_core.checkpoints import CheckpointError
     from pah_core.data import DataError, TaskStream, load_source
-    from pah_core.engine import CheckpointError, DeviceError, Engine, pick_device
+    from pah_core.engine import DeviceError, Engine, pick_device
     from pah_core.reporters import ConsoleReporter, JSONReporter
 
     out = Path(args.out).resolve()

@@ -20,7 +20,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from pah_core.config import Config, load_config, parse_overrides
+from pah_core.config import Config, load_config
+from pah_core.typed_dicts import parse_overrides
 
 from . import REPO
 from .cli import PRESETS, SweepError

@@ -36,7 +36,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a plai
 
 from analysis.store import AnalysisError  # noqa: E402
 from analysis.tables import FULL_FROM_TAG  # noqa: E402
-from pah_core.config import ConfigError, load_config, parse_overrides  # noqa: E402
+from pah_core.config import ConfigError, load_config  # noqa: E402
+from pah_core.tracking import quote  # noqa: E402
+from pah_core.typed_dicts import parse_overrides  # noqa: E402
 from sweeps import REPO  # noqa: E402
 from sweeps.ablation import VARIANTS  # noqa: E402
 from sweeps.cli import SweepError, parse_names, parse_seeds, resource_arguments  # noqa: E402
@@ -217,7 +219,7 @@ def part_status(study: Study, part: str) -> PartStatus:
     parent = client.get_run(json.loads(state.read_text())["parent_run_id"])
     runs = client.search_runs(
         [parent.info.experiment_id],
-        filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
+        filter_string=f"tags.mlflow.parentRunId = {quote(parent.info.run_id)}",
         max_results=1000,
     )
     cells = {

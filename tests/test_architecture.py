@@ -32,7 +32,12 @@ def test_importing_config_imports_no_method_and_no_torch():
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout.splitlines()
-    assert json.loads(out[0]) == ["pah_core", "pah_core.checks", "pah_core.config"]
+    assert json.loads(out[0]) == [
+        "pah_core",
+        "pah_core.checks",
+        "pah_core.config",
+        "pah_core.typed_dicts",
+    ]
     # Loading a config finds the methods' options: config imports the methods then, late.
     assert json.loads(out[1]) is True
 
@@ -228,3 +233,23 @@ def test_a_new_method_is_one_new_file(toy_file, capsys):
     results = engine.run()
     assert results["status"] == "finished" and results["tasks_completed"] == 2
     assert len(results["accuracy_matrix"]) == 2
+
+
+# Modules longer than this say why here; everything else stays a screenful of jobs or fewer.
+MODULE_LINES = 400
+LONG_MODULES = {
+    # The study's protocols, parts, resume and report in one file that reads top to bottom as the
+    # README's "Reproduction study" section does; it calls the sweep driver for the training.
+    "sweeps/reproduce.py": "the reproduction study, one procedure",
+}
+
+
+def test_no_module_is_longer_than_a_few_screens_without_a_reason():
+    long = {
+        str(p.relative_to(ROOT)): n
+        for folder in ("pah_core", "sweeps", "analysis", "benchmarks")
+        for p in (ROOT / folder).rglob("*.py")
+        if (n := len(p.read_text().splitlines())) > MODULE_LINES
+    }
+    assert set(long) <= set(LONG_MODULES), f"modules over {MODULE_LINES} lines: {long}"
+    assert all(long.get(k, 0) < 1.25 * MODULE_LINES for k in LONG_MODULES)

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from pah_core.engine import CheckpointError, Engine
+from pah_core.checkpoints import CheckpointError
+from pah_core.engine import Engine
 from pah_core.reporters import JSONReporter, Reporter
 from pah_core.train import main as cli_main
 from tests.helpers import TINY_CLI, tiny_config, tiny_stream

@@ -156,7 +156,8 @@ def test_switching_a_term_off_removes_its_gradient():
 
 def test_nan_loss_names_the_cause():
     """No per-step host sync: a non-finite loss fails the run at the next logging interval."""
-    from pah_core.engine import LOG_EVERY, Engine
+    from pah_core.engine import Engine
+    from pah_core.losslog import LOG_EVERY
 
     cfg = tiny_config("optim.lr_backbone=1e30", "optim.lr_hypernet=1e30")
     engine = Engine(cfg, tiny_stream(cfg))
