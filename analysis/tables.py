@@ -20,42 +20,28 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from pah_core.config import RUN_ONLY_KEYS
+
 from .store import Experiment, RunRecord, short_id
 
 PAPER_FILE = Path(__file__).with_name("paper_reported.yaml")
 NA = "n/a"
 DASH = "—"
 
-METHOD_NAMES = {
-    "pah": "PAH",
-    "finetune": "Fine-tune",
-    "joint": "Joint",
-    "lwf": "LwF",
-    "ewc": "EWC",
-    "si": "SI",
-    "agem": "A-GEM",
-    "hnet": "HNET",
-}
 # Main-table rows of a baselines sweep's variant that is not plainly a method (row_key).
 VARIANT_NAMES = {"pah_official": "PAH, official code"}
 DATASET_NAMES = {"cifar100": "S-CIFAR100", "tinyimagenet": "TinyImageNet", "synthetic": "Synthetic"}
 # Config keys that may differ between the seeds of one table row without changing what it means.
-FREE_KEYS = {
-    "run.seed",
-    "run.device",
-    "run.threads",
-    "run.checkpoint",
-    "run.progress",
-    "data.root",
-    "data.download",
-    "data.cache_dir",
-    "schedule.eval_batch_size",
-}
+FREE_KEYS = RUN_ONLY_KEYS | {"run.seed"}
 
 
 def method_name(m: str) -> str:
-    """The display name of a method or of a main-table row key (see row_key)."""
-    return METHOD_NAMES.get(m) or VARIANT_NAMES.get(m, m)
+    """The display name of a method (its class's ``label``) or of a main-table row key (see
+    row_key); a name no method or variant knows is shown as it is."""
+    from pah_core.methods import registered_methods
+
+    cls = registered_methods().get(m)
+    return VARIANT_NAMES.get(m) or (cls.label or cls.name if cls else m)
 
 
 def row_key(r: RunRecord) -> str:

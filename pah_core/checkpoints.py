@@ -13,25 +13,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from pah_core.config import RUN_ONLY_KEYS
+
 CHECKPOINT_FILE = "state.pt"
 # 2: tensors and plain Python data only, loaded with torch.load(weights_only=True), so a checkpoint
 # from a shared folder or bucket cannot run code. 1 (before): pickled numpy state, refused.
 CHECKPOINT_FORMAT = 2
-# Config keys that may differ between a checkpoint and the run resuming it: they change where or
-# how fast things run, never the numbers.
-RESUME_FREE_KEYS = {
-    "data.root",
-    "data.download",
-    "data.cache_dir",
-    "run.device",
-    # Pretrained weights only initialise a run; a resumed run takes every weight from its checkpoint.
-    "model.pretrained_path",
-    "run.threads",
-    "run.checkpoint",
-    "run.progress",
-    "schedule.max_tasks",
-    "schedule.eval_batch_size",
-}
+# Config keys that may differ between a checkpoint and the run resuming it: the run-only keys, the
+# pretrained weights (they only initialise a run; a resumed one takes every weight from its
+# checkpoint) and how many tasks to run.
+RESUME_FREE_KEYS = RUN_ONLY_KEYS | {"model.pretrained_path", "schedule.max_tasks"}
 
 
 class CheckpointError(RuntimeError):

@@ -22,6 +22,21 @@ import yaml
 from pah_core.checks import ConfigError, require
 from pah_core.typed_dicts import build, flatten, parse_overrides, set_dotted
 
+# Config keys that change where or how fast a run runs, never its numbers: a resumed run may change
+# them (pah_core.checkpoints), and the seeds of one table row may differ in them (analysis.tables).
+RUN_ONLY_KEYS = frozenset(
+    {
+        "data.root",
+        "data.download",
+        "data.cache_dir",
+        "run.device",
+        "run.threads",
+        "run.checkpoint",
+        "run.progress",
+        "schedule.eval_batch_size",
+    }
+)
+
 # ---------------------------------------------------------------------------------------------
 # The tree
 

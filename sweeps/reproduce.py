@@ -19,6 +19,10 @@ Cells run seed by seed (every variant of seed 0 first), so a study cut short hol
 ``sweeps/search.py``'s ``--resume`` path: finished cells are not retrained, an interrupted cell
 restarts from its last task checkpoint. Everything lands under ``--workdir`` (the MLflow store and
 Ray's results), the export and the report under ``--out``.
+
+(Just over 400 lines, on purpose: the study is one procedure, read top to bottom like the README's
+"Reproduction study" section; its training goes through the sweep driver, its tables through the
+analysis.)
 """
 
 from __future__ import annotations

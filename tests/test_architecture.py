@@ -184,6 +184,7 @@ class ToyOptions:
 @register
 class Toy(MultiHeadMethod):
     name = "toy"
+    label = "Toy"
     summary = "Toy: scaled cross-entropy"
     options = ToyOptions
 
@@ -233,6 +234,15 @@ def test_a_new_method_is_one_new_file(toy_file, capsys):
     results = engine.run()
     assert results["status"] == "finished" and results["tasks_completed"] == 2
     assert len(results["accuracy_matrix"]) == 2
+
+    # The sweeps offer it and the analysis names it, from the registry.
+    from analysis.tables import method_name
+    from sweeps.baselines import main as baselines_main
+
+    with pytest.raises(SystemExit):
+        baselines_main(["--help"])
+    assert "toy" in capsys.readouterr().out.split("--methods METHODS")[-1]
+    assert method_name("toy") == "Toy" and method_name("pah") == "PAH"
 
 
 # Modules longer than this say why here; everything else stays a screenful of jobs or fewer.

@@ -54,6 +54,7 @@ def project(g: torch.Tensor, g_ref: torch.Tensor) -> torch.Tensor:
 @register
 class AGEM(MultiHeadMethod):
     name = "agem"
+    label = "A-GEM"
     summary = (
         "A-GEM: project the gradient so it does not increase the loss on a small episodic memory"
     )

@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # types only: config loads the methods, so they must not impo
 
 class Method(ABC):
     name: ClassVar[str]
+    label: ClassVar[str] = ""  # its name in tables and figures (default: ``name``)
     summary: ClassVar[str]  # one line for `--list-methods`
     # The dataclass of the method's options, the config section ``method.<name>``, with a check()
     # that raises ConfigError; None: the method has no options and the config no section.

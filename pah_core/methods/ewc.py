@@ -50,6 +50,7 @@ class EWCOptions:
 @register
 class EWC(MultiHeadMethod):
     name = "ewc"
+    label = "EWC"
     summary = (
         "Online EWC: diagonal-Fisher quadratic penalty on the backbone, Fisher decayed by gamma"
     )

@@ -9,6 +9,7 @@ from .multihead import MultiHeadMethod
 @register
 class Finetune(MultiHeadMethod):
     name = "finetune"
+    label = "Fine-tune"
     summary = (
         "Lower bound: shared backbone + one head per task, plain cross-entropy on the current task"
     )

@@ -40,6 +40,7 @@ class HNETOptions:
 @register
 class HNET(MultiHeadMethod):
     name = "hnet"
+    label = "HNET"
     summary = (
         "HNET (head-only): task embedding -> hypernetwork -> head, output regulariser on old heads"
     )

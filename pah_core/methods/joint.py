@@ -27,6 +27,7 @@ from .multihead import MultiHeadMethod
 @register
 class Joint(MultiHeadMethod):
     name = "joint"
+    label = "Joint"
     summary = "Upper bound: each batch plus a same-size batch from every earlier task, each through its head"
 
     def __init__(self, *args: Any, **kwargs: Any):

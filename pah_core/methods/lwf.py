@@ -37,6 +37,7 @@ class LwFOptions:
 @register
 class LwF(MultiHeadMethod):
     name = "lwf"
+    label = "LwF"
     summary = "Learning without Forgetting: distil the frozen previous model's old heads on current images"
     options = LwFOptions
 

@@ -58,6 +58,7 @@ class PAHOptions:
 @register
 class PAH(Method):
     name = "pah"
+    label = "PAH"
     summary = "Prototype-Augmented Hypernetworks: prototypes -> hypernetwork -> head, logit + prototype distillation"
     options = PAHOptions
 

@@ -38,6 +38,7 @@ class SIOptions:
 @register
 class SI(MultiHeadMethod):
     name = "si"
+    label = "SI"
     summary = "Synaptic Intelligence: path-integral importance, quadratic penalty on the backbone"
     options = SIOptions
 
