@@ -109,7 +109,8 @@ def build(
             report.warnings.append(f"search sweep {label}: no trials")
             continue
         keys = [k for k in SENSITIVITY_KEYS if any(k in r.params for r in trials)]
-        imp, note = optuna_importances(storage, label)
+        first = exp.sweeps[pid].tags.get("objectives", "acc").split(",")[0]
+        imp, note = optuna_importances(storage, label, first)
         summary, detail = sensitivity_tables(exp, label, trials, imp, note, keys)
         report.tables += [summary, detail]
         report.figures += figures.sensitivity_plot(

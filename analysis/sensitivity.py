@@ -146,10 +146,14 @@ def _slug(s: str) -> str:
 # -- Optuna --------------------------------------------------------------------------------------
 
 
+OBJECTIVE_WORDS = {"acc": "accuracy", "cil_acc": "class-IL accuracy"}
+
+
 def optuna_importances(
-    storage_url: str | None, study_name: str
+    storage_url: str | None, study_name: str, objective: str = "acc"
 ) -> tuple[dict[str, float] | None, str]:
-    """fANOVA importances of the study (for the first objective, accuracy), or None and why not."""
+    """fANOVA importances of the study for its first objective (``objective``: the sweep's
+    ``--objectives`` first name), or None and why not."""
     if storage_url is None:
         return None, "no Optuna storage known (the MLflow store is a server): pass --optuna-storage"
     path = sqlite_path(storage_url)
@@ -178,5 +182,5 @@ def optuna_importances(
         return None, f"Optuna importances unavailable: {e}"
     return (
         {k: float(v) for k, v in imp.items()},
-        f"fANOVA importance of each parameter for accuracy, Optuna study {study_name!r} ({len(complete)} complete trials; sums to 1 over all searched parameters)",
+        f"fANOVA importance of each parameter for {OBJECTIVE_WORDS.get(objective, objective)}, Optuna study {study_name!r} ({len(complete)} complete trials; sums to 1 over all searched parameters)",
     )

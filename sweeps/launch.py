@@ -281,7 +281,7 @@ def execute(
     except BaseException as e:
         abandon(plan, setup.parent_run_id, e)
         raise
-    summary = summarise(results, plan.objectives, plan.n_run)
+    summary = summarise(results, plan.objectives, plan.n_run, early_stopping=plan.kind == "search")
     finish_parent_run(plan.mlflow_uri, setup.parent_run_id, summary, plan.experiment)
     print_summary(summary, time.perf_counter() - plan.started, plan.mlflow_uri)
     return 0

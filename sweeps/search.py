@@ -20,6 +20,7 @@ from pah_core.tracking import SQLITE, optuna_storage_beside
 from .cli import DEFAULT_SAMPLES, SweepError, common_arguments, load_points, search_arguments
 from .launch import Setup, execute, launch, plan_sweep, run_config, trial_name
 from .space import PAPER_DEFAULTS, search_space
+from .trial import OBJECTIVES
 
 
 def parser(dataset: str) -> argparse.ArgumentParser:
@@ -73,10 +74,11 @@ def optuna_tuner(trainable, s: Setup, points: list[dict[str, Any]], seed: int, g
     except Exception as e:  # noqa: BLE001 - SQLAlchemy's errors, whatever the database says
         first = (str(e).strip().splitlines() or [repr(e)])[0]
         raise SweepError(f"the Optuna storage {url} cannot be used: {first}") from e
-    two = len(plan.objectives) == 2
+    chosen = [OBJECTIVES[o] for o in plan.objectives]
+    two = len(chosen) == 2
     searcher = OptunaSearch(
-        metric=["objective_acc", "objective_forgetting"] if two else "objective_acc",
-        mode=["max", "min"] if two else "max",
+        metric=[o.metric for o in chosen] if two else chosen[0].metric,
+        mode=[o.mode for o in chosen] if two else chosen[0].mode,
         points_to_evaluate=points,
         sampler=optuna.samplers.TPESampler(seed=seed),
         storage=storage,
@@ -84,8 +86,9 @@ def optuna_tuner(trainable, s: Setup, points: list[dict[str, Any]], seed: int, g
     )
     scheduler = ASHAScheduler(
         time_attr="tasks_done",
-        metric="objective_acc",
-        mode="max",
+        # ASHA stops on the first objective (forgetting is 1.0 until the end: no signal).
+        metric=chosen[0].metric,
+        mode=chosen[0].mode,
         max_t=plan.n_run,
         grace_period=grace_tasks,
         reduction_factor=2,

@@ -3,6 +3,7 @@ objectives, the Pareto set; logged onto the parent run (record.finish_parent_run
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,8 @@ import numpy as np
 
 from pah_core.metrics import pareto_front
 from pah_core.tracking import sqlite_path
+
+from .trial import OBJECTIVES
 
 CONFIG = "config/"  # ResultGrid.get_dataframe's prefix of the config columns
 
@@ -27,9 +30,11 @@ def _cause(error: BaseException) -> str:
     ).strip()
 
 
-def trial_rows(results, n_run: int) -> list[dict[str, Any]]:
+def trial_rows(results, n_run: int, early_stopping: bool = True) -> list[dict[str, Any]]:
     """One row per trial, in Tune's order: the last result ``results.get_dataframe()`` has for it
-    (none for a trial that failed before its first report), its config and its status."""
+    (none for a trial that failed before its first report), its config and its status. A trial
+    short of ``n_run`` tasks without an error was stopped by ASHA (``early_stopping``) or, in a
+    grid, interrupted."""
     frame = results.get_dataframe()
     last = {r["trial_id"]: r for r in frame.to_dict("records")} if "trial_id" in frame else {}
     rows = []
@@ -45,25 +50,39 @@ def trial_rows(results, n_run: int) -> list[dict[str, Any]]:
             "tasks_done": int(m.get("tasks_done", 0)),
             "avg_acc": _plain(m.get("avg_acc")),
             "forgetting": _plain(m.get("forgetting")),
+            "cil_avg_acc": _plain(m.get("cil_avg_acc")),
             "config": {k: _plain(v) for k, v in config.items() if "." in k},
             "status": "finished",
         }
         if result.error is not None:
             row["status"], row["error"] = "error", _cause(result.error)
         elif row["tasks_done"] < n_run:
-            row["status"] = "stopped early (ASHA)"
+            row["status"] = "stopped early (ASHA)" if early_stopping else "not finished"
         rows.append(row)
     return rows
 
 
-def summarise(results, objectives: list[str], n_run: int) -> dict[str, Any]:
-    trials = trial_rows(results, n_run)
+def summarise(
+    results, objectives: list[str], n_run: int, early_stopping: bool = True
+) -> dict[str, Any]:
+    """The trials, the failures, the best trial on the first objective and, for two objectives,
+    the Pareto set (sweeps.trial.OBJECTIVES names each objective's column and direction)."""
+    trials = trial_rows(results, n_run, early_stopping)
     complete = [t for t in trials if t["status"] == "finished" and t["tasks_done"] >= n_run]
-    best = max(complete, key=lambda t: t["avg_acc"], default=None)
+    chosen = [OBJECTIVES[o] for o in objectives]
+
+    def score(t: dict[str, Any], o) -> float:  # higher is better, whatever the direction
+        v = t.get(o.summary_key)
+        v = -math.inf if v is None else float(v)
+        return v if o.mode == "max" else -v
+
+    complete = [t for t in complete if all(t.get(o.summary_key) is not None for o in chosen)]
+    best = max(complete, key=lambda t: score(t, chosen[0]), default=None)
     front = []
-    if len(objectives) == 2:
+    if len(chosen) == 2:
         by_id = {t["trial"]: t for t in complete}
-        points = [(t["trial"], t["avg_acc"], t["forgetting"]) for t in complete]
+        # pareto_front maximises its first value and minimises its second.
+        points = [(t["trial"], score(t, chosen[0]), -score(t, chosen[1])) for t in complete]
         front = [by_id[p[0]] for p in pareto_front(points)]
     return {
         "trials": trials,
@@ -71,6 +90,7 @@ def summarise(results, objectives: list[str], n_run: int) -> dict[str, Any]:
         "best": best,
         "pareto": front,
         "n_run": n_run,
+        "objectives": list(objectives),
     }
 
 
@@ -81,15 +101,20 @@ def print_summary(summary: dict[str, Any], seconds: float, mlflow_uri: str) -> N
     for t in sorted(summary["trials"], key=lambda t: -(t["avg_acc"] or -1)):
         acc = "-" if t["avg_acc"] is None else f"{100 * t['avg_acc']:.1f}%"
         forg = "-" if t["forgetting"] is None else f"{100 * t['forgetting']:.1f}%"
+        cil = "" if t.get("cil_avg_acc") is None else f"  class-IL {100 * t['cil_avg_acc']:.1f}%"
         extra = f"  {t['error']}" if t.get("error") else ""
         print(
-            f"  {t['trial']:>20s}  tasks {t['tasks_done']}/{summary['n_run']}  acc {acc:>6s}  forgetting {forg:>6s}  "
+            f"  {t['trial']:>20s}  tasks {t['tasks_done']}/{summary['n_run']}  acc {acc:>6s}  forgetting {forg:>6s}{cil}  "
             f"{t['status']}{extra}"
         )
     if summary["best"]:
-        print(
-            f"[sweep] best: {summary['best']['trial']} acc {100 * summary['best']['avg_acc']:.2f}%"
+        best = summary["best"]
+        cil = (
+            ""
+            if best.get("cil_avg_acc") is None
+            else f", class-IL {100 * best['cil_avg_acc']:.2f}%"
         )
+        print(f"[sweep] best: {best['trial']} acc {100 * best['avg_acc']:.2f}%{cil}")
     if summary["pareto"]:
         print(f"[sweep] Pareto set: {[p['trial'] for p in summary['pareto']]}")
     if sqlite_path(mlflow_uri) is not None:

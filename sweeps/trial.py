@@ -43,19 +43,42 @@ class TrialPlumbing:
     worker_retries: int = 1
 
 
+@dataclass(frozen=True)
+class Objective:
+    metric: str  # the name reported to Tune
+    mode: str  # "max" or "min"
+    summary_key: str  # the trial's final value in the sweep summary
+
+
+# What a search can optimise (--objectives): task-IL accuracy, forgetting, class-IL accuracy (the
+# task id taken away; schedule.task_inference's rule).
+OBJECTIVES = {
+    "acc": Objective("objective_acc", "max", "avg_acc"),
+    "forgetting": Objective("objective_forgetting", "min", "forgetting"),
+    "cil_acc": Objective("objective_cil_acc", "max", "cil_avg_acc"),
+}
+OBJECTIVE_CHOICES = ("acc", "acc,forgetting", "cil_acc", "acc,cil_acc")
+
+
 def objective_metrics(
-    accuracy_row: list[float], forgetting: float, tasks_done: int, n_run: int
+    accuracy_row: list[float],
+    forgetting: float,
+    cil_row: list[float],
+    tasks_done: int,
+    n_run: int,
 ) -> dict[str, float]:
     """Objectives that rank trials fairly whether or not ASHA stopped them.
 
     ``objective_acc`` averages accuracy over all ``n_run`` tasks, counting tasks not trained yet as 0:
     it equals the final average accuracy at the end, and a trial stopped early can never look better
-    than one that finished. ``objective_forgetting`` is the forgetting at the end and 1.0 (the worst)
-    before it, for the same reason.
+    than one that finished; ``objective_cil_acc`` is the same for the class-IL row.
+    ``objective_forgetting`` is the forgetting at the end and 1.0 (the worst) before it, for the
+    same reason.
     """
     return {
         "objective_acc": float(sum(accuracy_row)) / n_run,
         "objective_forgetting": float(forgetting) if tasks_done >= n_run else 1.0,
+        "objective_cil_acc": float(sum(cil_row)) / n_run,
     }
 
 
@@ -86,12 +109,19 @@ class RayReporter(Reporter):
             "avg_acc": task_metrics["avg_acc"],
             "forgetting": task_metrics["forgetting"],
             "bwt": task_metrics["bwt"],
+            "cil_avg_acc": task_metrics["cil_avg_acc"],
             "task_seconds": task_metrics["seconds"],
             # What the trial really spent on this task in the worker: training, evaluation,
             # checkpointing and the previous report; Tune's time_this_iter_s is taken on the driver,
             # when the report arrives, and jitters with delivery.
             "worker_seconds": now - self._last_boundary,
-            **objective_metrics(accuracy_row, task_metrics["forgetting"], t + 1, self.n_run),
+            **objective_metrics(
+                accuracy_row,
+                task_metrics["forgetting"],
+                counts["class_il_matrix"][t, : t + 1].tolist(),
+                t + 1,
+                self.n_run,
+            ),
         }
         self._last_boundary = now
         ckpt = None
