@@ -8,6 +8,7 @@ from typing import Any
 
 from .store import Experiment, RunRecord
 from .tables import (
+    CIL_KEY,
     DASH,
     FREE_KEYS,
     FULL_FROM_TAG,
@@ -15,6 +16,7 @@ from .tables import (
     Cell,
     Column,
     Table,
+    cil_stat,
     config_note,
     dataset_name,
     group_stats,
@@ -134,6 +136,7 @@ def ablation_tables(
                 Column("n", "n"),
                 Column("acc", "Acc ↑", "max", "ours"),
                 Column("forgetting", "Forg ↓", "min", "ours"),
+                Column("cil", "CIL ↑", "max", "ours"),
                 Column("paper_acc", "Acc ↑", "max", f"paper, {paper_ds}"),
                 Column("paper_forgetting", "Forg ↓", "min", f"paper, {paper_ds}"),
             ]
@@ -150,9 +153,9 @@ def ablation_tables(
                     groups.setdefault(k, []).append(r)
             levels = list(spec["levels"]) + [k for k in groups if k not in spec["levels"]]
             ran = [k for k in levels if groups.get(k)]
-            accs, forgs = (
+            accs, forgs, cils = (
                 group_stats([groups[k] for k in ran], m)
-                for m in ("final_avg_acc", "final_forgetting")
+                for m in ("final_avg_acc", "final_forgetting", CIL_KEY)
             )
             paper_table = pab.get(name, {}) or {}
             for k in levels:
@@ -170,10 +173,12 @@ def ablation_tables(
                     row["acc"].notes += config_note(t, group) + protocol_note(t, group, dataset)
                     row["acc"].notes += shared_full_note(t, group, shared_ids, dedicated, spec)
                     row["forgetting"] = stat(t, group, "final_forgetting", forgs, ran.index(k))
+                    row["cil"] = cil_stat(t, group, cils, ran.index(k))
                 else:
                     gap = t.note("no run of ours with this setting")
                     row["acc"] = Cell(text=NA, notes=[gap])
                     row["forgetting"] = Cell(text=NA, notes=[gap])
+                    row["cil"] = Cell(text=NA, notes=[gap])
                 if ref is None:
                     gap = t.note(
                         "the paper reports no loss-term ablation"

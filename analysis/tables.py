@@ -187,6 +187,28 @@ def stat(
     return cell
 
 
+CIL_KEY = "final_cil_avg_acc"
+
+
+def cil_stat(
+    table: Table, runs: list[RunRecord], stats: pd.DataFrame | None = None, i: int = 0
+) -> Cell:
+    """Class-IL (task-agnostic) average accuracy, as ``stat``; "n/a" where the runs finished but
+    were made before the task-agnostic evaluation existed (they have no class-IL numbers)."""
+    finished = [r for r in runs if r.metric("final_avg_acc") is not None]
+    if finished and all(r.metric(CIL_KEY) is None for r in finished):
+        return Cell(
+            text=NA,
+            notes=[
+                table.note(
+                    "class-IL n/a: runs made before the task-agnostic evaluation existed "
+                    "(pah-platform, November 2026)"
+                )
+            ],
+        )
+    return stat(table, runs, CIL_KEY, stats, i)
+
+
 def config_note(table: Table, runs: list[RunRecord]) -> list[str]:
     """A footnote when the runs pooled into one row differ in anything but the seed (or repeat a seed)."""
     notes = []

@@ -195,7 +195,11 @@ def test_main_table_cells_match_runs(built, mlstore):
     ):
         runs = _runs(mlstore, f"tags.method = '{method}' and tags.sweep = '{BASE_SWEEP}'")
         assert len(runs) == (2 if method == "lwf" else 3)
-        for metric, col in (("final_avg_acc", "acc"), ("final_forgetting", "forgetting")):
+        for metric, col in (
+            ("final_avg_acc", "acc"),
+            ("final_forgetting", "forgetting"),
+            ("final_cil_avg_acc", "cil"),
+        ):
             mean, std = _expect([r.data.metrics[metric] for r in runs])
             cell = t.cell(label, f"synthetic:{col}")
             assert cell.mean == pytest.approx(mean, abs=1e-9)
@@ -215,6 +219,7 @@ def test_main_table_cells_match_runs(built, mlstore):
         for d in ("cifar100", "tinyimagenet"):
             acc = row[d]["acc"]
             assert r[0][f"{d}:acc"].shown() == ("—" if acc is None else acc)
+            assert r[0][f"{d}:cil"].shown() == "—"  # the paper is task-incremental only
     assert t.cell("PAH", "cifar100:acc").shown() == "74.46 ± 0.08"
     assert t.cell("PNN", "cifar100:forgetting").shown() == "—"
     # best value bold: the highest accuracy in the CIFAR column is the paper's PAH
@@ -701,3 +706,20 @@ def test_variant_rows_and_a_full_row_from_another_sweep():
     exp.sweeps["pa"].tags[FULL_FROM_TAG] = "main:nope"
     shared, warnings = shared_full_runs(exp, ["pa"])
     assert shared == [] and "no such runs" in warnings[0]
+
+
+def test_class_il_of_runs_made_before_it_existed_is_na():
+    from analysis.store import RunRecord
+    from analysis.tables import NA, Table, cil_stat
+
+    def run(i, **metrics):
+        return RunRecord(f"r{i}", f"r{i}", "FINISHED", {}, metrics, {}, "")
+
+    t = Table("t", "t", [])
+    old = cil_stat(t, [run(0, final_avg_acc=0.5), run(1, final_avg_acc=0.6)])
+    assert old.shown() == NA and "before the task-agnostic evaluation" in t.notes[old.notes[0]]
+    new = cil_stat(t, [run(2, final_avg_acc=0.5, final_cil_avg_acc=0.2)])
+    assert new.mean == pytest.approx(20.0) and new.n == 1
+    # A run still going (no final numbers yet) is a gap with the usual note, not "made before".
+    going = cil_stat(t, [run(3)])
+    assert "still running" in t.notes[going.notes[0]]
