@@ -19,7 +19,12 @@ import numpy as np
 
 from pah_core import metrics
 from pah_core.reporters import Reporter
-from pah_core.tracking import check_tracking_uri, default_artifact_location, quote
+from pah_core.tracking import (
+    EXPERIMENT_KIND_TAG,
+    check_tracking_uri,
+    default_artifact_location,
+    quote,
+)
 
 RUN_KEY_TAG = "pah.run_key"
 
@@ -46,17 +51,21 @@ def git_sha(path: str | os.PathLike | None = None) -> str:
 
 
 def get_or_create_experiment(client, name: str, artifact_location: str | None = None) -> str:
+    """The experiment's id, created (tagged as a model-training experiment) if it does not exist."""
     exp = client.get_experiment_by_name(name)
     if exp is not None:
         return exp.experiment_id
     artifact_location = artifact_location or default_artifact_location(client.tracking_uri)
     try:
-        return client.create_experiment(name, artifact_location=artifact_location)
+        exp_id = client.create_experiment(
+            name, artifact_location=artifact_location, tags=dict([EXPERIMENT_KIND_TAG])
+        )
     except Exception:  # noqa: BLE001 - another process created it first
         exp = client.get_experiment_by_name(name)
         if exp is None:
             raise
         return exp.experiment_id
+    return exp_id
 
 
 def find_run(client, experiment_id: str, key: str):

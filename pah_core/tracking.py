@@ -51,6 +51,28 @@ def sqlite_path(uri: str) -> Path | None:
     return Path(uri[len(SQLITE) :]) if uri.startswith(SQLITE) else None
 
 
+# MLflow 3's UI opens an experiment in its GenAI view unless the URL asks for the training view;
+# the experiment tag is set too, for the MLflow versions that read it.
+EXPERIMENT_KIND_TAG = ("mlflow.experimentKind", "custom_model_development")
+UI_PORT = 5000
+
+
+def ui_commands(uri: str, experiment_id: str, run_id: str | None = None) -> list[str]:
+    """What to type and open to browse an experiment (or one run of it) in the MLflow UI, on the
+    runs table of the "Model training" view: for an sqlite store, the ``mlflow ui`` command and the
+    local URL; for a server, its URL."""
+    page = f"#/experiments/{experiment_id}/runs"
+    page += f"/{run_id}" if run_id else ""
+    page += "?workflowType=machine_learning"
+    path = sqlite_path(uri)
+    if path is None:
+        return [f"{uri.rstrip('/')}/{page}"]
+    return [
+        f"mlflow ui --backend-store-uri {uri} --port {UI_PORT}",
+        f"http://127.0.0.1:{UI_PORT}/{page}",
+    ]
+
+
 def default_artifact_location(tracking_uri: str) -> str | None:
     """Artifacts of an embedded sqlite store go beside the .db file (MLflow's default is the creating
     process's working directory, which Ray changes per trial); a server decides for itself."""

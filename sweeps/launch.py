@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from pah_core.config import Config, load_config
+from pah_core.tracking import SQLITE, optuna_storage_beside
 from pah_core.typed_dicts import parse_overrides
 
 from . import REPO
@@ -282,9 +283,17 @@ def execute(
         abandon(plan, setup.parent_run_id, e)
         raise
     summary = summarise(results, plan.objectives, plan.n_run, early_stopping=plan.kind == "search")
-    finish_parent_run(plan.mlflow_uri, setup.parent_run_id, summary, plan.experiment)
-    print_summary(summary, time.perf_counter() - plan.started, plan.mlflow_uri)
+    summary["experiment_id"] = finish_parent_run(
+        plan.mlflow_uri, setup.parent_run_id, summary, plan.experiment
+    )
+    optuna = optuna_storage_url(plan) if plan.kind == "search" else None
+    print_summary(summary, time.perf_counter() - plan.started, plan.mlflow_uri, optuna)
     return 0
+
+
+def optuna_storage_url(plan: Plan) -> str:
+    """A search's Optuna study: beside an sqlite MLflow store, else in the sweep's folder."""
+    return optuna_storage_beside(plan.mlflow_uri) or f"{SQLITE}{plan.sweep_dir / 'optuna.db'}"
 
 
 def run_config(plan: Plan):

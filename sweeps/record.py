@@ -134,8 +134,9 @@ def fail_parent_run(mlflow_uri: str, run_id: str, error: BaseException) -> None:
 
 def finish_parent_run(
     mlflow_uri: str, parent_run_id: str, summary: dict[str, Any], experiment: str
-) -> None:
-    """The summary onto the parent run, every trial's run closed, the parent FINISHED."""
+) -> str:
+    """The summary onto the parent run, every trial's run closed, the parent FINISHED; the
+    experiment's id."""
     from pah_core.mlflow_reporter import find_run, get_or_create_experiment
 
     client = _client(mlflow_uri)
@@ -165,6 +166,7 @@ def finish_parent_run(
                 run.info.run_id, status="FAILED" if t["status"] == "error" else "KILLED"
             )
     client.set_terminated(parent_run_id, status="FINISHED")
+    return exp_id
 
 
 def sweep_parent_filter(sweep: str) -> str:

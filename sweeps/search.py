@@ -15,10 +15,17 @@ import sys
 from typing import Any
 
 from pah_core.config import ConfigError
-from pah_core.tracking import SQLITE, optuna_storage_beside
 
 from .cli import DEFAULT_SAMPLES, SweepError, common_arguments, load_points, search_arguments
-from .launch import Setup, execute, launch, plan_sweep, run_config, trial_name
+from .launch import (
+    Setup,
+    execute,
+    launch,
+    optuna_storage_url,
+    plan_sweep,
+    run_config,
+    trial_name,
+)
 from .space import PAPER_DEFAULTS, search_space
 from .trial import OBJECTIVES
 
@@ -68,7 +75,7 @@ def optuna_tuner(trainable, s: Setup, points: list[dict[str, Any]], seed: int, g
     from ray.tune.search.optuna import OptunaSearch
 
     plan = s.plan
-    url = optuna_storage_beside(plan.mlflow_uri) or f"{SQLITE}{plan.sweep_dir / 'optuna.db'}"
+    url = optuna_storage_url(plan)
     try:  # the study's storage is opened (and created) here, after the checks: it is a write
         storage = optuna.storages.RDBStorage(url)
     except Exception as e:  # noqa: BLE001 - SQLAlchemy's errors, whatever the database says

@@ -54,6 +54,33 @@ def search_space() -> dict[str, Any]:
     }
 
 
+# The searched settings a trial's MLflow run name shows, with their short labels: the ones that
+# change PAH's shape and its two loss weights (the learning rates are in the run's params).
+NAME_KEYS = {
+    "model.prototype_size": "P",
+    "model.hyper_width": "W",
+    "method.pah.lambda_sm": "sm",
+    "method.pah.lambda_sp": "sp",
+}
+
+
+def run_name(sweep: str, trial_id: str, config: dict[str, Any]) -> str:
+    """A trial's MLflow run name: its sweep, its number and what sets it apart, e.g.
+    ``pah-search #3: P10 W16 sm0.5 sp1`` or ``repro-cpu-main #7: lwf seed 1``."""
+    tail = trial_id.rsplit("_", 1)[-1]
+    number = str(int(tail)) if tail.isdigit() else trial_id
+    if config.get("variant") is not None:
+        seed = config.get("run.seed")
+        what = f"{config['variant']}" + ("" if seed is None else f" seed {seed}")
+    else:
+        what = " ".join(
+            f"{label}{v:.3g}" if isinstance(v, float) else f"{label}{v}"
+            for key, label in NAME_KEYS.items()
+            if (v := config.get(key)) is not None
+        )
+    return f"{sweep} #{number}" + (f": {what}" if what else "")
+
+
 def overrides_of(point: dict[str, Any]) -> dict[str, Any]:
     """The config overrides in a Tune config (its dotted keys); other keys are sweep plumbing."""
     return {k: v for k, v in point.items() if "." in k}

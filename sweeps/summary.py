@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from pah_core.metrics import pareto_front
-from pah_core.tracking import sqlite_path
+from pah_core.tracking import ui_commands
 
 from .trial import OBJECTIVES
 
@@ -94,7 +94,10 @@ def summarise(
     }
 
 
-def print_summary(summary: dict[str, Any], seconds: float, mlflow_uri: str) -> None:
+def print_summary(
+    summary: dict[str, Any], seconds: float, mlflow_uri: str, optuna_storage: str | None = None
+) -> None:
+    """The trials, best first, the best trial and Pareto set, and how to browse them."""
     print(
         f"\n[sweep] done in {seconds:.0f} s: {len(summary['trials'])} trial(s), {len(summary['failures'])} failed"
     )
@@ -117,9 +120,8 @@ def print_summary(summary: dict[str, Any], seconds: float, mlflow_uri: str) -> N
         print(f"[sweep] best: {best['trial']} acc {100 * best['avg_acc']:.2f}%{cil}")
     if summary["pareto"]:
         print(f"[sweep] Pareto set: {[p['trial'] for p in summary['pareto']]}")
-    if sqlite_path(mlflow_uri) is not None:
-        print(
-            f"[sweep] browse: mlflow ui --backend-store-uri {mlflow_uri}  (then open http://127.0.0.1:5000)"
-        )
-    else:
-        print(f"[sweep] browse: {mlflow_uri}")
+    print("[sweep] browse the runs:")
+    for line in ui_commands(mlflow_uri, summary["experiment_id"]):
+        print(f"    {line}")
+    if optuna_storage:
+        print(f"[sweep] the Optuna study: optuna-dashboard {optuna_storage}")

@@ -166,7 +166,7 @@ def train_fn_per_worker(loop: dict[str, Any]) -> None:
             MLflowReporter(
                 loop["mlflow_uri"],
                 loop["experiment"],
-                run_name=loop["trial_name"],
+                run_name=loop["run_name"],
                 run_key=f"{loop['sweep_name']}/{loop['trial_id']}",
                 parent_run_id=loop["parent_run_id"],
                 tags={
@@ -203,10 +203,10 @@ def trial_driver(config: dict[str, Any], plumbing: TrialPlumbing) -> None:
 
     from pah_core.config import from_dict
 
-    from .space import overrides_of
+    from .space import overrides_of, run_name
 
     ctx = ray.tune.get_context()
-    trial_id, trial_name = ctx.get_trial_id(), ctx.get_trial_name()
+    trial_id = ctx.get_trial_id()
     variant = config.get("variant")
     overrides = {**plumbing.variants.get(variant, {}), **overrides_of(config)}
     cfg = from_dict(plumbing.base_config, overrides)  # a bad point fails here, clearly
@@ -219,7 +219,7 @@ def trial_driver(config: dict[str, Any], plumbing: TrialPlumbing) -> None:
         "parent_run_id": plumbing.parent_run_id,
         "sweep_name": plumbing.sweep_name,
         "trial_id": trial_id,
-        "trial_name": trial_name,
+        "run_name": run_name(plumbing.sweep_name, trial_id, config),
         "tags": tags,
         "cpus_per_worker": plumbing.cpus_per_worker,
     }
