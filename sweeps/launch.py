@@ -39,6 +39,7 @@ from .record import (
 )
 from .resources import check_resources, init_ray
 from .space import search_space
+from .study_figures import log_study_figures
 from .summary import print_summary, summarise
 from .trial import DRIVER_CPUS, TrialPlumbing, trial_driver
 
@@ -287,6 +288,8 @@ def execute(
         plan.mlflow_uri, setup.parent_run_id, summary, plan.experiment
     )
     optuna = optuna_storage_url(plan) if plan.kind == "search" else None
+    if optuna:
+        log_study_figures(plan.mlflow_uri, setup.parent_run_id, optuna, plan.name, plan.objectives)
     print_summary(summary, time.perf_counter() - plan.started, plan.mlflow_uri, optuna)
     return 0
 

@@ -146,6 +146,8 @@ def test_multi_objective_sweep_records_pareto_set_and_survives_a_nan_trial(
         (Path(parent.info.artifact_uri.removeprefix("file://")) / "pareto.json").read_text()
     )
     assert len(pareto) >= 1 and all(p["tasks_done"] == 2 for p in pareto)
+    pictures = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"optuna_pareto_front.png", "optuna_parallel_coordinates.png"} <= pictures
     assert parent.data.metrics["trials_failed"] == 1
     study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
     assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]

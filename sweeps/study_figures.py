@@ -1,0 +1,66 @@
+"""A finished search's Optuna study as pictures on its MLflow parent run: parameter importances
+(fANOVA), the Pareto front (two objectives) and a parallel-coordinates view of the trials."""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from typing import Any
+
+# The objectives' names in the pictures, in the order of --objectives.
+OBJECTIVE_LABELS = {"acc": "accuracy", "forgetting": "forgetting", "cil_acc": "class-IL accuracy"}
+
+
+def study_figures(storage_url: str, study_name: str, objectives: list[str]) -> dict[str, Any]:
+    """``{artifact file name: matplotlib figure}`` for the study's complete trials; pictures that
+    need more trials than there are (importances need 2) are left out, with no error."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import optuna
+    from optuna.visualization import matplotlib as ov
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.load_study(study_name=study_name, storage=storage_url)
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if not complete:
+        return {}
+    names = [OBJECTIVE_LABELS.get(o, o) for o in objectives]
+    first = (lambda t: t.values[0]) if len(study.directions) > 1 else None
+    out: dict[str, Any] = {}
+    with warnings.catch_warnings():
+        # Optuna marks its matplotlib backend experimental; the pictures are what we want.
+        warnings.simplefilter("ignore")
+        out["optuna_parallel_coordinates.png"] = ov.plot_parallel_coordinate(
+            study, target=first, target_name=names[0]
+        ).figure
+        # Importances need 2+ trials that differ: where they cannot be computed, no picture.
+        with contextlib.suppress(RuntimeError, ValueError):
+            if len(complete) >= 2:
+                out["optuna_importances.png"] = ov.plot_param_importances(
+                    study,
+                    evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0),
+                    target=first,
+                    target_name=names[0],
+                ).figure
+        if len(study.directions) == 2:
+            out["optuna_pareto_front.png"] = ov.plot_pareto_front(
+                study, target_names=names[:2]
+            ).figure
+    return out
+
+
+def log_study_figures(
+    mlflow_uri: str, parent_run_id: str, storage_url: str, study_name: str, objectives: list[str]
+) -> list[str]:
+    """The pictures of ``study_figures`` as artifacts of the parent run; their names."""
+    import matplotlib.pyplot as plt
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=mlflow_uri)
+    figures = study_figures(storage_url, study_name, objectives)
+    for name, fig in figures.items():
+        fig.tight_layout()
+        client.log_figure(parent_run_id, fig, name)
+        plt.close(fig)
+    return sorted(figures)

@@ -1,0 +1,46 @@
+"""A search's Optuna study as pictures on the sweep's parent run."""
+
+import pytest
+
+from sweeps.study_figures import log_study_figures
+
+
+def _study(url, directions):
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(study_name="s", storage=url, directions=directions)
+    for i in range(5):
+        t = study.ask(
+            {
+                "model.hyper_width": optuna.distributions.IntDistribution(16, 1024, log=True),
+                "method.pah.lambda_sm": optuna.distributions.FloatDistribution(0.01, 10, log=True),
+            }
+        )
+        acc = 0.3 + 0.1 * i + 0.01 * t.params["method.pah.lambda_sm"]
+        study.tell(t, [acc, 0.2 - 0.03 * i] if len(directions) == 2 else acc)
+    return study
+
+
+@pytest.mark.parametrize(
+    ("objectives", "directions"),
+    [(["acc"], ["maximize"]), (["acc", "forgetting"], ["maximize", "minimize"])],
+)
+def test_the_study_pictures_land_on_the_parent_run(tmp_path, objectives, directions):
+    from mlflow.tracking import MlflowClient
+
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    _study(url, directions)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    exp = client.create_experiment("e", artifact_location=(tmp_path / "art").as_uri())
+    parent = client.create_run(exp).info.run_id
+    names = log_study_figures(uri, parent, url, "s", objectives)
+    want = {"optuna_parallel_coordinates.png", "optuna_importances.png"}
+    if len(objectives) == 2:
+        want.add("optuna_pareto_front.png")
+    assert set(names) == want
+    logged = {a.path: a.file_size for a in client.list_artifacts(parent)}
+    assert all(logged[n] > 5_000 for n in want)  # real images, not empty canvases
+    for n in want:
+        assert (tmp_path / "art" / parent / "artifacts" / n).read_bytes()[:4] == b"\x89PNG"
