@@ -27,6 +27,7 @@ from .store import (
     RunRecord,
     assemble,
     children,
+    load_diagnostics,
     load_matrix_dict,
     matrix_from_dict,
     select_sweeps,
@@ -67,6 +68,7 @@ def _run_record(r: RunRecord) -> dict[str, Any]:
         "seed": r.seed,
         "history": {k: {str(s): v for s, v in sorted(r.history[k].items())} for k in HISTORY_KEYS},
         "acc_matrix": load_matrix_dict(r),
+        "diagnostics": load_diagnostics(r),
     }
 
 
@@ -169,6 +171,9 @@ class ExportSource:
     def matrix(self, r: RunRecord) -> tuple[np.ndarray, dict[str, Any]] | None:
         d = self._data[r.run_id].get("acc_matrix")
         return None if d is None else (matrix_from_dict(d), d)
+
+    def diagnostics(self, r: RunRecord) -> list[dict[str, Any]] | None:
+        return self._data[r.run_id].get("diagnostics")  # absent in exports made before it
 
     def optuna_storage(self) -> str | None:
         return None  # Optuna studies are not exported: pass --optuna-storage for importances

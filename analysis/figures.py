@@ -1,5 +1,5 @@
-"""Figures, each saved as PNG and PDF: accuracy-matrix heatmaps, average accuracy vs tasks seen,
-the Pareto front of a sweep, and the sensitivity scatter of a search sweep."""
+"""Figures, each saved as PNG and PDF: accuracy-matrix heatmaps, PAH's head drift per run, average
+accuracy vs tasks seen, the Pareto front of a sweep, and the sensitivity scatter of a search sweep."""
 
 from __future__ import annotations
 
@@ -54,6 +54,17 @@ def heatmap_figure(run: RunRecord, matrix: np.ndarray):
 def heatmap(run: RunRecord, matrix: np.ndarray, out: Path) -> list[Path]:
     fig = heatmap_figure(run, matrix)
     return save(fig, out, f"heatmap_{short_id(run.run_id)}", f"run {run.run_id}")
+
+
+def drift(run: RunRecord, history: list[dict], out: Path) -> list[Path]:
+    """One PAH run's generated-head drift: one line per old task, against tasks trained."""
+    from pah_core.figures import drift_figure
+
+    label = f"{method_name(run.method)} {dataset_name(run.dataset)}"
+    label += f" [{run.variant}]" if run.variant else ""
+    fig = drift_figure(history, "head_drift", f"{run.name}: head drift\n{label}, seed {run.seed}")
+    fig.axes[0].title.set_fontsize(8)
+    return save(fig, out, f"drift_{short_id(run.run_id)}", f"run {run.run_id}")
 
 
 def avg_acc_curves(groups: dict[str, list[RunRecord]], dataset: str, out: Path) -> list[Path]:

@@ -140,7 +140,7 @@ def build(
                 groups.setdefault(row_key(r), []).append(r)
         report.figures += figures.avg_acc_curves(groups, dataset, figdir)
 
-    # one heatmap per run (main table and ablations), capped
+    # one heatmap per run (main table and ablations), and PAH's drift figure beside it, capped
     plotted = (main_runs + ablation_runs)[: max(0, max_heatmaps)]
     if len(main_runs) + len(ablation_runs) > len(plotted):
         report.warnings.append(
@@ -160,6 +160,9 @@ def build(
                     f"run {r.run_id}: final_avg_acc {logged:.6f} but its acc_matrix.json gives {again:.6f}"
                 )
         report.figures += figures.heatmap(r, m, figdir / "heatmaps")
+        history = source.diagnostics(r)
+        if history and "head_drift" in history[-1]:  # PAH: what explains its forgetting
+            report.figures += figures.drift(r, history, figdir / "drift")
 
     write(report)
     return report
@@ -174,7 +177,7 @@ def write(report: Report) -> None:
     pdfs = [
         p.relative_to(out)
         for p in report.figures
-        if p.suffix == ".pdf" and "heatmaps" not in p.parts
+        if p.suffix == ".pdf" and not {"heatmaps", "drift"} & set(p.parts)  # per run: too many
     ]
     (out / "tables.tex").write_text(render.latex_document(report.tables, pdfs))
     md = [f"# PAH analysis ({time.strftime('%Y-%m-%d %H:%M')})", ""]

@@ -220,6 +220,16 @@ def load_matrix_dict(r: RunRecord) -> dict[str, Any] | None:
         return None
 
 
+def load_diagnostics(r: RunRecord) -> list[dict[str, Any]] | None:
+    """The run's diagnostics.json history (PAH: head and prototype drift per task), or None."""
+    import mlflow.artifacts
+
+    try:
+        return mlflow.artifacts.load_dict(f"{r.artifact_uri}/diagnostics.json")["diagnostics"]
+    except Exception:  # noqa: BLE001 - no artifact (not PAH, or made before diagnostics existed)
+        return None
+
+
 def matrix_from_dict(d: dict[str, Any]) -> np.ndarray:
     """The accuracy matrix of an acc_matrix.json: from the exact counts where it has them."""
     from pah_core import metrics
@@ -252,6 +262,9 @@ class MlflowSource:
 
     def matrix(self, r: RunRecord) -> tuple[np.ndarray, dict[str, Any]] | None:
         return load_matrix(r)
+
+    def diagnostics(self, r: RunRecord) -> list[dict[str, Any]] | None:
+        return load_diagnostics(r)
 
     def optuna_storage(self) -> str | None:
         return optuna_storage_beside(self.uri)

@@ -426,6 +426,19 @@ def test_heatmap_shows_the_matrix(built, mlstore):
     matplotlib.pyplot.close(fig)
 
 
+def test_each_pah_run_gets_its_drift_figure(built, mlstore):
+    exp = store.load_experiment(mlstore["client"], EXP)
+    runs = [r for r in exp.runs if r.sweep == BASE_SWEEP]
+    folder = built.out / "figures" / "drift"
+    for r in runs:
+        drawn = (folder / f"drift_{r.run_id[:8]}.png").is_file()
+        assert drawn == (r.method == "pah"), (r.method, r.run_id)
+    pah = next(r for r in runs if r.method == "pah")
+    history = store.load_diagnostics(pah)
+    assert len(history) == 3 and len(history[-1]["head_drift"]) == 3
+    _png(folder / f"drift_{pah.run_id[:8]}.png")  # a real picture, not a blank canvas
+
+
 def _count_colour(img, rgb, tol=0.08):
     return int((np.abs(img - np.asarray(rgb)).max(axis=-1) < tol).sum())
 
