@@ -26,13 +26,14 @@ data:
 	@if [ -x $(SHARED_DATA)/unpack ]; then $(SHARED_DATA)/unpack $(DATA_CACHE); \
 	else echo "no offline data at $(SHARED_DATA): datasets download into $${PAH_DATA_ROOT:-~/.cache/pah/data} on first use"; fi
 
-# The main job: a small real sweep (Ray Tune + Optuna + ASHA) on CIFAR-100, local Ray, sqlite MLflow.
+# The main job: a small real PAH search (Ray Tune + Optuna + ASHA) on CIFAR-100 that learns, and a
+# fine-tune reference; local Ray, sqlite MLflow (sweeps/demo.py).
 # Ray keeps token auth on: a local token (owner-only file) is generated once under runs/.
 RAY_TOKEN ?= runs/ray_auth_token
 demo: venv data
 	@mkdir -p runs && chmod 700 runs
 	@test -s $(RAY_TOKEN) || (umask 077 && $(PY) -c "import secrets; print(secrets.token_hex(32))" > $(RAY_TOKEN))
-	RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH=$(abspath $(RAY_TOKEN)) $(PY) sweeps/cifar100_search.py --preset smoke --storage runs/ray_results --mlflow-uri runs/mlflow.db
+	RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH=$(abspath $(RAY_TOKEN)) $(PY) sweeps/demo.py --storage runs/ray_results --mlflow-uri runs/mlflow.db
 
 # One PAH run without Ray (configs/smoke.yaml): results.json and checkpoints under runs/train.
 train: venv data

@@ -26,6 +26,7 @@ from pah_core.typed_dicts import parse_overrides
 
 from . import REPO
 from .cli import PRESETS, SweepError
+from .console import quiet_ray, trial_lines
 from .record import (
     SWEEP_STATE,
     SweepState,
@@ -60,6 +61,7 @@ class Plan:
     resume: bool
     variants: dict[str, dict[str, Any]]
     started: float
+    verbose: bool = False  # Ray's own console output (status table, worker lines, its warnings)
 
     @property
     def mlflow_uri(self) -> str:
@@ -133,6 +135,7 @@ def plan_sweep(
         sweep_dir=Path(storage) / name,
         state=state,
         resume=args.resume,
+        verbose=getattr(args, "verbose", False),
         variants=dict(variants or {}),
         started=started,
     )
@@ -176,7 +179,11 @@ def launch(plan: Plan, args: argparse.Namespace, tags: dict[str, str] | None = N
 
     import ray
 
-    init_ray(args.address)
+    logs = init_ray(args.address, plan.verbose)
+    if not plan.verbose:
+        quiet_ray()
+        if logs:
+            print(f"[sweep] worker output and Ray's logs: {logs} (--verbose shows them here)")
     fits = check_resources(
         ray.cluster_resources(), args.workers_per_trial, args.cpus_per_worker, args.gpus_per_worker
     )
@@ -306,7 +313,8 @@ def run_config(plan: Plan):
         name=plan.name,
         storage_path=plan.storage,
         failure_config=tune.FailureConfig(max_failures=0),
-        verbose=1,
+        verbose=1 if plan.verbose else 0,
+        callbacks=[] if plan.verbose else [trial_lines(plan.n_run, plan.kind == "search")],
     )
 
 

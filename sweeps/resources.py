@@ -10,13 +10,17 @@ from .cli import SweepError
 from .trial import DRIVER_CPUS
 
 
-def init_ray(address: str | None) -> None:
-    """Join the Ray at ``address`` (or $RAY_ADDRESS), else start a local one."""
+def init_ray(address: str | None, verbose: bool = True) -> str | None:
+    """Join the Ray at ``address`` (or $RAY_ADDRESS), else start a local one; the folder of its
+    log files (None when Ray was already started). Not ``verbose``: the workers' output goes to
+    those files only, and Ray logs warnings and errors only."""
+    import logging
+
     import ray
 
     address = address or os.environ.get("RAY_ADDRESS")
     if ray.is_initialized():
-        return
+        return None
     # Trials import pah_core and sweeps from this checkout, installed or not.
     path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
     env = {"PYTHONPATH": path}
@@ -31,12 +35,15 @@ def init_ray(address: str | None) -> None:
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false"
     )
     runtime_env = {"env_vars": env}
+    quiet = {} if verbose else {"log_to_driver": False, "logging_level": logging.WARNING}
     if address:
-        ray.init(address=address, runtime_env=runtime_env)
+        ctx = ray.init(address=address, runtime_env=runtime_env, **quiet)
     else:
         # The dashboard hosts the State API, which Ray Train needs to release the workers of a trial
         # that Tune stopped (ASHA); without it their CPUs stay reserved and later trials never start.
-        ray.init(num_cpus=os.cpu_count(), runtime_env=runtime_env)
+        ctx = ray.init(num_cpus=os.cpu_count(), runtime_env=runtime_env, **quiet)
+    session = ctx.address_info.get("session_dir")
+    return os.path.join(session, "logs") if session else None
 
 
 def check_resources(cluster: dict[str, float], workers: int, cpus: float, gpus: float) -> int:

@@ -39,3 +39,32 @@ def test_run_names_say_what_a_trial_is():
     grid = {"variant": "lwf", "run.seed": 1}
     assert run_name("repro-cpu-main", "56ecd_00007", grid) == "repro-cpu-main #7: lwf seed 1"
     assert run_name("s", "x", {}) == "s #x"
+
+
+def test_the_demo_says_what_happened_in_a_few_lines():
+    from sweeps.demo import final_lines
+
+    def trial(name, tasks, acc, forgetting, status):
+        return {
+            "trial": name,
+            "tasks_done": tasks,
+            "avg_acc": acc,
+            "forgetting": forgetting,
+            "status": status,
+        }
+
+    trials = [
+        trial("a_00000", 4, 0.344, 0.023, "finished"),
+        trial("a_00001", 4, 0.361, 0.018, "finished"),
+        trial("a_00002", 1, 0.20, 0.0, "stopped early (ASHA)"),
+        trial("a_00003", 2, 0.25, 0.01, "stopped early (ASHA)"),
+    ]
+    pah = {"trials": trials, "best": trials[1]}
+    ref = {"best": trial("f_00000", 4, 0.375, 0.051, "finished")}
+    lines = final_lines(pah, ref, 4)
+    assert lines[0].startswith("PAH, paper defaults:  acc 34.4%, forgetting 2.3% after 4 tasks")
+    assert "best of 4 trials (a_00001):  acc 36.1%, forgetting 1.8%" in lines[1]
+    assert lines[2] == "fine-tune reference:  acc 37.5%, forgetting 5.1%"
+    assert lines[3] == (
+        "ASHA stopped 2 of 4 trials early: 11 of 16 trial-tasks trained (31% of the training saved)"
+    )
