@@ -17,8 +17,9 @@ from pah_core.config import RUN_ONLY_KEYS
 
 CHECKPOINT_FILE = "state.pt"
 # 2: tensors and plain Python data only, loaded with torch.load(weights_only=True), so a checkpoint
-# from a shared folder or bucket cannot run code. 1 (before): pickled numpy state, refused.
-CHECKPOINT_FORMAT = 2
+# from a shared folder or bucket cannot run code. 1: pickled numpy state, refused. 3: adds the
+# validation splits' counts (2 had none; refused with the same message, not resumed half-blind).
+CHECKPOINT_FORMAT = 3
 # Config keys that may differ between a checkpoint and the run resuming it: the run-only keys, the
 # pretrained weights (they only initialise a run; a resumed one takes every weight from its
 # checkpoint) and how many tasks to run.

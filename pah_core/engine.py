@@ -95,6 +95,8 @@ class Engine:
                 f"which {cfg.method.name} has not: use one of {', '.join(rules)}"
             )
         self.state = RunState(n_tasks=len(stream), rules=rules)
+        # Validation splits exist when data.val_fraction > 0; then every boundary evaluates them.
+        self.has_val = len(stream.val_split(0)) > 0
 
     # -- events ---------------------------------------------------------------------------------
 
@@ -104,7 +106,7 @@ class Engine:
 
     # -- evaluation -----------------------------------------------------------------------------
 
-    def eval_batches(self, j: int, after: int) -> BatchLoader:
+    def eval_batches(self, j: int, after: int, split: str = "test") -> BatchLoader:
         """Task j's test images as evaluated after task ``after``.
 
         ``eval_bn=eval``: running statistics, so batching cannot change a prediction; batches of
@@ -113,17 +115,17 @@ class Engine:
         batches of ``optim.batch_size``, here from a generator seeded by (run.seed, after, j), so
         that the test file's class-sorted order never reaches a batch and every run is reproducible.
         """
-        split = self.stream.test_split(j)
+        images = self.stream.split(j, split)
         batch_size = self.cfg.schedule.eval_batch_size
         if self.cfg.schedule.eval_bn == "train":
             g = torch.Generator().manual_seed(
                 self.cfg.run.seed * 1_000_003 + after * 1_009 + j + 17
             )
-            perm = torch.randperm(len(split), generator=g)
-            split = Split(x=split.x[perm], y=split.y[perm])
+            perm = torch.randperm(len(images), generator=g)
+            images = Split(x=images.x[perm], y=images.y[perm])
             batch_size = self.cfg.optim.batch_size
         return BatchLoader(
-            split,
+            images,
             batch_size,
             self.normalize,
             self.device,
@@ -134,7 +136,11 @@ class Engine:
 
     @torch.no_grad()
     def evaluate_task(
-        self, j: int, after: int | None = None, prototypes: torch.Tensor | None = None
+        self,
+        j: int,
+        after: int | None = None,
+        prototypes: torch.Tensor | None = None,
+        split: str = "test",
     ) -> np.ndarray:
         """Exact counts on task j's test set after task ``after``, summed over ranks with no padded
         duplicates: [task-IL correct, total, class-IL correct per rule..., task picked right per
@@ -143,7 +149,7 @@ class Engine:
         after = j if after is None else after
         rules = self.state.rules
         counts = torch.zeros(2 + 2 * len(rules), dtype=torch.int64, device=self.device)
-        for x, y in self.eval_batches(j, after):
+        for x, y in self.eval_batches(j, after, split):
             counts[1] += y.numel()
             if j > after:  # a future task (eval_future): its own head only
                 counts[0] += (self.method.predict(x, j).argmax(dim=-1) == y).sum()
@@ -161,8 +167,9 @@ class Engine:
         self.dist.sum(counts)
         return counts.cpu().numpy()
 
-    def evaluate_seen(self, t: int, tasks: range | None = None) -> np.ndarray:
-        """Counts (tasks, 2 + 2 * rules) of every task in ``tasks`` (default 0..t) after task t."""
+    def evaluate_seen(self, t: int, tasks: range | None = None, split: str = "test") -> np.ndarray:
+        """Counts (tasks, 2 + 2 * rules) of every task in ``tasks`` (default 0..t) after task t, on
+        the ``test`` splits or the ``val`` splits (what sweeps select on)."""
         model = self.method.model
         # "eval": running statistics (default); "train": batch statistics, as the official code.
         # Test batches never update the running statistics (batchnorm_mode restores them).
@@ -172,7 +179,9 @@ class Engine:
             protos = (
                 self.method.prototype_features(seen) if self.has_prototypes and t >= 0 else None
             )
-            return np.stack([self.evaluate_task(j, t, protos) for j in (tasks or range(t + 1))])
+            return np.stack(
+                [self.evaluate_task(j, t, protos, split) for j in (tasks or range(t + 1))]
+            )
 
     # -- checkpoints ----------------------------------------------------------------------------
 
@@ -183,18 +192,7 @@ class Engine:
             "config": self.cfg.flat(),
             "method": self.cfg.method.name,
             "dataset_fingerprint": self.stream.spec.fingerprint,
-            "next_task": s.next_task,
-            "correct": torch.from_numpy(s.correct),
-            "total": torch.from_numpy(s.total),
-            "seconds_per_task": s.seconds_per_task,
-            "train_images": s.train_images,
-            "train_seconds": s.train_seconds,
-            "diagnostics": s.diagnostics,
-            "rules": list(s.rules),
-            "cil_correct": torch.from_numpy(s.cil_correct),
-            "task_correct": torch.from_numpy(s.task_correct),
-            "init_correct": s.init_correct,
-            "init_total": s.init_total,
+            **s.payload(),
             "method_state": self.method.state_dict(),
             "rng": rng_state(),
         }
@@ -223,18 +221,7 @@ class Engine:
                 f"{self.stream.spec.fingerprint} now): point data.root at the same dataset copy"
             )
         self.method.load_state_dict(payload["method_state"])
-        s = self.state
-        s.next_task = int(payload["next_task"])
-        s.correct, s.total = payload["correct"].cpu().numpy(), payload["total"].cpu().numpy()
-        s.seconds_per_task = list(payload["seconds_per_task"])
-        s.train_images, s.train_seconds = (
-            int(payload["train_images"]),
-            float(payload["train_seconds"]),
-        )
-        s.diagnostics = list(payload["diagnostics"])
-        s.cil_correct = payload["cil_correct"].cpu().numpy()
-        s.task_correct = payload["task_correct"].cpu().numpy()
-        s.init_correct, s.init_total = list(payload["init_correct"]), list(payload["init_total"])
+        self.state.restore(payload)
         set_rng_state(payload["rng"])
 
     def _write_task_checkpoint(self, t: int) -> Path | None:
@@ -278,6 +265,9 @@ class Engine:
         if s.next_task:
             out.update(metrics.summary(mat))
             out.update(s.task_agnostic_metrics(self.cfg.schedule.task_inference))
+            if self.has_val:
+                out.update(s.val_metrics())
+                out["val_accuracy_matrix"] = listed(s.val_matrix())
             out["class_il"] = s.class_il_results()
         if s.init_total:
             out["untrained_accuracy"] = s.untrained_accuracy()
@@ -356,6 +346,11 @@ class Engine:
         s.correct[t, :upto], s.total[t, :upto] = counts[:, 0], counts[:, 1]
         s.cil_correct[:, t, : t + 1] = counts[: t + 1, 2 : 2 + n_rules].T
         s.task_correct[:, t, : t + 1] = counts[: t + 1, 2 + n_rules :].T
+        if self.has_val:
+            val = self.evaluate_seen(t, split="val")
+            s.val_correct[t, : t + 1], s.val_total[t, : t + 1] = val[:, 0], val[:, 1]
+            headline = 2 + s.rules.index(cfg.schedule.task_inference)
+            s.val_cil_correct[t, : t + 1] = val[:, headline]
         losses = {k: v for k, v in epoch_stats.items() if k.startswith("loss")}
         s.diagnostics.append({"task": t, **self.method.diagnostics(t), "losses": losses})
         s.next_task = t + 1
@@ -370,6 +365,7 @@ class Engine:
             "forgetting": metrics.forgetting(mat),
             "bwt": metrics.bwt(mat),
             **s.task_agnostic_metrics(cfg.schedule.task_inference),
+            **s.val_metrics(),
             "seconds": s.seconds_per_task[-1],
             "checkpoint_seconds": ckpt_seconds,
         }
@@ -381,6 +377,8 @@ class Engine:
             "class_il_matrix": s.class_il_matrix(cfg.schedule.task_inference),
             "task_inference": cfg.schedule.task_inference,
             "untrained_accuracy": s.untrained_accuracy() or None,
+            "val_matrix": listed(s.val_matrix()) if self.has_val else None,
+            "val_class_il_matrix": listed(s.val_class_il_matrix()) if self.has_val else None,
         }
         # Before task_end: a scheduler may stop the trial right after task_end's Ray report.
         self._emit("task_diagnostics", t, list(s.diagnostics), self.method.pictures())

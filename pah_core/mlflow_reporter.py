@@ -68,6 +68,12 @@ def get_or_create_experiment(client, name: str, artifact_location: str | None = 
     return exp_id
 
 
+def mlflow_name(key: str) -> str:
+    """A task metric's MLflow name: validation numbers under ``val/`` (``val/avg_acc``), apart from
+    the test numbers, which keep their plain names (``avg_acc``, ``forgetting``, ...)."""
+    return f"val/{key[4:]}" if key.startswith("val_") else key
+
+
 def find_run(client, experiment_id: str, key: str):
     runs = client.search_runs(
         [experiment_id], filter_string=f"tags.`{RUN_KEY_TAG}` = {quote(key)}", max_results=2
@@ -206,7 +212,11 @@ class MLflowReporter(Reporter):
             batch = [
                 Metric(f"acc/task_{j:02d}", float(a), now, t) for j, a in enumerate(accuracy_row)
             ]
-            batch += [Metric(k, float(v), now, t) for k, v in task_metrics.items() if k != "task"]
+            batch += [
+                Metric(mlflow_name(k), float(v), now, t)
+                for k, v in task_metrics.items()
+                if k != "task"
+            ]
             batch.append(Metric("tasks_done", float(t + 1), now, t))  # last: marks t as logged
             self.client.log_batch(self.run_id, metrics=batch)
             self.logged_tasks.add(t)
@@ -218,13 +228,19 @@ class MLflowReporter(Reporter):
             final.update(
                 {k: v for k, v in task_metrics.items() if k.startswith(("cil_", "task_inf"))}
             )
+            for k in ("val_avg_acc", "val_forgetting", "val_cil_avg_acc"):  # the selection split's
+                if k in task_metrics:
+                    final[f"val/final_{k[4:]}"] = task_metrics[k]
             untrained = counts.get("untrained_accuracy")
             if untrained and matrix.shape[0] == matrix.shape[1] and not np.isnan(matrix).any():
                 final["forward_transfer"] = metrics.forward_transfer(matrix, untrained)
             now = int(time.time() * 1000)
             self.client.log_batch(
                 self.run_id,
-                metrics=[Metric(f"final_{k}", float(v), now, t) for k, v in final.items()],
+                metrics=[
+                    Metric(k if k.startswith("val/") else f"final_{k}", float(v), now, t)
+                    for k, v in final.items()
+                ],
             )
             self.client.set_terminated(self.run_id, status="FINISHED")
 
@@ -240,6 +256,8 @@ class MLflowReporter(Reporter):
                 "n_tasks": counts["n_run"],
                 # eval_future: the untrained model's accuracy per task (forward transfer's b).
                 "untrained_accuracy": counts.get("untrained_accuracy"),
+                # The validation splits' matrix (data.val_fraction > 0), what sweeps select on.
+                "val_acc_matrix": counts.get("val_matrix"),
             },
             "acc_matrix.json",
         )

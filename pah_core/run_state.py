@@ -4,7 +4,7 @@ saved in checkpoints, and turned into the metrics of results.json."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -38,15 +38,44 @@ class RunState:
     # eval_future: the untrained model's counts on every task (the reference of forward transfer).
     init_correct: list[int] = field(default_factory=list)
     init_total: list[int] = field(default_factory=list)
+    # Counts on the validation splits (all zero without data.val_fraction): task-IL, and class-IL
+    # under schedule.task_inference's rule.
+    val_correct: np.ndarray = field(default=None)  # type: ignore[assignment]
+    val_total: np.ndarray = field(default=None)  # type: ignore[assignment]
+    val_cil_correct: np.ndarray = field(default=None)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         if self.correct is None:
             self.correct = np.zeros((self.n_tasks, self.n_tasks), dtype=np.int64)
             self.total = np.zeros((self.n_tasks, self.n_tasks), dtype=np.int64)
+        if self.val_correct is None:
+            self.val_correct = np.zeros((self.n_tasks, self.n_tasks), dtype=np.int64)
+            self.val_total = np.zeros((self.n_tasks, self.n_tasks), dtype=np.int64)
+            self.val_cil_correct = np.zeros((self.n_tasks, self.n_tasks), dtype=np.int64)
         if self.cil_correct is None:
             shape = (len(self.rules), self.n_tasks, self.n_tasks)
             self.cil_correct = np.zeros(shape, dtype=np.int64)
             self.task_correct = np.zeros(shape, dtype=np.int64)
+
+    def payload(self) -> dict[str, Any]:
+        """Every field for a checkpoint: arrays as tensors, the rest as plain data (what a
+        weights-only load accepts)."""
+        import torch
+
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            out[f.name] = torch.from_numpy(v) if isinstance(v, np.ndarray) else v
+        out["rules"] = list(self.rules)
+        return out
+
+    def restore(self, payload: dict[str, Any]) -> None:
+        """The fields of ``payload`` (a checkpoint's), arrays back to numpy on the host."""
+        for f in fields(self):
+            if f.name in ("n_tasks", "rules"):
+                continue  # the run's own: the stream and the evaluation rules in use
+            v = payload[f.name]
+            setattr(self, f.name, v.cpu().numpy() if hasattr(v, "cpu") else v)
 
     def class_il_matrix(self, rule: str) -> np.ndarray:
         """The class-incremental accuracy matrix under ``rule``: rows 0..next_task-1, seen tasks."""
@@ -63,6 +92,27 @@ class RunState:
         eval_future filled it)."""
         k = self.next_task
         return metrics.accuracy_matrix(self.correct[:k], self.total[:k])
+
+    def val_matrix(self) -> np.ndarray:
+        """The task-IL accuracy matrix on the validation splits, rows 0..next_task-1."""
+        k = self.next_task
+        return metrics.accuracy_matrix(self.val_correct[:k], self.val_total[:k])
+
+    def val_class_il_matrix(self) -> np.ndarray:
+        k = self.next_task
+        return metrics.accuracy_matrix(self.val_cil_correct[:k], np.tril(self.val_total[:k]))
+
+    def val_metrics(self) -> dict[str, float]:
+        """Average accuracy and forgetting on the validation splits (what sweeps select on);
+        empty without validation splits."""
+        if not self.val_total[: self.next_task].any():
+            return {}
+        m = self.val_matrix()
+        return {
+            "val_avg_acc": metrics.average_accuracy(m),
+            "val_forgetting": metrics.forgetting(m),
+            "val_cil_avg_acc": metrics.average_accuracy(self.val_class_il_matrix()),
+        }
 
     def untrained_accuracy(self) -> list[float]:
         """eval_future: each task's accuracy under the untrained model ([] without eval_future)."""

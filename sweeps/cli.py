@@ -28,7 +28,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "smoke": {
             "data.train_per_class": 50,
             "data.test_per_class": 20,
-            "data.val_fraction": 0.0,
+            "data.val_fraction": 0.1,
             "schedule.epochs_per_task": 1,
             "schedule.max_tasks": 4,
         },
@@ -37,7 +37,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "demo": {
             "data.train_per_class": 100,
             "data.test_per_class": 50,
-            "data.val_fraction": 0.0,
+            "data.val_fraction": 0.1,
             "schedule.epochs_per_task": 3,
             "schedule.max_tasks": 4,
         },
@@ -47,13 +47,13 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "smoke": {
             "data.train_per_class": 20,
             "data.test_per_class": 10,
-            "data.val_fraction": 0.0,
+            "data.val_fraction": 0.1,
             "schedule.epochs_per_task": 1,
             "schedule.max_tasks": 3,
         },
         "demo": {
             "data.train_per_class": 100,
-            "data.val_fraction": 0.0,
+            "data.val_fraction": 0.1,
             "schedule.epochs_per_task": 3,
             "schedule.max_tasks": 3,
         },

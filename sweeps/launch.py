@@ -106,6 +106,11 @@ def plan_sweep(
     overrides = {**(base_overrides or {}), **parse_overrides(args.overrides)}
     preset = PRESETS[dataset][args.preset]
     base = load_config(base_path, {**preset, **overrides})
+    if kind == "search" and base.data.val_fraction <= 0:
+        raise SweepError(
+            "a search selects on the validation splits, and data.val_fraction is 0: set it above "
+            "0 (e.g. --set data.val_fraction=0.1), so that no trial is chosen on test data"
+        )
     for extra in [*(variants or {}).values(), *(points or [])]:
         load_config(base_path, {**preset, **overrides, **extra})  # each trial's config is valid
     storage = absolute_storage(args.storage)

@@ -146,6 +146,9 @@ def finish_parent_run(
         client.log_dict(parent_run_id, best, "best_config.json")
         client.log_metric(parent_run_id, "best_avg_acc", float(best["avg_acc"]))
         client.log_metric(parent_run_id, "best_forgetting", float(best["forgetting"]))
+        if best.get("val_avg_acc") is not None:
+            client.log_metric(parent_run_id, "val/best_avg_acc", float(best["val_avg_acc"]))
+        client.set_tag(parent_run_id, "selected_on", summary.get("selected_on", "test"))
         for k, v in best["config"].items():
             client.set_tag(parent_run_id, f"best.{k}", str(v))
     if summary["pareto"]:

@@ -51,6 +51,10 @@ def trial_rows(results, n_run: int, early_stopping: bool = True) -> list[dict[st
             "avg_acc": _plain(m.get("avg_acc")),
             "forgetting": _plain(m.get("forgetting")),
             "cil_avg_acc": _plain(m.get("cil_avg_acc")),
+            # The validation splits' numbers: what the best trial and the Pareto set are chosen on.
+            "val_avg_acc": _plain(m.get("val_avg_acc")),
+            "val_forgetting": _plain(m.get("val_forgetting")),
+            "val_cil_avg_acc": _plain(m.get("val_cil_avg_acc")),
             "config": {k: _plain(v) for k, v in config.items() if "." in k},
             "status": "finished",
         }
@@ -66,17 +70,21 @@ def summarise(
     results, objectives: list[str], n_run: int, early_stopping: bool = True
 ) -> dict[str, Any]:
     """The trials, the failures, the best trial on the first objective and, for two objectives,
-    the Pareto set (sweeps.trial.OBJECTIVES names each objective's column and direction)."""
+    the Pareto set (sweeps.trial.OBJECTIVES names each objective's column and direction), on the
+    validation splits' numbers; a grid run without validation splits (which selects nothing) is
+    ranked on its test numbers, and says so (``selected_on``)."""
     trials = trial_rows(results, n_run, early_stopping)
     complete = [t for t in trials if t["status"] == "finished" and t["tasks_done"] >= n_run]
     chosen = [OBJECTIVES[o] for o in objectives]
+    on_val = any(t.get("val_avg_acc") is not None for t in trials)
+    key = (lambda o: o.summary_key) if on_val else (lambda o: o.test_key)
 
     def score(t: dict[str, Any], o) -> float:  # higher is better, whatever the direction
-        v = t.get(o.summary_key)
+        v = t.get(key(o))
         v = -math.inf if v is None else float(v)
         return v if o.mode == "max" else -v
 
-    complete = [t for t in complete if all(t.get(o.summary_key) is not None for o in chosen)]
+    complete = [t for t in complete if all(t.get(key(o)) is not None for o in chosen)]
     best = max(complete, key=lambda t: score(t, chosen[0]), default=None)
     front = []
     if len(chosen) == 2:
@@ -91,6 +99,7 @@ def summarise(
         "pareto": front,
         "n_run": n_run,
         "objectives": list(objectives),
+        "selected_on": "validation" if on_val else "test",
     }
 
 
@@ -105,6 +114,8 @@ def print_summary(
         acc = "-" if t["avg_acc"] is None else f"{100 * t['avg_acc']:.1f}%"
         forg = "-" if t["forgetting"] is None else f"{100 * t['forgetting']:.1f}%"
         cil = "" if t.get("cil_avg_acc") is None else f"  class-IL {100 * t['cil_avg_acc']:.1f}%"
+        if t.get("val_avg_acc") is not None:
+            cil += f"  (val acc {100 * t['val_avg_acc']:.1f}%)"
         extra = f"  {t['error']}" if t.get("error") else ""
         print(
             f"  {t['trial']:>20s}  tasks {t['tasks_done']}/{summary['n_run']}  acc {acc:>6s}  forgetting {forg:>6s}{cil}  "
@@ -117,7 +128,10 @@ def print_summary(
             if best.get("cil_avg_acc") is None
             else f", class-IL {100 * best['cil_avg_acc']:.2f}%"
         )
-        print(f"[sweep] best: {best['trial']} acc {100 * best['avg_acc']:.2f}%{cil}")
+        print(
+            f"[sweep] best on the {summary['selected_on']} splits: {best['trial']} test acc "
+            f"{100 * best['avg_acc']:.2f}%{cil}"
+        )
     if summary["pareto"]:
         print(f"[sweep] Pareto set: {[p['trial'] for p in summary['pareto']]}")
     print("[sweep] browse the runs:")

@@ -47,15 +47,16 @@ class TrialPlumbing:
 class Objective:
     metric: str  # the name reported to Tune
     mode: str  # "max" or "min"
-    summary_key: str  # the trial's final value in the sweep summary
+    summary_key: str  # the trial's final value on the validation splits, in the sweep summary
+    test_key: str  # the same on the test splits (shown, never selected on)
 
 
 # What a search can optimise (--objectives): task-IL accuracy, forgetting, class-IL accuracy (the
-# task id taken away; schedule.task_inference's rule).
+# task id taken away; schedule.task_inference's rule); always on the validation splits.
 OBJECTIVES = {
-    "acc": Objective("objective_acc", "max", "avg_acc"),
-    "forgetting": Objective("objective_forgetting", "min", "forgetting"),
-    "cil_acc": Objective("objective_cil_acc", "max", "cil_avg_acc"),
+    "acc": Objective("objective_acc", "max", "val_avg_acc", "avg_acc"),
+    "forgetting": Objective("objective_forgetting", "min", "val_forgetting", "forgetting"),
+    "cil_acc": Objective("objective_cil_acc", "max", "val_cil_avg_acc", "cil_avg_acc"),
 }
 OBJECTIVE_CHOICES = ("acc", "acc,forgetting", "cil_acc", "acc,cil_acc")
 
@@ -80,6 +81,20 @@ def objective_metrics(
         "objective_forgetting": float(forgetting) if tasks_done >= n_run else 1.0,
         "objective_cil_acc": float(sum(cil_row)) / n_run,
     }
+
+
+def selection_numbers(
+    accuracy_row: list[float], task_metrics: dict[str, float], counts: dict[str, Any], t: int
+) -> tuple[list[float], float, list[float]]:
+    """The task-IL accuracy row, the forgetting and the class-IL row that objectives are computed
+    from: the validation splits' when the run has them, else the test splits'."""
+    if counts.get("val_matrix") is not None:
+        return (
+            counts["val_matrix"][t][: t + 1],
+            task_metrics["val_forgetting"],
+            counts["val_class_il_matrix"][t][: t + 1],
+        )
+    return accuracy_row, task_metrics["forgetting"], counts["class_il_matrix"][t, : t + 1].tolist()
 
 
 class RayReporter(Reporter):
@@ -110,15 +125,16 @@ class RayReporter(Reporter):
             "forgetting": task_metrics["forgetting"],
             "bwt": task_metrics["bwt"],
             "cil_avg_acc": task_metrics["cil_avg_acc"],
+            **{k: v for k, v in task_metrics.items() if k.startswith("val_")},
             "task_seconds": task_metrics["seconds"],
             # What the trial really spent on this task in the worker: training, evaluation,
             # checkpointing and the previous report; Tune's time_this_iter_s is taken on the driver,
             # when the report arrives, and jitters with delivery.
             "worker_seconds": now - self._last_boundary,
             **objective_metrics(
-                accuracy_row,
-                task_metrics["forgetting"],
-                counts["class_il_matrix"][t, : t + 1].tolist(),
+                # Search sweeps select on the validation splits (launch.plan_sweep requires them);
+                # a grid selects nothing, and without them its objectives are the test numbers.
+                *selection_numbers(accuracy_row, task_metrics, counts, t),
                 t + 1,
                 self.n_run,
             ),

@@ -88,3 +88,34 @@ def test_an_unfinished_trial_is_asha_only_in_a_search():
     assert {r["trial"]: r["status"] for r in rows}["d"] == "stopped early (ASHA)"
     rows = summarise(_grid(), ["acc"], 2, early_stopping=False)["trials"]
     assert {r["trial"]: r["status"] for r in rows}["d"] == "not finished"
+
+
+def test_a_search_selects_on_validation_numbers_not_test():
+    rows = [
+        # trial a: the best test accuracy, the worse validation accuracy
+        {
+            "trial_id": "a",
+            "tasks_done": 2,
+            "avg_acc": 0.9,
+            "forgetting": 0.1,
+            "val_avg_acc": 0.5,
+            "val_forgetting": 0.1,
+            "cil_avg_acc": 0.3,
+            "val_cil_avg_acc": 0.2,
+        },
+        {
+            "trial_id": "b",
+            "tasks_done": 2,
+            "avg_acc": 0.6,
+            "forgetting": 0.1,
+            "val_avg_acc": 0.7,
+            "val_forgetting": 0.2,
+            "cil_avg_acc": 0.2,
+            "val_cil_avg_acc": 0.3,
+        },
+    ]
+    summary = summarise(_Grid(rows), ["acc"], 2)
+    assert summary["selected_on"] == "validation" and summary["best"]["trial"] == "b"
+    assert summarise(_Grid(rows), ["cil_acc"], 2)["best"]["trial"] == "b"
+    front = summarise(_Grid(rows), ["acc", "forgetting"], 2)["pareto"]
+    assert [t["trial"] for t in front] == ["b", "a"]  # b: better val acc; a: less val forgetting

@@ -131,6 +131,7 @@ class TaskStream:
         # ~120 MB per task), memory that grows with tasks for nothing.
         self._current: Task | None = None
         self._tests: dict[int, Split] = {}
+        self._vals: dict[int, Split] = {}
 
     def __len__(self) -> int:
         return self.cfg.n_tasks
@@ -159,6 +160,7 @@ class TaskStream:
         if self._current is None or self._current.task_id != t:
             self._current = self._build(t)
             self._tests[t] = self._current.test
+            self._vals[t] = self._current.val
         return self._current
 
     def test_split(self, t: int) -> Split:
@@ -166,6 +168,17 @@ class TaskStream:
         if t not in self._tests:
             self._tests[t] = self._build(t).test
         return self._tests[t]
+
+    def val_split(self, t: int) -> Split:
+        """Task t's validation split (``data.val_fraction`` of its training images, never trained
+        on): what sweeps select on, so that no choice sees the test split."""
+        if t not in self._vals:
+            self._vals[t] = self._build(t).val
+        return self._vals[t]
+
+    def split(self, t: int, which: str) -> Split:
+        """Task t's ``test`` or ``val`` split."""
+        return self.val_split(t) if which == "val" else self.test_split(t)
 
     def _build(self, t: int) -> Task:
         cfg, src = self.cfg, self.source

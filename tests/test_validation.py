@@ -1,0 +1,84 @@
+"""Sweeps select on validation data, never on test (issue #13 point 1): every task boundary also
+evaluates the seen tasks' validation splits, and what a sweep optimises is computed from them."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from pah_core.data import TaskStream, load_source
+from pah_core.engine import Engine
+from pah_core.reporters import Reporter
+from sweeps.trial import objective_metrics, selection_numbers
+from tests.helpers import tiny_config
+
+VAL = "data.val_fraction=0.25"
+
+
+class Objectives(Reporter):
+    """What a search trial reports to Tune at each boundary, as RayReporter computes it."""
+
+    def __init__(self, n_run):
+        self.n_run, self.seen = n_run, []
+
+    def task_end(self, t, accuracy_row, matrix, checkpoint_dir, task_metrics, counts):
+        numbers = selection_numbers(accuracy_row, task_metrics, counts, t)
+        self.seen.append(objective_metrics(*numbers, t + 1, self.n_run))
+
+
+def _run(cfg, permute_test_labels=False):
+    source = load_source(cfg.data)
+    if permute_test_labels:
+        perm = torch.randperm(len(source.test_y), generator=torch.Generator().manual_seed(0))
+        source = dataclasses.replace(source, test_y=source.test_y[perm])
+    rec = Objectives(cfg.tasks_to_run)
+    results = Engine(cfg, TaskStream(source, cfg.data), [rec]).run()
+    return results, rec.seen
+
+
+def test_every_boundary_evaluates_the_validation_splits():
+    cfg = tiny_config(VAL)
+    results, _ = _run(cfg)
+    val = np.array(results["val_accuracy_matrix"], dtype=float)
+    assert val.shape == (3, 3) and not np.isnan(np.tril(val)).any()
+    assert np.isnan(val[np.triu_indices(3, 1)]).all()  # tasks not seen yet: not evaluated
+    assert results["val_avg_acc"] == pytest.approx(np.mean(val[-1]))
+    assert {"val_forgetting", "val_cil_avg_acc"} <= set(results)
+    # Validation images are training images held out: 25% of each class's 20, not the test set.
+    stream = TaskStream(load_source(cfg.data), cfg.data)
+    assert len(stream.val_split(0)) == 4 * 5 and len(stream.task(0).train) < 4 * 20
+
+
+def test_the_objectives_cannot_see_the_test_labels():
+    """The same runs with the test labels shuffled: the test numbers change, and everything a
+    sweep selects on (every boundary's objectives) stays exactly the same."""
+    cfg = tiny_config(VAL)
+    clean, clean_objectives = _run(cfg)
+    shuffled, shuffled_objectives = _run(cfg, permute_test_labels=True)
+    assert clean["accuracy_matrix"] != shuffled["accuracy_matrix"]
+    assert clean["val_accuracy_matrix"] == shuffled["val_accuracy_matrix"]
+    assert clean_objectives == shuffled_objectives and len(clean_objectives) == 3
+
+
+def test_without_validation_splits_the_run_says_nothing_about_them():
+    results, _ = _run(tiny_config())
+    assert "val_avg_acc" not in results and "val_accuracy_matrix" not in results
+
+
+def test_a_search_without_validation_splits_is_refused(tmp_path, capsys):
+    from sweeps.search import main
+
+    code = main(
+        "cifar100",
+        [
+            "--set",
+            "data.val_fraction=0",
+            "--storage",
+            str(tmp_path / "ray"),
+            "--mlflow-uri",
+            str(tmp_path / "mlflow.db"),
+        ],
+    )
+    assert code == 2 and not (tmp_path / "ray").exists() and not (tmp_path / "mlflow.db").exists()
+    assert "data.val_fraction is 0" in capsys.readouterr().err
