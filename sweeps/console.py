@@ -5,12 +5,16 @@ internal warnings kept out of sight; ``--verbose`` gives Ray's own output back."
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from typing import Any
 
 
 def quiet_ray() -> None:
-    """Ray's own log lines and deprecation notices are its business, not the user's: only errors."""
+    """Ray's own log lines and deprecation notices are its business, not the user's: only errors.
+    Tune's newer console output prints an experiment box and TensorBoard hints whatever the
+    verbosity; its classic output honours ``verbose=0``."""
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     for name in ("ray", "ray.tune", "ray.train", "ray.data"):
         logging.getLogger(name).setLevel(logging.ERROR)
     for category in (DeprecationWarning, FutureWarning, UserWarning):

@@ -4,8 +4,8 @@ under the same protocol, and a few lines on what just happened.
     python sweeps/demo.py [--storage runs/ray_results] [--mlflow-uri runs/mlflow.db] [--verbose]
 
 1. ``sweeps/cifar100_search.py --preset demo``: 4 Optuna trials (the paper's defaults first), two
-   at a time, ASHA stopping weak ones at task boundaries; 4 tasks of 10 classes, 100 images per
-   class, 3 epochs per task.
+   at a time, ASHA stopping weak ones at task boundaries; 4 tasks of 10 classes, 50 images per
+   class, 8 epochs per task (sweeps/cli.py's "demo" preset).
 2. ``sweeps/baselines.py --methods finetune --preset demo``: the same protocol, no protection
    against forgetting.
 3. The summary, read back from the two sweeps' MLflow parent runs.
@@ -14,6 +14,7 @@ under the same protocol, and a few lines on what just happened.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -77,6 +78,8 @@ def final_lines(pah: dict[str, Any], ref: dict[str, Any], n_run: int) -> list[st
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Reading the two parent runs' summaries must not draw a progress bar per file.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     p = argparse.ArgumentParser(prog="python sweeps/demo.py", description=__doc__.splitlines()[0])
     p.add_argument("--storage", default="runs/ray_results")
     p.add_argument("--mlflow-uri", default="runs/mlflow.db")
