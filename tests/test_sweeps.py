@@ -119,7 +119,7 @@ def test_optuna_asha_sweep_logs_parent_and_children(ray_cluster, tmp_path, capsy
     )
     assert best["tasks_done"] == 2
     out = capsys.readouterr().out
-    assert "stopped early (ASHA)" in out and "[sweep] best:" in out
+    assert "stopped early (ASHA)" in out and "[sweep] best on the validation splits:" in out
 
 
 def test_multi_objective_sweep_records_pareto_set_and_survives_a_nan_trial(
