@@ -31,9 +31,9 @@ def study_figures(storage_url: str, study_name: str, objectives: list[str]) -> d
     with warnings.catch_warnings():
         # Optuna marks its matplotlib backend experimental; the pictures are what we want.
         warnings.simplefilter("ignore")
-        out["optuna_parallel_coordinates.png"] = ov.plot_parallel_coordinate(
-            study, target=first, target_name=names[0]
-        ).figure
+        coords = ov.plot_parallel_coordinate(study, target=first, target_name=names[0]).figure
+        coords.set_size_inches(12, 5.5)  # one axis per searched parameter: room for their names
+        out["optuna_parallel_coordinates.png"] = coords
         # Importances need 2+ trials that differ: where they cannot be computed, no picture.
         with contextlib.suppress(RuntimeError, ValueError):
             if len(complete) >= 2:

@@ -439,6 +439,14 @@ def test_mlflow_ui_in_headless_chromium_shows_the_sweep(servers, sweep):
         text = page_text(base, f"/runs/{child['info']['run_id']}")
         assert child["info"]["run_name"] in text, text[-3000:]
         assert f"Parent run {SWEEP}" in text and "avg_acc" in text, text[-3000:]
+        # Its artifacts as the UI lists them, and the pictures as the UI fetches them.
+        rid = child["info"]["run_id"]
+        text = page_text(base, f"/runs/{rid}/artifacts?workflowType=machine_learning")
+        pictures = ("acc_matrix.png", "cil_acc_matrix.png", "head_drift.png", "prototypes.png")
+        assert all(p in text for p in pictures), text[-3000:]
+        for p in pictures:
+            png = http_get(f"{base}/get-artifact?path={p}&run_uuid={rid}")
+            assert png[:4] == b"\x89PNG" and len(png) > 2_000, p
     assert parent["info"]["run_id"] != child["info"]["run_id"]
 
 
