@@ -86,6 +86,13 @@ positive = _number(float, 0.0, False, "a number above 0")
 non_negative = _number(float, 0.0, True, "a number, 0 or more")
 
 
+def set_argument(p: argparse.ArgumentParser, help: str) -> None:
+    """``--set KEY=VALUE`` (repeatable): config overrides, collected in ``args.overrides``."""
+    p.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=help
+    )
+
+
 def common_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Flags every sweep kind shares: data, resources, storage, tracking, resume."""
     p.add_argument(
@@ -96,14 +103,7 @@ def common_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "learn; paper: the paper's protocol",
     )
     p.add_argument("--config", help="base config (default: configs/<dataset>_pah.yaml)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override the base config for every trial (repeatable)",
-    )
+    set_argument(p, "override the base config for every trial (repeatable)")
     resource_arguments(p)
     p.add_argument(
         "--storage",

@@ -45,7 +45,13 @@ from pah_core.tracking import quote  # noqa: E402
 from pah_core.typed_dicts import parse_overrides  # noqa: E402
 from sweeps import REPO  # noqa: E402
 from sweeps.ablation import VARIANTS  # noqa: E402
-from sweeps.cli import SweepError, parse_names, parse_seeds, resource_arguments  # noqa: E402
+from sweeps.cli import (  # noqa: E402
+    SweepError,
+    parse_names,
+    parse_seeds,
+    resource_arguments,
+    set_argument,
+)
 from sweeps.grid import run_grid  # noqa: E402
 from sweeps.record import SWEEP_STATE, absolute_storage, check_tracking_uri_or_default  # noqa: E402
 
@@ -355,13 +361,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--storage", help="Ray results and checkpoints (default: ray/ in --workdir)")
     p.add_argument("--experiment", help="MLflow experiment (default repro-<protocol>)")
     p.add_argument("--out", help="export and report folder (default docs/results/<protocol>)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a config override on top of the protocol, for where it runs rather than what it "
+    set_argument(
+        p,
+        "a config override on top of the protocol, for where it runs rather than what it "
         "measures (e.g. model.pretrained_path=...); kept for --resume",
     )
     p.add_argument(
