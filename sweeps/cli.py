@@ -159,6 +159,14 @@ def resource_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return p
 
 
+# How a search spends its trials (--hpo-protocol): the overrides its trials get on top of the base
+# config. The final runs (--final-seeds) go without them, over the whole stream.
+HPO_PROTOCOLS: dict[str, dict[str, Any]] = {
+    "end_of_training": {},
+    "first_task": {"schedule.max_tasks": 1},
+}
+
+
 def search_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """The Optuna search's own flags: how many trials, what to optimise, ASHA, extra points."""
     p.add_argument("--num-samples", type=count, help="trials to run (default: 4 smoke, 64 paper)")
@@ -180,6 +188,21 @@ def search_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         help="JSON file: a list of {config key: value} points to evaluate after the paper defaults",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the Optuna sampler")
+    p.add_argument(
+        "--hpo-protocol",
+        choices=list(HPO_PROTOCOLS),
+        default="end_of_training",
+        help="end_of_training: each trial trains the whole stream (the usual end-of-training "
+        "HPO); first_task: trials train and validate on the first task only, and the chosen "
+        "configuration then runs the whole stream (recommended by Lee, Hellan, Ericsson, Crowley "
+        "and Storkey, 'Hyperparameter Selection in Continual Learning', arXiv 2404.06466)",
+    )
+    p.add_argument(
+        "--final-seeds",
+        type=count,
+        help="after the search, run the selected configuration over the whole stream with these "
+        "many fresh seeds, as a sweep of their own (default: 0 for end_of_training, 3 otherwise)",
+    )
     return p
 
 

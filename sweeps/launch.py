@@ -98,12 +98,18 @@ def plan_sweep(
     base_overrides: dict[str, Any] | None = None,
     variants: dict[str, dict[str, Any]] | None = None,
     points: list[dict[str, Any]] | None = None,
+    protocol_overrides: dict[str, Any] | None = None,
 ) -> Plan:
     """Every check that needs neither the data nor Ray: the base config with each variant and
     point, the MLflow store, the storage, the name, and a --resume against what was started."""
     started = time.perf_counter()
     base_path = Path(args.config) if args.config else REPO / "configs" / f"{dataset}_pah.yaml"
-    overrides = {**(base_overrides or {}), **parse_overrides(args.overrides)}
+    # The HPO protocol's overrides (a search's first_task: one task per trial) win over --set.
+    overrides = {
+        **(base_overrides or {}),
+        **parse_overrides(args.overrides),
+        **(protocol_overrides or {}),
+    }
     preset = PRESETS[dataset][args.preset]
     base = load_config(base_path, {**preset, **overrides})
     if kind == "search" and base.data.val_fraction <= 0:

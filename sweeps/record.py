@@ -155,6 +155,15 @@ def finish_parent_run(
         client.log_dict(parent_run_id, summary["pareto"], "pareto.json")
         client.log_metric(parent_run_id, "pareto_size", float(len(summary["pareto"])))
     client.log_metric(parent_run_id, "trials_failed", float(len(summary["failures"])))
+    # The compute the sweep spent (what HPO protocols are compared on): tasks trained over all
+    # trials, and the trials' wall-clock seconds summed.
+    trials = summary["trials"]
+    client.log_metric(
+        parent_run_id, "compute/trial_tasks", float(sum(t["tasks_done"] for t in trials))
+    )
+    client.log_metric(
+        parent_run_id, "compute/trial_seconds", float(sum(t["seconds"] for t in trials))
+    )
     # Trials that ASHA stopped (or that crashed before logging their end) still say RUNNING: close them.
     exp_id = get_or_create_experiment(client, experiment)
     sweep = client.get_run(parent_run_id).data.tags.get("sweep")

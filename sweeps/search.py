@@ -16,7 +16,14 @@ from typing import Any
 
 from pah_core.config import ConfigError
 
-from .cli import DEFAULT_SAMPLES, SweepError, common_arguments, load_points, search_arguments
+from .cli import (
+    DEFAULT_SAMPLES,
+    HPO_PROTOCOLS,
+    SweepError,
+    common_arguments,
+    load_points,
+    search_arguments,
+)
 from .launch import (
     Setup,
     execute,
@@ -49,20 +56,72 @@ def main(dataset: str, argv: list[str] | None = None) -> int:
         if args.points:
             points += [{**PAPER_DEFAULTS, **p} for p in load_points(args.points, search_space())]
         num_samples = DEFAULT_SAMPLES[args.preset] if args.num_samples is None else args.num_samples
-        plan = plan_sweep(dataset, args, num_samples=num_samples, points=points)
+        protocol = HPO_PROTOCOLS[args.hpo_protocol]
+        final_seeds = args.final_seeds
+        if final_seeds is None:
+            final_seeds = 0 if args.hpo_protocol == "end_of_training" else 3
+        plan = plan_sweep(
+            dataset, args, num_samples=num_samples, points=points, protocol_overrides=protocol
+        )
         if args.grace_tasks > plan.n_run:
             raise SweepError(
                 f"--grace-tasks {args.grace_tasks}: a trial runs {plan.n_run} task(s), so use 1 "
                 f"to {plan.n_run}"
             )
-        setup = launch(plan, args)
-        return execute(
+        setup = launch(plan, args, {"hpo_protocol": args.hpo_protocol})
+        rc = execute(
             setup,
             lambda trainable, s: optuna_tuner(trainable, s, points, args.seed, args.grace_tasks),
         )
+        if rc == 0 and final_seeds:
+            rc = run_final(dataset, args, plan, final_seeds)
+        return rc
     except (SweepError, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+
+
+def run_final(dataset: str, args: argparse.Namespace, plan, seeds: int) -> int:
+    """Select, then evaluate: the search's best trial (chosen on the validation splits) runs the
+    whole stream with ``seeds`` fresh seeds, as the grid sweep ``<search>-final`` whose parent
+    run says where its configuration came from."""
+    from .grid import run_grid
+    from .record import best_config_of_sweep, sweep_parent_filter
+
+    best = best_config_of_sweep(plan.mlflow_uri, plan.experiment, plan.name)
+    provenance = selection_provenance(
+        plan.mlflow_uri, plan.experiment, sweep_parent_filter(plan.name)
+    )
+    # Fresh seeds: past the trials' seed, so that no final run repeats a trial.
+    first = plan.base.run.seed + 1
+    final_args = argparse.Namespace(**{**vars(args), "name": f"{plan.name}-final", "resume": False})
+    print(f"\n[sweep] select, then evaluate: {plan.name}'s best trial on {seeds} fresh seed(s)")
+    return run_grid(
+        dataset,
+        final_args,
+        "final",
+        {"selected": best},
+        list(range(first, first + seeds)),
+        tags={"selected_from": plan.name, "hpo_protocol": args.hpo_protocol, **provenance},
+    )
+
+
+def selection_provenance(mlflow_uri: str, experiment: str, parent_filter: str) -> dict[str, str]:
+    """Which trial a search selected and its validation score, from its parent run."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=mlflow_uri)
+    exp = client.get_experiment_by_name(experiment)
+    (parent,) = client.search_runs([exp.experiment_id], filter_string=parent_filter, max_results=1)
+    import mlflow.artifacts
+
+    best = mlflow.artifacts.load_dict(f"{parent.info.artifact_uri}/best_config.json")
+    score = best.get("val_avg_acc")
+    return {
+        "selected_trial": str(best.get("trial")),
+        "selected_on": parent.data.tags.get("selected_on", "validation"),
+        "selected_val_avg_acc": "" if score is None else f"{score:.6f}",
+    }
 
 
 def optuna_tuner(trainable, s: Setup, points: list[dict[str, Any]], seed: int, grace_tasks: int):

@@ -56,6 +56,7 @@ def trial_rows(results, n_run: int, early_stopping: bool = True) -> list[dict[st
             "val_forgetting": _plain(m.get("val_forgetting")),
             "val_cil_avg_acc": _plain(m.get("val_cil_avg_acc")),
             "config": {k: _plain(v) for k, v in config.items() if "." in k},
+            "seconds": float(_plain(m.get("time_total_s")) or 0.0),
             "status": "finished",
         }
         if result.error is not None:

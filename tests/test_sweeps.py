@@ -288,3 +288,39 @@ def test_resume_keeps_its_settings_and_a_failed_launch_leaves_no_trace(
     assert run.data.tags["sweep"] == "broken" and run.info.status == "FAILED"
     assert "Optuna storage" in run.data.tags["error"]
     assert not (tmp_path / "ray" / "broken").exists()  # the name is free again
+
+
+def test_first_task_protocol_selects_then_evaluates_on_fresh_seeds(ray_cluster, tmp_path):
+    """--hpo-protocol first_task: trials train (and are validated on) the first task only; the
+    selected configuration then runs the whole stream on fresh seeds, as a sweep of its own."""
+    rc = _sweep(
+        tmp_path, "--hpo-protocol", "first_task", "--num-samples", "1", "--final-seeds", "2"
+    )
+    assert rc == 0
+    client, parents, children = _runs(tmp_path)
+    search = next(p for p in parents if p.data.tags["sweep"] == "s")
+    final = next(p for p in parents if p.data.tags["sweep"] == "s-final")
+
+    def under(parent):
+        return [c for c in children if c.data.tags["mlflow.parentRunId"] == parent.info.run_id]
+
+    (trial,) = under(search)
+    assert (
+        trial.data.metrics["tasks_done"] == 1 and search.data.tags["hpo_protocol"] == "first_task"
+    )
+    assert search.data.metrics["compute/trial_tasks"] == 1
+    finals = under(final)
+    assert len(finals) == 2 and all(c.data.metrics["tasks_done"] == 2 for c in finals)
+    trial_seed = int(trial.data.params["run.seed"])
+    assert sorted(int(c.data.params["run.seed"]) for c in finals) == [
+        trial_seed + 1,
+        trial_seed + 2,
+    ]
+    best = json.loads(
+        (Path(search.info.artifact_uri.removeprefix("file://")) / "best_config.json").read_text()
+    )
+    for c in finals:  # the selected trial's searched settings, exactly
+        assert all(c.data.params[k] == trial.data.params[k] for k in best["config"])
+    assert final.data.tags["selected_from"] == "s"
+    assert final.data.tags["selected_trial"] == best["trial"]
+    assert float(final.data.tags["selected_val_avg_acc"]) == pytest.approx(best["val_avg_acc"])
