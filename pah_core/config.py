@@ -52,6 +52,9 @@ class DataConfig:
     classes_per_task: int | None = None
     class_order: Literal["label", "random"] = "label"
     order_seed: int = 0
+    # The stream starts after this many tasks of the split, whose classes it never shows: A-GEM's
+    # HPO protocol tunes on the first k tasks and reports on the others (sweeps --hpo-protocol).
+    skip_tasks: int = 0
     val_fraction: float = 0.0
     # "official": CIFAR (0.5, 0.5) and Tiny-ImageNet ImageNet stats, as the official code;
     # "dataset": the training set's own per-channel mean/std.
@@ -185,7 +188,8 @@ class Config:
     @property
     def tasks_to_run(self) -> int:
         """The tasks a run trains: the stream's first ``schedule.max_tasks`` (all when null)."""
-        return min(self.data.n_tasks, self.schedule.max_tasks or self.data.n_tasks)
+        left = self.data.n_tasks - self.data.skip_tasks
+        return min(left, self.schedule.max_tasks or left)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -240,6 +244,12 @@ def validate(cfg: Config) -> Config:
             f"at most {n_classes} // data.n_tasks = {n_classes // d.n_tasks} for {d.dataset}",
         )
     require(0.0 <= d.val_fraction < 1.0, "data.val_fraction", d.val_fraction, "0 <= value < 1")
+    require(
+        0 <= d.skip_tasks < d.n_tasks,
+        "data.skip_tasks",
+        d.skip_tasks,
+        f"0 to data.n_tasks - 1 = {d.n_tasks - 1} (at least one task must be left)",
+    )
     require(d.crop_padding >= 0, "data.crop_padding", d.crop_padding, "an integer >= 0")
     for key in ("train_per_class", "test_per_class"):
         v = getattr(d, key)
@@ -298,10 +308,11 @@ def validate(cfg: Config) -> Config:
     )
     if s.max_tasks is not None:
         require(
-            1 <= s.max_tasks <= d.n_tasks,
+            1 <= s.max_tasks <= d.n_tasks - d.skip_tasks,
             "schedule.max_tasks",
             s.max_tasks,
-            f"an integer from 1 to data.n_tasks = {d.n_tasks}, or null for every task",
+            f"an integer from 1 to data.n_tasks - data.skip_tasks = {d.n_tasks - d.skip_tasks}, "
+            "or null for every task",
         )
     require(
         re.fullmatch(r"auto|cpu|cuda(:\d+)?", r.device) is not None,

@@ -159,12 +159,24 @@ def resource_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return p
 
 
-# How a search spends its trials (--hpo-protocol): the overrides its trials get on top of the base
-# config. The final runs (--final-seeds) go without them, over the whole stream.
-HPO_PROTOCOLS: dict[str, dict[str, Any]] = {
-    "end_of_training": {},
-    "first_task": {"schedule.max_tasks": 1},
+# How a search spends its trials (--hpo-protocol), each with its source.
+HPO_PROTOCOLS = {
+    "end_of_training": "each trial trains the whole stream (the usual end-of-training HPO)",
+    "first_task": "trials train and validate on task 1 only; the choice then runs the whole stream "
+    "(Lee, Hellan, Ericsson, Crowley & Storkey, 'Hyperparameter Selection in Continual Learning', "
+    "arXiv 2404.06466, recommend it)",
+    "first_k": "trials train and validate on the first --first-k tasks; the choice then runs on a "
+    "stream of the other tasks, whose classes no trial saw (A-GEM, Chaudhry et al., ICLR 2019)",
 }
+
+
+def protocol_overrides(protocol: str, k: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The config overrides of a protocol's trials and of its final runs, on top of --set."""
+    if protocol == "first_task":
+        return {"schedule.max_tasks": 1}, {}
+    if protocol == "first_k":
+        return {"schedule.max_tasks": k}, {"data.skip_tasks": k}
+    return {}, {}
 
 
 def search_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -192,10 +204,10 @@ def search_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "--hpo-protocol",
         choices=list(HPO_PROTOCOLS),
         default="end_of_training",
-        help="end_of_training: each trial trains the whole stream (the usual end-of-training "
-        "HPO); first_task: trials train and validate on the first task only, and the chosen "
-        "configuration then runs the whole stream (recommended by Lee, Hellan, Ericsson, Crowley "
-        "and Storkey, 'Hyperparameter Selection in Continual Learning', arXiv 2404.06466)",
+        help="; ".join(f"{k}: {v}" for k, v in HPO_PROTOCOLS.items()),
+    )
+    p.add_argument(
+        "--first-k", type=count, default=3, help="first_k: the tasks the search trains (default 3)"
     )
     p.add_argument(
         "--final-seeds",

@@ -14,14 +14,16 @@ import argparse
 import sys
 from typing import Any
 
-from pah_core.config import ConfigError
+from pah_core.config import ConfigError, from_dict
+from pah_core.typed_dicts import parse_overrides
 
 from .cli import (
     DEFAULT_SAMPLES,
-    HPO_PROTOCOLS,
+    PRESETS,
     SweepError,
     common_arguments,
     load_points,
+    protocol_overrides,
     search_arguments,
 )
 from .launch import (
@@ -56,13 +58,23 @@ def main(dataset: str, argv: list[str] | None = None) -> int:
         if args.points:
             points += [{**PAPER_DEFAULTS, **p} for p in load_points(args.points, search_space())]
         num_samples = DEFAULT_SAMPLES[args.preset] if args.num_samples is None else args.num_samples
-        protocol = HPO_PROTOCOLS[args.hpo_protocol]
+        trial_overrides, final_overrides = protocol_overrides(args.hpo_protocol, args.first_k)
         final_seeds = args.final_seeds
         if final_seeds is None:
             final_seeds = 0 if args.hpo_protocol == "end_of_training" else 3
         plan = plan_sweep(
-            dataset, args, num_samples=num_samples, points=points, protocol_overrides=protocol
+            dataset,
+            args,
+            num_samples=num_samples,
+            points=points,
+            protocol_overrides=trial_overrides,
         )
+        if final_seeds:  # the final runs' config is valid too, before anything starts
+            user = {**PRESETS[dataset][args.preset], **parse_overrides(args.overrides)}
+            from_dict(
+                plan.base.to_dict(),
+                {**final_overrides, "schedule.max_tasks": user.get("schedule.max_tasks")},
+            )
         if args.grace_tasks > plan.n_run:
             raise SweepError(
                 f"--grace-tasks {args.grace_tasks}: a trial runs {plan.n_run} task(s), so use 1 "
@@ -74,17 +86,20 @@ def main(dataset: str, argv: list[str] | None = None) -> int:
             lambda trainable, s: optuna_tuner(trainable, s, points, args.seed, args.grace_tasks),
         )
         if rc == 0 and final_seeds:
-            rc = run_final(dataset, args, plan, final_seeds)
+            rc = run_final(dataset, args, plan, final_seeds, final_overrides)
         return rc
     except (SweepError, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
 
-def run_final(dataset: str, args: argparse.Namespace, plan, seeds: int) -> int:
+def run_final(
+    dataset: str, args: argparse.Namespace, plan, seeds: int, overrides: dict[str, Any]
+) -> int:
     """Select, then evaluate: the search's best trial (chosen on the validation splits) runs the
-    whole stream with ``seeds`` fresh seeds, as the grid sweep ``<search>-final`` whose parent
-    run says where its configuration came from."""
+    whole stream (first_k: the tasks after the tuning ones, ``overrides``) with ``seeds`` fresh
+    seeds, as the grid sweep ``<search>-final`` whose parent run says where its configuration
+    came from."""
     from .grid import run_grid
     from .record import best_config_of_sweep, sweep_parent_filter
 
@@ -102,6 +117,7 @@ def run_final(dataset: str, args: argparse.Namespace, plan, seeds: int) -> int:
         "final",
         {"selected": best},
         list(range(first, first + seeds)),
+        base_overrides=overrides,
         tags={"selected_from": plan.name, "hpo_protocol": args.hpo_protocol, **provenance},
     )
 

@@ -82,3 +82,31 @@ def test_a_search_without_validation_splits_is_refused(tmp_path, capsys):
     )
     assert code == 2 and not (tmp_path / "ray").exists() and not (tmp_path / "mlflow.db").exists()
     assert "data.val_fraction is 0" in capsys.readouterr().err
+
+
+def test_a_stream_can_start_after_the_tuning_tasks():
+    """first_k's final runs: data.skip_tasks=k leaves out the first k tasks, classes and all, and
+    every later task holds exactly the data it holds in the whole stream."""
+    whole_cfg = tiny_config(VAL)
+    rest_cfg = tiny_config(VAL, "data.skip_tasks=1")
+    whole = TaskStream(load_source(whole_cfg.data), whole_cfg.data)
+    rest = TaskStream(load_source(rest_cfg.data), rest_cfg.data)
+    assert len(rest) == 2 and rest_cfg.tasks_to_run == 2
+    assert not set(whole.task(0).classes) & {c for t in range(2) for c in rest.task(t).classes}
+    for t in range(2):
+        a, b = whole.task(t + 1), rest.task(t)
+        assert a.classes == b.classes
+        assert torch.equal(a.train.x, b.train.x) and torch.equal(a.val.y, b.val.y)
+        assert torch.equal(a.test.x, b.test.x)
+
+
+def test_protocols_cap_the_trials_and_place_the_final_runs():
+    from sweeps.cli import protocol_overrides
+
+    assert protocol_overrides("end_of_training", 3) == ({}, {})
+    assert protocol_overrides("first_task", 3) == ({"schedule.max_tasks": 1}, {})
+    assert protocol_overrides("first_k", 3) == ({"schedule.max_tasks": 3}, {"data.skip_tasks": 3})
+    from pah_core.config import ConfigError
+
+    with pytest.raises(ConfigError, match="data.skip_tasks = 3 is not allowed"):
+        tiny_config("data.skip_tasks=3")  # 3 tasks: at least one must be left

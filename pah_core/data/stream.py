@@ -121,7 +121,9 @@ class TaskStream:
             order = torch.randperm(
                 n, generator=torch.Generator().manual_seed(cfg.order_seed)
             ).tolist()
-        self.class_order = order[: cfg.n_tasks * cpt]
+        # data.skip_tasks: the split's first tasks are left out, classes and all.
+        self.skip = cfg.skip_tasks
+        self.class_order = order[self.skip * cpt : cfg.n_tasks * cpt]
         if cfg.normalization == "official":
             self.mean, self.std = source.official_mean, source.official_std
         else:
@@ -134,12 +136,12 @@ class TaskStream:
         self._vals: dict[int, Split] = {}
 
     def __len__(self) -> int:
-        return self.cfg.n_tasks
+        return self.cfg.n_tasks - self.skip
 
     @property
     def spec(self) -> StreamSpec:
         return StreamSpec(
-            n_tasks=self.cfg.n_tasks,
+            n_tasks=len(self),
             classes_per_task=self.classes_per_task,
             image_size=self.source.image_size,
             mean=tuple(self.mean),
@@ -185,8 +187,9 @@ class TaskStream:
         classes = self.task_classes(t)
         local = torch.full((src.num_classes,), -1, dtype=torch.int64)
         local[torch.tensor(classes)] = torch.arange(len(classes))
-        # One generator per task and purpose: task t's data never depends on which tasks were built before.
-        g = torch.Generator().manual_seed(cfg.order_seed * 1_000_003 + t)
+        # One generator per task and purpose: task t's data never depends on which tasks were built
+        # before, nor on data.skip_tasks (seeded by the task's place in the whole split).
+        g = torch.Generator().manual_seed(cfg.order_seed * 1_000_003 + t + self.skip)
 
         train_per_class = _per_class_subset(src.train_y, classes, cfg.train_per_class, g)
         proto_idx, train_idx, val_idx = [], [], []
