@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a plai
 from analysis import figures, render  # noqa: E402
 from analysis.ablations import ablation_tables, shared_full_runs  # noqa: E402
 from analysis.export import ExportSource  # noqa: E402
+from analysis.hpo_protocols import protocol_table  # noqa: E402
 from analysis.main_table import main_table  # noqa: E402
 from analysis.sensitivity import (  # noqa: E402
     SENSITIVITY_KEYS,
@@ -98,6 +99,9 @@ def build(
     shared_full, missing = shared_full_runs(exp, ablation_parents)
     report.warnings += missing
     report.tables.append(main_table(exp, main_runs, paper))
+    protocols = protocol_table(exp, SENSITIVITY_KEYS)
+    if protocols is not None:
+        report.tables.append(protocols)
     report.tables += ablation_tables(exp, ablation_runs, paper, shared_full)
 
     search = [p for p in parents if exp.sweeps[p].tags.get("sweep_kind", "search") == "search"]

@@ -12,6 +12,8 @@ from pah_core.tracking import sqlite_path
 from .store import Experiment, RunRecord
 from .tables import NA, Cell, Column, Table, provenance, stat
 
+# A search trial's final numbers on the validation splits (pah_core.mlflow_reporter's names).
+VAL_ACC, VAL_FORG = "val/final_avg_acc", "val/final_forgetting"
 SENSITIVITY_KEYS = [
     "model.hyper_width",
     "model.hyper_depth",
@@ -54,11 +56,16 @@ def sensitivity_tables(
     keys: list[str] = SENSITIVITY_KEYS,
 ) -> tuple[Table, Table]:
     """Per-parameter summary (range, Spearman rho with the final metrics, Optuna importance) and the
-    per-trial table behind it."""
-    done = [r for r in trials if r.metric("final_avg_acc") is not None]
+    per-trial table behind it, on the validation splits' numbers (what the search selected on),
+    or on the test numbers for searches made before validation existed (the title says which)."""
+    on_val = any(r.metric(VAL_ACC) is not None for r in trials)
+    acc_key, forg_key = (VAL_ACC, VAL_FORG) if on_val else ("final_avg_acc", "final_forgetting")
+    split = "validation" if on_val else "test"
+    done = [r for r in trials if r.metric(acc_key) is not None]
     summary = Table(
         f"sensitivity_{_slug(sweep_label)}",
-        f"Sensitivity in search sweep {sweep_label} ({len(done)} of {len(trials)} trials finished)",
+        f"Sensitivity in search sweep {sweep_label}, on the {split} splits ({len(done)} of "
+        f"{len(trials)} trials finished)",
         [
             Column("param", "Parameter"),
             Column("range", "Range tried"),
@@ -70,17 +77,18 @@ def sensitivity_tables(
         ],
     )
     rho_note = summary.note(
-        "ρ: Spearman rank correlation over the finished trials (final_avg_acc, final_forgetting); n/a below 3 trials or without variation"
+        f"ρ: Spearman rank correlation over the finished trials ({acc_key}, {forg_key}); n/a "
+        "below 3 trials or without variation"
     )
     imp_marker = summary.note(importance_note)
-    best = max(done, key=lambda r: r.metric("final_avg_acc"), default=None)
+    best = max(done, key=lambda r: r.metric(acc_key), default=None)
     for k in keys:
         pts = [(_num(r.params.get(k)), r) for r in done]
         pts = [(x, r) for x, r in pts if x is not None]
         xs = [x for x, _ in pts]
-        ra = spearman(xs, [100 * r.metric("final_avg_acc") for _, r in pts])
-        fpts = [(x, r) for x, r in pts if r.metric("final_forgetting") is not None]
-        rf = spearman([x for x, _ in fpts], [100 * r.metric("final_forgetting") for _, r in fpts])
+        ra = spearman(xs, [100 * r.metric(acc_key) for _, r in pts])
+        fpts = [(x, r) for x, r in pts if r.metric(forg_key) is not None]
+        rf = spearman([x for x, _ in fpts], [100 * r.metric(forg_key) for _, r in fpts])
         imp = None if importances is None else importances.get(k)
         summary.add(
             {
@@ -101,17 +109,17 @@ def sensitivity_tables(
 
     detail = Table(
         f"sensitivity_trials_{_slug(sweep_label)}",
-        f"Trials of search sweep {sweep_label} (%)",
+        f"Trials of search sweep {sweep_label}, on the {split} splits (%)",
         [Column("trial", "Trial"), Column("status", "Status")]
         + [Column(k, PARAM_NAMES.get(k, k)) for k in keys]
         + [Column("acc", "Acc ↑", "max"), Column("forgetting", "Forg ↓", "min")],
     )
-    for r in sorted(trials, key=lambda r: -(r.metric("final_avg_acc") or -1.0)):
+    for r in sorted(trials, key=lambda r: -(r.metric(acc_key) or -1.0)):
         row: dict[str, Cell | str] = {"trial": r.name, "status": _status(r)}
         for k in keys:
             row[k] = _fmt(_num(r.params.get(k))) if r.params.get(k) is not None else NA
-        row["acc"] = stat(detail, [r], "final_avg_acc")
-        row["forgetting"] = stat(detail, [r], "final_forgetting")
+        row["acc"] = stat(detail, [r], acc_key)
+        row["forgetting"] = stat(detail, [r], forg_key)
         for c in (row["acc"], row["forgetting"]):
             c.notes = [
                 n for n in c.notes if detail.notes[n] != "a single run: no standard deviation"

@@ -736,3 +736,67 @@ def test_class_il_of_runs_made_before_it_existed_is_na():
     # A run still going (no final numbers yet) is a gap with the usual note, not "made before".
     going = cil_stat(t, [run(3)])
     assert "still running" in t.notes[going.notes[0]]
+
+
+def test_protocol_table_from_searches_and_their_final_runs(tmp_path):
+    """Two searches under different HPO protocols, each with final runs on fresh seeds: one row
+    each, with the selected trial's settings, its validation score, the final runs' test mean and
+    std, and the search's compute."""
+    from mlflow.tracking import MlflowClient
+
+    from analysis.hpo_protocols import protocol_table
+    from analysis.sensitivity import SENSITIVITY_KEYS
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp_id = client.create_experiment("e", artifact_location=(tmp_path / "art").as_uri())
+    expected = {}
+    for protocol, width, accs, tasks in (
+        ("end_of_training", 16, (0.50, 0.54), 40),
+        ("first_task", 64, (0.48, 0.50), 8),
+    ):
+        search = _parent(client, exp_id, f"s-{protocol}", "search", hpo_protocol=protocol)
+        client.log_metric(search, "compute/trial_tasks", tasks)
+        client.log_metric(search, "compute/trial_seconds", 10.0 * tasks)
+        trial = client.create_run(
+            exp_id,
+            tags={"mlflow.parentRunId": search, "ray_trial_id": "t1", "sweep": f"s-{protocol}"},
+        ).info.run_id
+        client.log_param(trial, "model.hyper_width", width)
+        client.log_param(trial, "method.name", "pah")
+        final = _parent(
+            client,
+            exp_id,
+            f"s-{protocol}-final",
+            "final",
+            selected_from=f"s-{protocol}",
+            selected_trial="t1",
+            selected_on="validation",
+            selected_val_avg_acc="0.612345",
+            hpo_protocol=protocol,
+        )
+        for seed, acc in enumerate(accs, start=2):
+            r = client.create_run(
+                exp_id,
+                tags={
+                    "mlflow.parentRunId": final,
+                    "sweep": f"s-{protocol}-final",
+                    "variant": "selected",
+                },
+            ).info.run_id
+            client.log_param(r, "run.seed", seed)
+            client.log_param(r, "method.name", "pah")
+            client.log_metric(r, "final_avg_acc", acc)
+            client.log_metric(r, "final_forgetting", 0.02)
+        expected[protocol] = (width, accs, tasks)
+    exp = store.load_experiment(client, "e")
+    t = protocol_table(exp, SENSITIVITY_KEYS)
+    assert t is not None and len(t.rows) == 2
+    for protocol, (width, accs, tasks) in expected.items():
+        row = next(r for r in t.rows if r["protocol"].shown() == protocol)
+        assert row["selected"].shown() == f"hyper_width={width}"
+        assert row["val"].mean == pytest.approx(61.2345)
+        mean, std = _expect(accs)
+        assert row["acc"].mean == pytest.approx(mean) and row["acc"].std == pytest.approx(std)
+        assert row["n"].shown() == "2" and row["tasks"].shown() == str(tasks)
+    assert t.cell("end_of_training", "acc", "protocol").bold  # the better test accuracy
+    assert t.cell("first_task", "tasks", "protocol").bold  # the cheaper search

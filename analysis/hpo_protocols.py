@@ -1,0 +1,81 @@
+"""HPO protocols compared (issue #13): for each search whose selected configuration was re-run on
+fresh seeds (``--final-seeds``), what it selected, on which validation score, what the selection
+gives on test over the final seeds, and the compute the search spent; as in Lee, Hellan, Ericsson,
+Crowley and Storkey, "Hyperparameter Selection in Continual Learning" (arXiv 2404.06466)."""
+
+from __future__ import annotations
+
+from .store import Experiment, RunRecord, children
+from .tables import DASH, Cell, Column, Table, provenance, stat
+
+
+def _config_text(trial: RunRecord | None, keys: list[str]) -> str:
+    if trial is None:
+        return DASH
+    short = {k: k.rsplit(".", 1)[-1] for k in keys}
+    return ", ".join(f"{short[k]}={trial.params[k]}" for k in keys if k in trial.params) or DASH
+
+
+def protocol_table(exp: Experiment, searched_keys: list[str]) -> Table | None:
+    """One row per search with final runs; None when the experiment has none."""
+    finals = {pid: p for pid, p in exp.sweeps.items() if p.tags.get("sweep_kind") == "final"}
+    if not finals:
+        return None
+    by_name = {p.sweep or p.name: pid for pid, p in exp.sweeps.items()}
+    t = Table(
+        "hpo_protocols",
+        "HPO protocols: the configuration each selected on validation data, and its test numbers "
+        "over fresh seeds (%)",
+        [
+            Column("protocol", "Protocol"),
+            Column("search", "Search"),
+            Column("selected", "Selected configuration"),
+            Column("val", "Val acc ↑", "max"),
+            Column("acc", "Test acc ↑", "max"),
+            Column("forgetting", "Test forg ↓", "min"),
+            Column("n", "n"),
+            Column("tasks", "Trial-tasks ↓", "min"),
+            Column("seconds", "Trial time (s) ↓", "min"),
+        ],
+    )
+    used: list[RunRecord] = []
+    for fid, final in finals.items():
+        search_name = final.tags.get("selected_from", "?")
+        search = exp.sweeps.get(by_name.get(search_name, ""))
+        trials = children(exp, [by_name[search_name]]) if search_name in by_name else []
+        chosen = next(
+            (r for r in trials if r.tags.get("ray_trial_id") == final.tags.get("selected_trial")),
+            None,
+        )
+        runs = children(exp, [fid])
+        used += runs
+        val = final.tags.get("selected_val_avg_acc")
+        acc = stat(t, runs, "final_avg_acc")
+        acc.notes.append(
+            t.note(
+                f"{final.sweep or final.name}: trial {final.tags.get('selected_trial', '?')} of "
+                f"{search_name}, selected on its {final.tags.get('selected_on', 'validation')} "
+                "splits, re-run on fresh seeds"
+            )
+        )
+        metric = (lambda k: None) if search is None else search.metric
+        t.add(
+            {
+                "protocol": final.tags.get("hpo_protocol", "?"),
+                "search": search_name,
+                "selected": _config_text(chosen, searched_keys),
+                "val": Cell(mean=100 * float(val)) if val else Cell(text=DASH),
+                "acc": acc,
+                "forgetting": stat(t, runs, "final_forgetting"),
+                "n": Cell(text=str(len(runs)), run_ids=[r.run_id for r in runs]),
+                "tasks": _number(metric("compute/trial_tasks"), "{:.0f}"),
+                "seconds": _number(metric("compute/trial_seconds"), "{:.0f}"),
+            }
+        )
+    t.mark_best()
+    t.provenance = provenance(exp, used)
+    return t
+
+
+def _number(v: float | None, fmt: str) -> Cell:
+    return Cell(text=DASH) if v is None else Cell(mean=float(v), text=fmt.format(v))
