@@ -800,3 +800,29 @@ def test_protocol_table_from_searches_and_their_final_runs(tmp_path):
         assert row["n"].shown() == "2" and row["tasks"].shown() == str(tasks)
     assert t.cell("end_of_training", "acc", "protocol").bold  # the better test accuracy
     assert t.cell("first_task", "tasks", "protocol").bold  # the cheaper search
+
+
+def test_sensitivity_ranks_trials_on_their_validation_numbers(tmp_path):
+    """A search whose trials have validation numbers: the sensitivity tables use them (what the
+    search selected on), not the test numbers, and say so."""
+    from mlflow.tracking import MlflowClient
+
+    from analysis.sensitivity import sensitivity_tables
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp_id = client.create_experiment("e", artifact_location=(tmp_path / "art").as_uri())
+    search = _parent(client, exp_id, "s", "search")
+    # test accuracy rises with the width, validation accuracy falls with it
+    for width, test_acc, val_acc in ((16, 0.40, 0.60), (32, 0.45, 0.55), (64, 0.50, 0.50)):
+        r = client.create_run(exp_id, tags={"mlflow.parentRunId": search, "sweep": "s"})
+        rid = r.info.run_id
+        client.log_param(rid, "model.hyper_width", width)
+        for k, v in (("final_avg_acc", test_acc), ("final_forgetting", 0.1)):
+            client.log_metric(rid, k, v)
+        for k, v in (("val/final_avg_acc", val_acc), ("val/final_forgetting", 0.1)):
+            client.log_metric(rid, k, v)
+    exp = store.load_experiment(client, "e")
+    summary, detail = sensitivity_tables(exp, "s", exp.runs, None, "none", ["model.hyper_width"])
+    assert "on the validation splits" in summary.title and "validation" in detail.title
+    assert summary.cell("HN width", "rho_acc", "param").shown() == "-1.00"
+    assert summary.cell("HN width", "best", "param").shown() == "16"
