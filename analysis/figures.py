@@ -101,13 +101,17 @@ def avg_acc_curves(groups: dict[str, list[RunRecord]], dataset: str, out: Path) 
 def pareto_plot(
     trials: list[RunRecord], front_ids: list[str], sweep: str, out: Path, stem: str
 ) -> list[Path]:
-    """Every finished trial as (forgetting, accuracy), the non-dominated ones joined by a line."""
+    """Every finished trial as (forgetting, accuracy), the non-dominated ones joined by a line; on
+    the split the search selected on (validation, or test for searches made before it)."""
+    from .sensitivity import selection_keys
+
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5.0, 3.8))
+    acc, forg, split = selection_keys(trials)
     pts = {
-        r.run_id: (100 * r.metric("final_forgetting"), 100 * r.metric("final_avg_acc"))
+        r.run_id: (100 * r.metric(forg), 100 * r.metric(acc))
         for r in trials
-        if r.metric("final_avg_acc") is not None and r.metric("final_forgetting") is not None
+        if r.metric(acc) is not None and r.metric(forg) is not None
     }
     others = [p for k, p in pts.items() if k not in front_ids]
     if others:
@@ -115,8 +119,8 @@ def pareto_plot(
     front = sorted((pts[k] for k in front_ids if k in pts), key=lambda p: p[0])
     if front:
         ax.plot(*zip(*front, strict=True), "-o", color="C3", ms=5, label="Pareto front")
-    ax.set_xlabel("forgetting (%) ↓")
-    ax.set_ylabel("average accuracy (%) ↑")
+    ax.set_xlabel(f"forgetting, {split} (%) ↓")
+    ax.set_ylabel(f"average accuracy, {split} (%) ↑")
     ax.set_title(f"{sweep}: accuracy vs forgetting ({len(pts)} finished trials)", fontsize=8)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
@@ -125,16 +129,19 @@ def pareto_plot(
 
 
 def sensitivity_plot(trials: list[RunRecord], keys: list[str], sweep: str, out: Path, stem: str):
+    from .sensitivity import selection_keys
+
     plt = _plt()
     fig, axes = plt.subplots(1, len(keys), figsize=(2.4 * len(keys), 2.6), sharey=True)
     axes = np.atleast_1d(axes)
-    done = [r for r in trials if r.metric("final_avg_acc") is not None]
+    acc, _, split = selection_keys(trials)
+    done = [r for r in trials if r.metric(acc) is not None]
     for ax, k in zip(axes, keys, strict=True):
         xs, ys = [], []
         for r in done:
             try:
                 xs.append(float(r.params[k]))
-                ys.append(100 * r.metric("final_avg_acc"))
+                ys.append(100 * r.metric(acc))
             except (KeyError, ValueError):
                 continue
         ax.scatter(xs, ys, s=14, color="C0")
@@ -143,7 +150,7 @@ def sensitivity_plot(trials: list[RunRecord], keys: list[str], sweep: str, out: 
         ax.set_xlabel(PARAM_NAMES.get(k, k), fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("final average accuracy (%)", fontsize=8)
+    axes[0].set_ylabel(f"final average accuracy, {split} (%)", fontsize=8)
     fig.suptitle(f"{sweep}: sensitivity ({len(done)} finished trials)", fontsize=9)
     fig.tight_layout(rect=(0, 0.04, 1, 1))
     return save(fig, out, stem, f"sweep {sweep}")

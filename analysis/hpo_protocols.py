@@ -9,11 +9,16 @@ from .store import Experiment, RunRecord, children
 from .tables import DASH, Cell, Column, Table, provenance, stat
 
 
-def _config_text(trial: RunRecord | None, keys: list[str]) -> str:
-    if trial is None:
+def _config_text(search: RunRecord | None, trial: RunRecord | None, keys: list[str]) -> str:
+    """The selected settings: every searched key the search's parent run records (``best.*``
+    tags), else ``keys`` from the selected trial's params."""
+    if search is not None and any(k.startswith("best.") for k in search.tags):
+        chosen = {k[5:]: v for k, v in sorted(search.tags.items()) if k.startswith("best.")}
+    elif trial is not None:
+        chosen = {k: trial.params[k] for k in keys if k in trial.params}
+    else:
         return DASH
-    short = {k: k.rsplit(".", 1)[-1] for k in keys}
-    return ", ".join(f"{short[k]}={trial.params[k]}" for k in keys if k in trial.params) or DASH
+    return ", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in chosen.items()) or DASH
 
 
 def protocol_table(exp: Experiment, searched_keys: list[str]) -> Table | None:
@@ -30,9 +35,11 @@ def protocol_table(exp: Experiment, searched_keys: list[str]) -> Table | None:
             Column("protocol", "Protocol"),
             Column("search", "Search"),
             Column("selected", "Selected configuration"),
-            Column("val", "Val acc ↑", "max"),
-            Column("acc", "Test acc ↑", "max"),
-            Column("forgetting", "Test forg ↓", "min"),
+            # Not ranked: protocols validate and test on different tasks (first_task on task 1,
+            # first_k's final runs on the tasks after k), so a bold "best" would compare unlike.
+            Column("val", "Val acc"),
+            Column("acc", "Test acc"),
+            Column("forgetting", "Test forg"),
             Column("n", "n"),
             Column("tasks", "Trial-tasks ↓", "min"),
             Column("seconds", "Trial time (s) ↓", "min"),
@@ -63,12 +70,12 @@ def protocol_table(exp: Experiment, searched_keys: list[str]) -> Table | None:
             {
                 "protocol": final.tags.get("hpo_protocol", "?"),
                 "search": search_name,
-                "selected": _config_text(chosen, searched_keys),
+                "selected": _config_text(search, chosen, searched_keys),
                 "val": Cell(mean=100 * float(val)) if val else Cell(text=DASH),
                 "acc": acc,
                 "forgetting": stat(t, runs, "final_forgetting"),
                 "n": Cell(text=str(len(runs)), run_ids=[r.run_id for r in runs]),
-                "tasks": _number(metric("compute/trial_tasks"), "{:.0f}"),
+                "tasks": _number(metric("compute/trial_tasks"), "{:.0f}"),  # ranked: cost
                 "seconds": _number(metric("compute/trial_seconds"), "{:.0f}"),
             }
         )

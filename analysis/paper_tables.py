@@ -36,6 +36,7 @@ from analysis.main_table import main_table  # noqa: E402
 from analysis.sensitivity import (  # noqa: E402
     SENSITIVITY_KEYS,
     optuna_importances,
+    selection_keys,
     sensitivity_tables,
 )
 from analysis.store import (  # noqa: E402
@@ -120,14 +121,9 @@ def build(
         report.figures += figures.sensitivity_plot(
             trials, keys, label, figdir, f"sensitivity_{summary.name[12:]}"
         )
-        done = [
-            r
-            for r in trials
-            if r.metric("final_avg_acc") is not None and r.metric("final_forgetting") is not None
-        ]
-        front = metrics.pareto_front(
-            [(r.run_id, r.metric("final_avg_acc"), r.metric("final_forgetting")) for r in done]
-        )
+        acc, forg, _ = selection_keys(trials)  # the split the search selected on
+        done = [r for r in trials if r.metric(acc) is not None and r.metric(forg) is not None]
+        front = metrics.pareto_front([(r.run_id, r.metric(acc), r.metric(forg)) for r in done])
         if done:
             report.figures += figures.pareto_plot(
                 trials, [p[0] for p in front], label, figdir, f"pareto_{summary.name[12:]}"

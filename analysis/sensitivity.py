@@ -47,6 +47,15 @@ def _num(v: str | None) -> float | None:
         return None
 
 
+def selection_keys(trials: list[RunRecord]) -> tuple[str, str, str]:
+    """The final-accuracy and final-forgetting metrics a search's trials are compared on: the
+    validation splits' when they have them (what the search selected on), else the test
+    numbers (searches made before validation existed); and the split's name."""
+    if any(r.metric(VAL_ACC) is not None for r in trials):
+        return VAL_ACC, VAL_FORG, "validation"
+    return "final_avg_acc", "final_forgetting", "test"
+
+
 def sensitivity_tables(
     exp: Experiment,
     sweep_label: str,
@@ -58,9 +67,7 @@ def sensitivity_tables(
     """Per-parameter summary (range, Spearman rho with the final metrics, Optuna importance) and the
     per-trial table behind it, on the validation splits' numbers (what the search selected on),
     or on the test numbers for searches made before validation existed (the title says which)."""
-    on_val = any(r.metric(VAL_ACC) is not None for r in trials)
-    acc_key, forg_key = (VAL_ACC, VAL_FORG) if on_val else ("final_avg_acc", "final_forgetting")
-    split = "validation" if on_val else "test"
+    acc_key, forg_key, split = selection_keys(trials)
     done = [r for r in trials if r.metric(acc_key) is not None]
     summary = Table(
         f"sensitivity_{_slug(sweep_label)}",

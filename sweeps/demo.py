@@ -57,6 +57,8 @@ def final_lines(pah: dict[str, Any], ref: dict[str, Any], n_run: int) -> list[st
     the fine-tune reference, and the compute ASHA saved."""
 
     def shown(t: dict[str, Any]) -> str:
+        if t.get("avg_acc") is None or t.get("forgetting") is None:
+            return f"no result ({t.get('status', 'failed')})"
         return f"acc {100 * t['avg_acc']:.1f}%, forgetting {100 * t['forgetting']:.1f}%"
 
     trials = pah["trials"]

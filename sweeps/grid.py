@@ -18,6 +18,7 @@ def run_grid(
     base_overrides: dict[str, Any] | None = None,
     tags: dict[str, str] | None = None,
     seeds_outer: bool = False,
+    protocol_overrides: dict[str, Any] | None = None,
 ) -> int:
     """Cells start in grid order: every seed of the first variant, then the next variant; with
     ``seeds_outer``, every variant for the first seed, then the next seed, so that a grid cut short
@@ -29,6 +30,7 @@ def run_grid(
         kind=kind,
         base_overrides=base_overrides,
         variants=variants,
+        protocol_overrides=protocol_overrides,
     )
     setup = launch(plan, args, tags)
     space = grid_space(list(variants), seeds, seeds_outer)

@@ -184,9 +184,17 @@ def launch(plan: Plan, args: argparse.Namespace, tags: dict[str, str] | None = N
 
     data_root = str(resolve_data_root(args.data_root or plan.base.data.root))
     try:  # a missing dataset fails here, once, not in every trial
-        spec = TaskStream(load_source(plan.base.data, data_root), plan.base.data).spec
+        stream = TaskStream(load_source(plan.base.data, data_root), plan.base.data)
     except DataError as e:
         raise SweepError(str(e)) from None
+    spec = stream.spec
+    if plan.kind == "search" and len(stream.val_split(0)) == 0:
+        d = plan.base.data
+        raise SweepError(
+            f"a search selects on the validation splits, and data.val_fraction = {d.val_fraction} "
+            f"of {d.train_per_class or 'all'} training images per class rounds to none: raise "
+            "data.val_fraction or data.train_per_class"
+        )
 
     import ray
 

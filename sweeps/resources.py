@@ -42,7 +42,8 @@ def init_ray(address: str | None, verbose: bool = True) -> str | None:
         # The dashboard hosts the State API, which Ray Train needs to release the workers of a trial
         # that Tune stopped (ASHA); without it their CPUs stay reserved and later trials never start.
         ctx = ray.init(num_cpus=os.cpu_count(), runtime_env=runtime_env, **quiet)
-    session = ctx.address_info.get("session_dir")
+    # A Ray Client context (ray://) has no address_info: its logs live on the cluster.
+    session = getattr(ctx, "address_info", {}).get("session_dir")
     return os.path.join(session, "logs") if session else None
 
 

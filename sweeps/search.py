@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
-from pah_core.config import ConfigError, from_dict
-from pah_core.typed_dicts import parse_overrides
+from pah_core.config import ConfigError
 
 from .cli import (
     DEFAULT_SAMPLES,
-    PRESETS,
     SweepError,
     common_arguments,
     load_points,
@@ -69,11 +68,13 @@ def main(dataset: str, argv: list[str] | None = None) -> int:
             points=points,
             protocol_overrides=trial_overrides,
         )
-        if final_seeds:  # the final runs' config is valid too, before anything starts
-            user = {**PRESETS[dataset][args.preset], **parse_overrides(args.overrides)}
-            from_dict(
-                plan.base.to_dict(),
-                {**final_overrides, "schedule.max_tasks": user.get("schedule.max_tasks")},
+        if final_seeds:  # the final sweep is checked too (config, name), before anything starts
+            final_plan(dataset, args, plan, final_seeds, final_overrides)
+        if "forgetting" in plan.objectives and plan.n_run == 1:
+            raise SweepError(
+                f"--objectives {','.join(plan.objectives)}: with --hpo-protocol "
+                f"{args.hpo_protocol} a trial trains one task, whose forgetting is always 0: "
+                "choose acc or cil_acc"
             )
         if args.grace_tasks > plan.n_run:
             raise SweepError(
@@ -93,6 +94,29 @@ def main(dataset: str, argv: list[str] | None = None) -> int:
         return 2
 
 
+def _final_args(args: argparse.Namespace, plan) -> argparse.Namespace:
+    """The final sweep's flags: the search's, under the name ``<search>-final``; a resumed
+    search resumes its final sweep too when that had started."""
+    name = f"{plan.name}-final"
+    started = (Path(plan.storage) / name).exists() if "://" not in plan.storage else False
+    return argparse.Namespace(**{**vars(args), "name": name, "resume": args.resume and started})
+
+
+def final_plan(dataset: str, args: argparse.Namespace, plan, seeds: int, overrides: dict[str, Any]):
+    """The final sweep planned exactly as ``run_final`` will run it (its overrides win over
+    --set, as the trials' protocol overrides do): a bad config or a taken name fails now."""
+    from .launch import plan_sweep
+
+    return plan_sweep(
+        dataset,
+        _final_args(args, plan),
+        num_samples=seeds,
+        kind="final",
+        variants={"selected": {}},
+        protocol_overrides=overrides,
+    )
+
+
 def run_final(
     dataset: str, args: argparse.Namespace, plan, seeds: int, overrides: dict[str, Any]
 ) -> int:
@@ -103,13 +127,18 @@ def run_final(
     from .grid import run_grid
     from .record import best_config_of_sweep, sweep_parent_filter
 
-    best = best_config_of_sweep(plan.mlflow_uri, plan.experiment, plan.name)
+    try:
+        best = best_config_of_sweep(plan.mlflow_uri, plan.experiment, plan.name)
+    except SweepError as e:
+        raise SweepError(
+            f"no final runs: search {plan.name} selected no trial (none finished every task): {e}"
+        ) from None
     provenance = selection_provenance(
         plan.mlflow_uri, plan.experiment, sweep_parent_filter(plan.name)
     )
     # Fresh seeds: past the trials' seed, so that no final run repeats a trial.
     first = plan.base.run.seed + 1
-    final_args = argparse.Namespace(**{**vars(args), "name": f"{plan.name}-final", "resume": False})
+    final_args = _final_args(args, plan)
     print(f"\n[sweep] select, then evaluate: {plan.name}'s best trial on {seeds} fresh seed(s)")
     return run_grid(
         dataset,
@@ -117,7 +146,7 @@ def run_final(
         "final",
         {"selected": best},
         list(range(first, first + seeds)),
-        base_overrides=overrides,
+        protocol_overrides=overrides,
         tags={"selected_from": plan.name, "hpo_protocol": args.hpo_protocol, **provenance},
     )
 

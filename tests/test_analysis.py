@@ -798,7 +798,8 @@ def test_protocol_table_from_searches_and_their_final_runs(tmp_path):
         mean, std = _expect(accs)
         assert row["acc"].mean == pytest.approx(mean) and row["acc"].std == pytest.approx(std)
         assert row["n"].shown() == "2" and row["tasks"].shown() == str(tasks)
-    assert t.cell("end_of_training", "acc", "protocol").bold  # the better test accuracy
+    # Protocols validate and test on different tasks: their accuracies are not ranked; cost is.
+    assert not t.cell("end_of_training", "acc", "protocol").bold
     assert t.cell("first_task", "tasks", "protocol").bold  # the cheaper search
 
 
