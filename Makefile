@@ -40,7 +40,7 @@ train: venv data
 	$(PY) -m pah_core.train --config configs/smoke.yaml --out runs/train
 
 test: venv data
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q --durations=25 $(PYTEST_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

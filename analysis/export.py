@@ -5,6 +5,8 @@
     <folder>/sweeps/<id>.json   one sweep parent run each: name, status, params, metrics, tags
     <folder>/runs/<id>.json     one training run each: the same, plus the per-task histories of
                                 avg_acc and forgetting and the run's acc_matrix.json as logged
+    experiment.json's ``merged_from`` (when present): the other stores whose sweeps an export kept
+    when it was written over an earlier one (``write_export(..., keep_other_sweeps=True)``)
 
 ``ExportSource`` rebuilds from it the ``Experiment`` and ``RunRecord`` objects that
 ``store.load_experiment`` gives (through the same ``store.assemble``), so ``paper_tables.build``
@@ -15,6 +17,7 @@ timestamps of its own, keys sorted.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -73,16 +76,27 @@ def _run_record(r: RunRecord) -> dict[str, Any]:
 
 
 def write_export(
-    source: MlflowSource, experiment: str, folder: str | Path, sweeps: list[str] | None = None
+    source: MlflowSource,
+    experiment: str,
+    folder: str | Path,
+    sweeps: list[str] | None = None,
+    keep_other_sweeps: bool = False,
 ) -> Path:
     """Export experiment ``experiment`` (only the runs of ``sweeps`` when given) into ``folder``,
-    replacing an earlier export there (files of runs no longer exported are removed)."""
+    replacing an earlier export there (files of runs no longer exported are removed).
+
+    With ``keep_other_sweeps``, the earlier export's sweeps that the store does not hold (by sweep
+    name) stay, with their runs: a study continued from another store (its first store lost, its
+    export committed) adds its new sweeps to the export instead of dropping the old ones. A sweep
+    of the same name in the store replaces the export's. experiment.json's ``merged_from`` names
+    the store each kept sweep came from."""
     exp = source.experiment(experiment)
     parents = select_sweeps(exp, sweeps) if sweeps else list(exp.sweeps)
     runs = children(exp, parents) if sweeps else list(exp.runs)
     for key in HISTORY_KEYS:
         source.histories(runs, key)
     folder = Path(folder)
+    kept = _kept_sweeps(folder, exp, parents) if keep_other_sweeps else _Kept()
     written: set[Path] = set()
 
     def put(path: Path, data: dict[str, Any]) -> None:
@@ -94,21 +108,60 @@ def write_export(
         put(folder / "sweeps" / f"{pid}.json", _record(exp.sweeps[pid]))
     for r in runs:
         put(folder / "runs" / f"{r.run_id}.json", _run_record(r))
-    put(
-        folder / "experiment.json",
-        {
-            "format": FORMAT,
-            "mlflow_uri": exp.uri,
-            "experiment": exp.name,
-            "experiment_id": exp.experiment_id,
-            "sweeps": parents,
-            "runs": [r.run_id for r in runs],
-        },
-    )
+    written |= kept.files
+    meta = {
+        "format": FORMAT,
+        "mlflow_uri": exp.uri,
+        "experiment": exp.name,
+        "experiment_id": exp.experiment_id,
+        "sweeps": kept.sweeps + parents,
+        "runs": kept.runs + [r.run_id for r in runs],
+    }
+    if kept.merged_from:
+        meta["merged_from"] = kept.merged_from
+    put(folder / "experiment.json", meta)
     for sub in ("sweeps", "runs"):
         for stale in set((folder / sub).glob("*.json")) - written:
             stale.unlink()
     return folder
+
+
+@dataclass
+class _Kept:
+    """What an earlier export keeps in a merged one: its sweeps' and runs' ids, in its order."""
+
+    sweeps: list[str] = field(default_factory=list)
+    runs: list[str] = field(default_factory=list)
+    files: set[Path] = field(default_factory=set)
+    merged_from: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _kept_sweeps(folder: Path, exp: Experiment, parents: list[str]) -> _Kept:
+    if not (folder / "experiment.json").is_file():
+        return _Kept()
+    old = ExportSource(folder)
+    if old.default_experiment != exp.name:
+        raise AnalysisError(
+            f"export {folder} holds experiment {old.default_experiment!r}, not {exp.name!r}: "
+            "merge into an export of the same experiment, or export into another folder"
+        )
+    new_names = {exp.sweep_label(pid) for pid in parents}
+    kept = _Kept()
+    by_store: dict[str, list[str]] = {}
+    for pid in old.meta["sweeps"]:
+        d = old.record(pid)
+        name = d["tags"].get("sweep") or d["name"]
+        if name in new_names or pid in parents:
+            continue
+        kept.sweeps.append(pid)
+        kept.files.add(folder / "sweeps" / f"{pid}.json")
+        by_store.setdefault(old.sweep_store(pid), []).append(name)
+    for rid in old.meta["runs"]:
+        if old.record(rid)["tags"].get("mlflow.parentRunId") in kept.sweeps:
+            kept.runs.append(rid)
+            kept.files.add(folder / "runs" / f"{rid}.json")
+    kept.merged_from = [{"mlflow_uri": u, "sweeps": n} for u, n in by_store.items()]
+    return kept
 
 
 class ExportSource:
@@ -127,8 +180,10 @@ class ExportSource:
             raise AnalysisError(
                 f"{meta_file}: format {self.meta.get('format')!r}, this code reads {FORMAT!r}"
             )
-        # Provenance names both: what the numbers were read from, and where they were logged.
-        self.uri = f"export {self.folder} of {self.meta['mlflow_uri']}"
+        # Provenance names both: what the numbers were read from, and where they were logged
+        # (more than one store when sweeps were merged in from an earlier export).
+        stores = [self.meta["mlflow_uri"]] + [m["mlflow_uri"] for m in self.merged_from]
+        self.uri = f"export {self.folder} of {' and '.join(dict.fromkeys(stores))}"
         self.default_experiment: str = self.meta["experiment"]
         self._data: dict[str, dict[str, Any]] = {}
         for sub, ids in (("sweeps", self.meta["sweeps"]), ("runs", self.meta["runs"])):
@@ -137,6 +192,22 @@ class ExportSource:
                 if not path.is_file():
                     raise AnalysisError(f"export {self.folder}: {sub}/{rid}.json is missing")
                 self._data[rid] = json.loads(path.read_text())
+
+    @property
+    def merged_from(self) -> list[dict[str, Any]]:
+        return self.meta.get("merged_from", [])  # absent in unmerged exports
+
+    def record(self, run_id: str) -> dict[str, Any]:
+        """The exported record of a sweep or run, as written."""
+        return self._data[run_id]
+
+    def sweep_store(self, parent_id: str) -> str:
+        """The MLflow store a sweep of this export was logged to."""
+        name = self.record(parent_id)["tags"].get("sweep") or self.record(parent_id)["name"]
+        for m in self.merged_from:
+            if name in m["sweeps"]:
+                return m["mlflow_uri"]
+        return self.meta["mlflow_uri"]
 
     def experiment(self, name: str | None = None) -> Experiment:
         if name is not None and name != self.default_experiment:

@@ -20,7 +20,12 @@ Cells run seed by seed (every variant of seed 0 first), so a study cut short hol
 restarts from its last task checkpoint. Everything lands under ``--workdir`` (the MLflow store and
 Ray's results), the export and the report under ``--out``.
 
-(Just over 400 lines, on purpose: the study is one procedure, read top to bottom like the README's
+The export outlives the store: ``--resume`` in a new ``--workdir`` (the study moved to another
+machine, its first store lost) skips the parts that finished in ``<out>/export``, and the export
+written at the end keeps them beside the new parts (experiment.json's ``merged_from`` names the
+store each came from).
+
+(About 450 lines, on purpose: the study is one procedure, read top to bottom like the README's
 "Reproduction study" section; its training goes through the sweep driver, its tables through the
 analysis.)
 """
@@ -243,9 +248,45 @@ def part_status(study: Study, part: str) -> PartStatus:
     return PartStatus(name, started=True, finished=finished, cells=cells)
 
 
+def exported_status(study: Study, part: str) -> PartStatus:
+    """Where a part stands in the study's export (``<out>/export``): a study whose store was lost
+    (another machine) continues from its committed export, whose finished parts count as done."""
+    from analysis.export import ExportSource
+
+    name = study.sweep(part)
+    if not (study.out / "export" / "experiment.json").is_file():
+        return PartStatus(name, started=False, finished=False)
+    export = ExportSource(study.out / "export")
+    parents = [p for p in export.meta["sweeps"] if export.record(p)["tags"].get("sweep") == name]
+    if not parents or export.default_experiment != study.experiment:
+        return PartStatus(name, started=False, finished=False)
+    cells = {}
+    for rid in export.meta["runs"]:
+        d = export.record(rid)
+        if d["tags"].get("mlflow.parentRunId") in parents:
+            cell = (d["tags"].get("variant", "?"), int(d["params"].get("run.seed", -1)))
+            cells[cell] = d["status"]
+    finished = all(cells.get(c) == "FINISHED" for c in study.cells(part))
+    return PartStatus(name, started=True, finished=finished, cells=cells)
+
+
+def status_of(study: Study, part: str) -> PartStatus:
+    """The store's status of a part it holds, else the export's."""
+    status = part_status(study, part)
+    return status if status.started else exported_status(study, part)
+
+
 def run_part(study: Study, part: str, args: argparse.Namespace) -> None:
     spec, name = PARTS[part], study.sweep(part)
     status = part_status(study, part)
+    exported = exported_status(study, part)
+    if args.resume and not status.started and exported.finished:
+        print(
+            f"[repro] {part}: sweep {name} finished in the export {study.out / 'export'} "
+            "(its store is not in --workdir), skipped",
+            flush=True,
+        )
+        return
     if args.resume and status.finished:
         missing = status.not_done(study.cells(part))
         print(
@@ -309,19 +350,31 @@ def export_and_report(study: Study, max_heatmaps: int):
     from analysis.paper_tables import build
     from analysis.store import MlflowSource, client_for, resolve_uri
 
-    source = MlflowSource(client_for(resolve_uri(study.mlflow_uri)))
-    exp = source.experiment(study.experiment)
-    names = {p.sweep for p in exp.sweeps.values()}
-    present = [study.sweep(p) for p in PARTS if study.sweep(p) in names]
-    if not present:
+    folder = study.out / "export"
+    if any(part_status(study, p).started for p in PARTS):
+        source = MlflowSource(client_for(resolve_uri(study.mlflow_uri)))
+        exp = source.experiment(study.experiment)
+        names = {p.sweep for p in exp.sweeps.values()}
+        present = [study.sweep(p) for p in PARTS if study.sweep(p) in names]
+        if not present:
+            raise AnalysisError(
+                f"experiment {study.experiment!r} at {study.mlflow_uri} holds no sweep of this "
+                "study: run the study first"
+            )
+        # Parts finished in an earlier store (their export committed) stay in the export.
+        write_export(source, study.experiment, folder, present, keep_other_sweeps=True)
+    elif (folder / "experiment.json").is_file():
+        print(f"[repro] export: nothing trained in {study.workdir}; {folder} as it is", flush=True)
+    else:
         raise AnalysisError(
-            f"experiment {study.experiment!r} at {study.mlflow_uri} holds no sweep of this study "
-            f"({', '.join(study.sweep(p) for p in PARTS)}): run the study first"
+            f"no sweep of this study ({', '.join(study.sweep(p) for p in PARTS)}) in "
+            f"{study.workdir} and no export in {folder}: run the study first"
         )
-    folder = write_export(source, study.experiment, study.out / "export", present)
     files = list(folder.rglob("*.json"))
     size = sum(f.stat().st_size for f in files)
     print(f"[repro] export: {len(files)} files, {size / 1024:.0f} KiB in {folder}", flush=True)
+    for m in ExportSource(folder).merged_from:
+        print(f"[repro] export: kept {', '.join(m['sweeps'])} (from {m['mlflow_uri']})", flush=True)
     report = build(None, study.out, max_heatmaps=max_heatmaps, source=ExportSource(folder))
     print(
         f"[repro] report: {len(report.tables)} table(s), {len(report.figures)} figure file(s); "
@@ -399,7 +452,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     incomplete = []
     for part in PARTS:
-        status = part_status(study, part)
+        status = status_of(study, part)
         if status.started:
             incomplete += [f"{part}: {c}" for c in status.not_done(study.cells(part))]
     print(f"[repro] done in {time.perf_counter() - started:.0f} s", flush=True)

@@ -26,6 +26,9 @@ DATA_FIXTURES = {"data_root", "cifar"}
 
 
 def pytest_collection_modifyitems(config, items):
+    # The session's Ray (ray_cluster) stays up from its first user to the end; test_cluster.py's
+    # own `ray start --head` runs first, so that two local Rays never overlap.
+    items.sort(key=lambda item: item.path.name != "test_cluster.py")
     for item in items:
         used = set(getattr(item, "fixturenames", ()))
         if used & INTEGRATION_FIXTURES:
@@ -53,9 +56,11 @@ def cifar(data_root):
     return load_cifar100(data_root, download=False)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def ray_cluster(tmp_path_factory, data_root):
-    """A real local Ray for one test module (sweeps), its temp dir and $HOME in temp folders."""
+    """A real local Ray, started once for the session (starting one costs seconds), its temp dir
+    and $HOME in temp folders. tests/test_cluster.py starts its own with `ray start --head`: its
+    tests run first (pytest_collection_modifyitems)."""
     import ray
 
     short = Path(f"/tmp/pahray-{os.getpid()}")  # Ray's socket paths must stay short

@@ -623,6 +623,48 @@ def test_long_accuracy_table_has_each_cell_once(mlstore):
             assert c["acc"] == pytest.approx(matrix[c["train_task"]][c["eval_task"]])
 
 
+def test_an_export_written_over_an_earlier_one_keeps_the_sweeps_the_store_lacks(mlstore, tmp_path):
+    """A study continued from another store (the first one lost, its export kept): exporting the
+    new store's sweeps over the old export keeps the old export's other sweeps and their runs,
+    names the store they came from, and reads back as one export of both."""
+    import json
+
+    from analysis.export import ExportSource, write_export
+
+    source = store.MlflowSource(mlstore["client"])
+    both = write_export(source, EXP, tmp_path / "both", [BASE_SWEEP, ABL_SWEEP])
+    merged = write_export(source, EXP, tmp_path / "merged", [BASE_SWEEP])
+    meta = json.loads((merged / "experiment.json").read_text())
+    lost = "sqlite:////elsewhere/lost.db"  # the base sweep "came from" a store since lost
+    (merged / "experiment.json").write_text(json.dumps({**meta, "mlflow_uri": lost}))
+    write_export(source, EXP, merged, [ABL_SWEEP], keep_other_sweeps=True)
+
+    m, b = ExportSource(merged), ExportSource(both)
+    assert m.merged_from == [{"mlflow_uri": lost, "sweeps": [BASE_SWEEP]}]
+    assert m.uri == f"export {merged} of {mlstore['uri']} and {lost}"
+    assert sorted(m.meta["sweeps"]) == sorted(b.meta["sweeps"])
+    assert sorted(m.meta["runs"]) == sorted(b.meta["runs"])
+    for sub in ("sweeps", "runs"):
+        names = sorted(f.name for f in (merged / sub).glob("*.json"))
+        assert names == sorted(f.name for f in (both / sub).glob("*.json"))
+        for f in (both / sub).glob("*.json"):
+            assert (merged / sub / f.name).read_bytes() == f.read_bytes(), f.name
+    rep_m = paper_tables.build(None, tmp_path / "rm", source=m)
+    rep_b = paper_tables.build(None, tmp_path / "rb", source=b)
+    assert _shown(rep_m) == _shown(rep_b)
+    # the kept sweep's store is remembered through a second merge
+    write_export(source, EXP, merged, [ABL_SWEEP], keep_other_sweeps=True)
+    assert ExportSource(merged).merged_from == [{"mlflow_uri": lost, "sweeps": [BASE_SWEEP]}]
+    # without the flag, the export is replaced: only the exported sweep is left
+    write_export(source, EXP, merged, [ABL_SWEEP])
+    assert len(ExportSource(merged).meta["sweeps"]) == 1
+    # never merged across experiments
+    other = json.loads((both / "experiment.json").read_text())
+    (both / "experiment.json").write_text(json.dumps({**other, "experiment": "another"}))
+    with pytest.raises(AnalysisError, match="holds experiment 'another', not"):
+        write_export(source, EXP, both, [ABL_SWEEP], keep_other_sweeps=True)
+
+
 def test_export_gives_the_same_report(built, mlstore, tmp_path):
     """An export (analysis/export.py) of the store rebuilds the same tables and figures without
     MLflow: cell for cell, with the same run ids; only the source named in the provenance differs."""

@@ -273,3 +273,41 @@ def test_resume_retrains_nothing_and_rebuilds_the_report(study, capsys):
     assert reproduce.main(_argv(tmp)) == 2
     assert "pass --resume" in capsys.readouterr().err
     assert len(_runs(study["uri"])[2]) == len(before)
+
+
+def test_a_study_continues_from_its_export_in_a_new_workdir(study, tmp_path):
+    """The study moved to another machine: its store is gone, its export (committed) is there.
+    ``--resume`` in a new workdir trains only the part the export lacks (the joint reference), and
+    the export written at the end keeps the exported parts beside it, naming their store."""
+    import shutil
+
+    from analysis.export import ExportSource
+
+    out = tmp_path / "out"
+    shutil.copytree(study["out"] / "export", out / "export")
+    old = {p.relative_to(out): p.read_bytes() for p in (out / "export" / "runs").glob("*.json")}
+    old_uri = ExportSource(out / "export").meta["mlflow_uri"]
+
+    def argv(work: str, *extra: str) -> list[str]:
+        where = ["--workdir", str(tmp_path / work), "--out", str(out)]
+        return ["--protocol", "tiny", "--seeds", "0", *where, "--resume", *extra]
+
+    # nothing to train: the report is rebuilt from the export as it is
+    rc, printed = _main(argv("idle", "--parts", "main,ablation"))
+    assert rc == 0, printed[-3000:]
+    assert printed.count("finished in the export") == 2 and "as it is" in printed
+
+    rc, printed = _main(argv("work"))
+    assert rc == 0, printed[-3000:]
+    assert printed.count("finished in the export") == 2
+    assert "reference: sweep repro-tiny-reference (1 cells)" in printed
+    export = ExportSource(out / "export")
+    names = {export.record(p)["tags"]["sweep"] for p in export.meta["sweeps"]}
+    assert names == {MAIN, ABLATION, "repro-tiny-reference"}
+    assert [sorted(m["sweeps"]) for m in export.merged_from] == [sorted([MAIN, ABLATION])]
+    assert export.merged_from[0]["mlflow_uri"] == old_uri
+    for path, data in old.items():
+        assert (out / path).read_bytes() == data, path
+    _, parents, children = _runs(f"sqlite:///{tmp_path / 'work' / 'mlflow.db'}")
+    assert list(parents) == ["repro-tiny-reference"] and len(children) == 1
+    assert "Joint" in (out / "report.md").read_text()
