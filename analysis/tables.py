@@ -235,7 +235,10 @@ PROTOCOL_KEYS = (
     "optim.batch_size",
     "schedule.epochs_per_task",
     "schedule.max_tasks",
+    "data.skip_tasks",
 )
+# Protocol keys added after runs were logged without them: such a run ran under the key's default.
+PROTOCOL_KEYS_ADDED = ("data.skip_tasks",)
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 # Where the paper's protocol differs from the shipped config: the config trains from scratch so that
 # it runs offline, the paper's backbone is ImageNet-pretrained (pah-method.md section 1.4).
@@ -268,7 +271,8 @@ def protocol_note(table: Table, runs: list[RunRecord], dataset: str) -> list[str
 
     differ = []
     for k, v in want.items():
-        got = sorted({r.params.get(k, "?") for r in runs})
+        missing = v if k in PROTOCOL_KEYS_ADDED else "?"
+        got = sorted({r.params.get(k, missing) for r in runs})
         if got != [v]:
             differ.append(f"{k}={'/'.join(shown(k, g) for g in got)} (paper {shown(k, v)})")
     if not differ:

@@ -96,7 +96,8 @@ class Engine:
             )
         self.state = RunState(n_tasks=len(stream), rules=rules)
         # Validation splits exist when data.val_fraction > 0; then every boundary evaluates them.
-        self.has_val = len(stream.val_split(0)) > 0
+        # (task(0), not val_split(0): the stream keeps the task it built, which training starts with.)
+        self.has_val = len(stream.task(0).val) > 0
 
     # -- events ---------------------------------------------------------------------------------
 

@@ -603,6 +603,13 @@ def test_rows_off_the_paper_protocol_say_so():
     # The shipped config trains from scratch (offline); the paper's backbone is pretrained.
     (marker,) = protocol_note(t, [run(0, **{"model.pretrained": "False"})], "cifar100")
     assert "model.pretrained=False (paper True)" in t.notes[marker]
+    # first_k's report stream (the tasks after the tuning ones) is another protocol; a run logged
+    # before data.skip_tasks existed ran the whole stream
+    (marker,) = protocol_note(t, [run(0, **{"data.skip_tasks": "3"})], "cifar100")
+    assert "data.skip_tasks=3 (paper 0)" in t.notes[marker]
+    old = run(0)
+    del old.params["data.skip_tasks"]
+    assert protocol_note(t, [old], "cifar100") == []
 
 
 def test_long_accuracy_table_has_each_cell_once(mlstore):

@@ -324,3 +324,37 @@ def test_first_task_protocol_selects_then_evaluates_on_fresh_seeds(ray_cluster, 
     assert final.data.tags["selected_from"] == "s"
     assert final.data.tags["selected_trial"] == best["trial"]
     assert float(final.data.tags["selected_val_avg_acc"]) == pytest.approx(best["val_avg_acc"])
+
+
+def test_first_k_protocol_tunes_on_the_first_tasks_and_reports_on_the_others(ray_cluster, tmp_path):
+    """--hpo-protocol first_k (A-GEM's): trials train the first k tasks only; the selected
+    configuration runs on a stream of the other tasks, whose classes the search never saw."""
+    import yaml
+
+    from pah_core.config import load_config
+    from pah_core.data import TaskStream, load_source
+
+    rc = _sweep(
+        tmp_path, "--hpo-protocol", "first_k", "--first-k", "1", "--num-samples", "1",
+        "--final-seeds", "1",
+    )  # fmt: skip
+    assert rc == 0
+    _, parents, children = _runs(tmp_path)
+    search = next(p for p in parents if p.data.tags["sweep"] == "s")
+    final = next(p for p in parents if p.data.tags["sweep"] == "s-final")
+    (trial,) = [c for c in children if c.data.tags["mlflow.parentRunId"] == search.info.run_id]
+    (run,) = [c for c in children if c.data.tags["mlflow.parentRunId"] == final.info.run_id]
+    assert search.data.tags["hpo_protocol"] == "first_k"
+    assert trial.data.metrics["tasks_done"] == 1 and search.data.metrics["compute/trial_tasks"] == 1
+    assert run.data.params["data.skip_tasks"] == "1" and run.data.metrics["tasks_done"] == 2
+
+    def classes(params):  # the classes a logged config trains on (its data.* and max_tasks)
+        keys = [k for k in params if k.startswith("data.") or k == "schedule.max_tasks"]
+        data = {k: yaml.safe_load(params[k]) for k in keys}
+        data = {k: None if v == "None" else v for k, v in data.items()}
+        cfg = load_config(str(REPO / "configs" / "cifar100_pah.yaml"), data)
+        stream = TaskStream(load_source(cfg.data), cfg.data)
+        return {c for t in range(cfg.tasks_to_run) for c in stream.task_classes(t)}
+
+    tuned, reported = classes(trial.data.params), classes(run.data.params)
+    assert len(tuned) == 10 and len(reported) == 20 and not tuned & reported
