@@ -89,7 +89,7 @@ def write_export(
     name) stay, with their runs: a study continued from another store (its first store lost, its
     export committed) adds its new sweeps to the export instead of dropping the old ones. A sweep
     of the same name in the store replaces the export's. experiment.json's ``merged_from`` names
-    the store each kept sweep came from."""
+    the store each kept sweep came from. (Runs outside any sweep are not kept: a study has none.)"""
     exp = source.experiment(experiment)
     parents = select_sweeps(exp, sweeps) if sweeps else list(exp.sweeps)
     runs = children(exp, parents) if sweeps else list(exp.runs)
