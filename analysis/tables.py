@@ -265,14 +265,17 @@ def protocol_note(table: Table, runs: list[RunRecord], dataset: str) -> list[str
     if proto is None or not runs:
         return []
     name, want = proto
+    from pah_core.config import load_config
+
+    defaults = load_config(None).flat()
+    added = {k: str(defaults[k]) for k in PROTOCOL_KEYS_ADDED}
 
     def shown(key: str, value: str) -> str:  # None means "every image" or "every task" there
         return "all" if value == "None" and key != "model.pretrained" else value
 
     differ = []
     for k, v in want.items():
-        missing = v if k in PROTOCOL_KEYS_ADDED else "?"
-        got = sorted({r.params.get(k, missing) for r in runs})
+        got = sorted({r.params.get(k, added.get(k, "?")) for r in runs})
         if got != [v]:
             differ.append(f"{k}={'/'.join(shown(k, g) for g in got)} (paper {shown(k, v)})")
     if not differ:

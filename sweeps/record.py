@@ -135,8 +135,9 @@ def fail_parent_run(mlflow_uri: str, run_id: str, error: BaseException) -> None:
 def finish_parent_run(
     mlflow_uri: str, parent_run_id: str, summary: dict[str, Any], experiment: str
 ) -> str:
-    """The summary onto the parent run, every trial's run closed, the parent FINISHED; the
-    experiment's id."""
+    """The summary onto the parent run, every trial's run closed, the parent FINISHED (KILLED
+    when a grid's trial did not finish: the sweep was interrupted, and ``--resume`` continues it);
+    the experiment's id."""
     from pah_core.mlflow_reporter import find_run, get_or_create_experiment
 
     client = _client(mlflow_uri)
@@ -164,7 +165,8 @@ def finish_parent_run(
     client.log_metric(
         parent_run_id, "compute/trial_seconds", float(sum(t["seconds"] for t in trials))
     )
-    # Trials that ASHA stopped (or that crashed before logging their end) still say RUNNING: close them.
+    # Trials that ASHA stopped, that a Ctrl-C interrupted (a grid's "not finished") or that
+    # crashed before logging their end still say RUNNING: close them, saying which.
     exp_id = get_or_create_experiment(client, experiment)
     sweep = client.get_run(parent_run_id).data.tags.get("sweep")
     for t in summary["trials"]:
@@ -172,12 +174,15 @@ def finish_parent_run(
         if run is not None and run.info.status == "RUNNING":
             if t["status"] == "error":
                 client.set_tag(run.info.run_id, "error", t.get("error", "")[:5000])
+            elif t["status"] == "not finished":
+                client.set_tag(run.info.run_id, "pah.interrupted", "true")
             else:
                 client.set_tag(run.info.run_id, "pah.stopped_early", "asha")
             client.set_terminated(
                 run.info.run_id, status="FAILED" if t["status"] == "error" else "KILLED"
             )
-    client.set_terminated(parent_run_id, status="FINISHED")
+    interrupted = any(t["status"] == "not finished" for t in summary["trials"])
+    client.set_terminated(parent_run_id, status="KILLED" if interrupted else "FINISHED")
     return exp_id
 
 

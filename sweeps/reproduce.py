@@ -25,277 +25,73 @@ machine, its first store lost) skips the parts that finished in ``<out>/export``
 written at the end keeps them beside the new parts (experiment.json's ``merged_from`` names the
 store each came from).
 
-(About 450 lines, on purpose: the study is one procedure, read top to bottom like the README's
-"Reproduction study" section; its training goes through the sweep driver, its tables through the
-analysis.)
+The study's model (protocols, parts, where each part stands) is ``sweeps/study.py``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a plain checkout too
 
 from analysis.store import AnalysisError  # noqa: E402
 from analysis.tables import FULL_FROM_TAG  # noqa: E402
 from pah_core.config import ConfigError, load_config  # noqa: E402
-from pah_core.tracking import quote  # noqa: E402
-from pah_core.typed_dicts import parse_overrides  # noqa: E402
 from sweeps import REPO  # noqa: E402
-from sweeps.ablation import VARIANTS  # noqa: E402
-from sweeps.cli import (  # noqa: E402
-    SweepError,
-    parse_names,
-    parse_seeds,
-    resource_arguments,
-    set_argument,
-)
+from sweeps.cli import SweepError, parse_names, resource_arguments, set_argument  # noqa: E402
 from sweeps.grid import run_grid  # noqa: E402
-from sweeps.record import SWEEP_STATE, absolute_storage, check_tracking_uri_or_default  # noqa: E402
-
-
-@dataclass(frozen=True)
-class Protocol:
-    """What every run of a study shares: overrides of ``configs/<dataset>_pah.yaml``."""
-
-    description: str
-    overrides: dict[str, Any]
-    dataset: str = "cifar100"
-
-
-# What makes the data and the backbone "the paper's", stated even where it equals the shipped
-# config, so that a protocol does not drift with it.
-FULL_CIFAR100 = {
-    "data.n_tasks": 10,
-    "data.classes_per_task": None,
-    "data.train_per_class": None,  # all 500 training images per class
-    "data.test_per_class": None,  # all 100 test images per class
-    "schedule.max_tasks": None,
-    "model.backbone": "resnet18",  # ImageNet stem, as the official code
-    "optim.batch_size": 64,
-    # The full T x T matrix and the untrained model's accuracies: forward transfer for free
-    # (evaluation only, training is unchanged).
-    "schedule.eval_future": True,
-}
-PROTOCOLS: dict[str, Protocol] = {
-    "cpu": Protocol(
-        "full CIFAR-100, 10 tasks x 10 classes, ResNet-18 from scratch (no weights offline), "
-        "batch 64, 3 epochs per task; fits 2 CPU cores (a PAH run is about 6.5 min there)",
-        {**FULL_CIFAR100, "model.pretrained": False, "schedule.epochs_per_task": 3},
-    ),
-    "paper": Protocol(
-        "the paper's protocol: full CIFAR-100, 10 tasks, ImageNet-pretrained ResNet-18, batch 64, "
-        "15 epochs per task; for a GPU cluster (--gpus-per-worker; --set "
-        "model.pretrained_path=... where torchvision cannot download)",
-        {**FULL_CIFAR100, "model.pretrained": True, "schedule.epochs_per_task": 15},
-    ),
-    "tiny": Protocol(
-        "for the test suite only: 2 of 10 tasks, 10 training and 5 test images per class, a small "
-        "CNN, 1 epoch; a cell trains in seconds (starting it in Ray takes longer)",
-        {
-            "data.train_per_class": 10,
-            "data.test_per_class": 5,
-            "schedule.max_tasks": 2,
-            "schedule.epochs_per_task": 1,
-            "model.backbone": "small_cnn",
-            "schedule.eval_future": True,
-        },
-    ),
-}
-
-
-@dataclass(frozen=True)
-class Part:
-    kind: str  # the sweep kind, which decides where the analysis puts its runs
-    variants: dict[str, dict[str, Any]]
-    # Only the study's first seeds (None: all): for a costly reference run.
-    max_seeds: int | None = None
-
-
-PARTS: dict[str, Part] = {
-    "main": Part(
-        "baselines",
-        {
-            "pah": {"method.name": "pah"},
-            "pah_official": {"method.name": "pah", **VARIANTS["official_code"]},
-            "finetune": {"method.name": "finetune"},
-            "lwf": {"method.name": "lwf"},
-            "ewc": {"method.name": "ewc"},
-        },
-    ),
-    "ablation": Part("ablation", {v: VARIANTS[v] for v in ("ce_only", "ce+sm", "ce+sp")}),
-    # Joint training on every seen task's data: the upper reference of task-agnostic accuracy
-    # and of intransigence. It trains on 1 + 2 + ... + 10 tasks' data (5.5x a fine-tune run), so
-    # one seed; it goes last.
-    "reference": Part("baselines", {"joint": {"method.name": "joint"}}, max_seeds=1),
-}
-# The ablation's base configuration ("full", both loss terms on) is this main-part variant.
-FULL_FROM = ("main", "pah")
-STUDY_RECORD = "study.json"
-
-
-@dataclass
-class Study:
-    protocol: str
-    seeds: list[int]
-    overrides: dict[str, Any]  # --set, on top of the protocol
-    workdir: Path
-    mlflow_uri: str
-    storage: str
-    experiment: str
-    out: Path
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> Study:
-        workdir = Path(args.workdir or f"runs/repro-{args.protocol}").resolve()
-        return cls(
-            protocol=args.protocol,
-            seeds=parse_seeds(args.seeds),
-            overrides=parse_overrides(args.overrides),
-            workdir=workdir,
-            mlflow_uri=check_tracking_uri_or_default(args.mlflow_uri or str(workdir / "mlflow.db")),
-            storage=absolute_storage(args.storage or str(workdir / "ray")),
-            experiment=args.experiment or f"repro-{args.protocol}",
-            out=Path(args.out or f"docs/results/{args.protocol}"),
-        )
-
-    def sweep(self, part: str) -> str:
-        return f"repro-{self.protocol}-{part}"
-
-    def part_seeds(self, part: str) -> list[int]:
-        return self.seeds[: PARTS[part].max_seeds]
-
-    def cells(self, part: str) -> list[tuple[str, int]]:
-        return [(v, s) for s in self.part_seeds(part) for v in PARTS[part].variants]
-
-    def check_record(self) -> None:
-        """A study keeps its protocol, seeds, overrides and experiment: a resume with others would
-        mix two grids (Tune restores the old one) or two experiments."""
-        path = self.workdir / STUDY_RECORD
-        record = {
-            "protocol": self.protocol,
-            "seeds": self.seeds,
-            "overrides": self.overrides,
-            "experiment": self.experiment,
-        }
-        started = any((Path(self.storage) / self.sweep(p) / SWEEP_STATE).is_file() for p in PARTS)
-        if started and path.is_file():
-            old = json.loads(path.read_text())
-            for key, value in record.items():
-                if old.get(key) != value:
-                    raise SweepError(
-                        f"the study in {self.workdir} was started with {key} {old.get(key)}, not "
-                        f"{value}: pass the same, or another --workdir"
-                    )
-            return
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(record, indent=1) + "\n")
-
-
-TERMINAL = ("FINISHED", "FAILED", "KILLED")
+from sweeps.study import (  # noqa: E402
+    FULL_FROM,
+    PARTS,
+    PROTOCOLS,
+    PartStatus,
+    Study,
+    exported_status,
+    part_status,
+    status_of,
+    the_export,
+    to_export,
+)
 
 
 class StudyInterrupted(RuntimeError):
     pass
 
 
-@dataclass
-class PartStatus:
-    """Where a part's sweep stands, from MLflow: its parent run and one child run per cell."""
-
-    sweep: str
-    started: bool
-    finished: bool  # the sweep ended (its parent run is FINISHED): every cell is terminal
-    cells: dict[tuple[str, int], str] = field(default_factory=dict)  # cell -> run status
-
-    def not_done(self, expected: list[tuple[str, int]]) -> list[str]:
-        return [
-            f"{v} seed {s} ({self.cells.get((v, s), 'no run')})"
-            for v, s in expected
-            if self.cells.get((v, s)) != "FINISHED"
-        ]
-
-
-def part_status(study: Study, part: str) -> PartStatus:
-    name = study.sweep(part)
-    state = Path(study.storage) / name / SWEEP_STATE
-    if not state.is_file():
-        return PartStatus(name, started=False, finished=False)
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=study.mlflow_uri)
-    parent = client.get_run(json.loads(state.read_text())["parent_run_id"])
-    runs = client.search_runs(
-        [parent.info.experiment_id],
-        filter_string=f"tags.mlflow.parentRunId = {quote(parent.info.run_id)}",
-        max_results=1000,
-    )
-    cells = {
-        (r.data.tags.get("variant", "?"), int(r.data.params.get("run.seed", -1))): r.info.status
-        for r in runs
-    }
-    # Finished: the sweep ended and every cell ended (a sweep stopped with Ctrl-C also closes its
-    # parent run, with cells still RUNNING or never started).
-    ended = all(cells.get(c) in TERMINAL for c in study.cells(part))
-    finished = parent.info.status == "FINISHED" and ended
-    return PartStatus(name, started=True, finished=finished, cells=cells)
-
-
-def exported_status(study: Study, part: str) -> PartStatus:
-    """Where a part stands in the study's export (``<out>/export``): a study whose store was lost
-    (another machine) continues from its committed export, whose finished parts count as done."""
-    from analysis.export import ExportSource
-
-    name = study.sweep(part)
-    if not (study.out / "export" / "experiment.json").is_file():
-        return PartStatus(name, started=False, finished=False)
-    export = ExportSource(study.out / "export")
-    parents = [p for p in export.meta["sweeps"] if export.record(p)["tags"].get("sweep") == name]
-    if not parents or export.default_experiment != study.experiment:
-        return PartStatus(name, started=False, finished=False)
-    cells = {}
-    for rid in export.meta["runs"]:
-        d = export.record(rid)
-        if d["tags"].get("mlflow.parentRunId") in parents:
-            cell = (d["tags"].get("variant", "?"), int(d["params"].get("run.seed", -1)))
-            cells[cell] = d["status"]
-    finished = all(cells.get(c) == "FINISHED" for c in study.cells(part))
-    return PartStatus(name, started=True, finished=finished, cells=cells)
-
-
-def status_of(study: Study, part: str) -> PartStatus:
-    """The store's status of a part it holds, else the export's."""
-    status = part_status(study, part)
-    return status if status.started else exported_status(study, part)
+def finished_note(study: Study, status: PartStatus, part: str) -> str:
+    missing = status.not_done(study.cells(part))
+    if not missing:
+        return ""
+    return f"; not finished (a resume does not retrain failed cells): {', '.join(missing)}"
 
 
 def run_part(study: Study, part: str, args: argparse.Namespace) -> None:
     spec, name = PARTS[part], study.sweep(part)
     status = part_status(study, part)
-    exported = exported_status(study, part)
-    if args.resume and not status.started and exported.finished:
-        print(
-            f"[repro] {part}: sweep {name} finished in the export {study.out / 'export'} "
-            "(its store is not in --workdir), skipped",
-            flush=True,
-        )
-        return
+    if args.resume and not status.started:
+        exported = exported_status(study, part)
+        if exported.finished:
+            print(
+                f"[repro] {part}: sweep {name} finished in the export {study.out / 'export'} "
+                f"(its store is not in --workdir), skipped{finished_note(study, exported, part)}",
+                flush=True,
+            )
+            return
+        if exported.started:
+            print(
+                f"[repro] {part}: sweep {name} is unfinished in the export and its store is not "
+                "in --workdir: trained again from its start (the export keeps the old sweep "
+                "until this one has as many finished cells)",
+                flush=True,
+            )
     if args.resume and status.finished:
-        missing = status.not_done(study.cells(part))
         print(
             f"[repro] {part}: sweep {name} already finished, skipped"
-            + (
-                f"; not finished (a resume does not retrain failed cells): {', '.join(missing)}"
-                if missing
-                else ""
-            ),
+            + finished_note(study, status, part),
             flush=True,
         )
         return
@@ -335,41 +131,53 @@ def run_part(study: Study, part: str, args: argparse.Namespace) -> None:
     )
     # Tune returns from an interrupted sweep (Ctrl-C) as from a finished one: the study stops
     # there instead of starting the next part.
-    cells = part_status(study, part).cells
-    left = [c for c in study.cells(part) if cells.get(c) not in TERMINAL]
-    if left:
+    # An interrupted grid's parent run says KILLED (sweeps.record.finish_parent_run), its cells
+    # KILLED or never started.
+    after = part_status(study, part)
+    if not after.finished:
+        left = after.not_done(study.cells(part))
         raise StudyInterrupted(
             f"{part}: sweep {name} stopped with {len(left)} cell(s) not done; continue the study "
             "with --resume"
         )
 
 
-def export_and_report(study: Study, max_heatmaps: int):
-    """Export the study's sweeps from MLflow into <out>/export, then build the report from it."""
+def export_and_report(study: Study, max_heatmaps: int, merge: bool):
+    """Export the study's sweeps from MLflow into <out>/export, then build the report from it.
+
+    ``merge`` (``--resume``, ``--report-only``): the export's sweeps the store lacks stay (a study
+    continued from its export), and an exported sweep with more finished cells than the store's
+    sweep of the same name is kept instead of it (a retraining interrupted early)."""
     from analysis.export import ExportSource, write_export
     from analysis.paper_tables import build
     from analysis.store import MlflowSource, client_for, resolve_uri
 
-    folder = study.out / "export"
-    if any(part_status(study, p).started for p in PARTS):
+    folder, export = study.out / "export", the_export(study) if merge else None
+    try:
         source = MlflowSource(client_for(resolve_uri(study.mlflow_uri)))
         exp = source.experiment(study.experiment)
-        names = {p.sweep for p in exp.sweeps.values()}
-        present = [study.sweep(p) for p in PARTS if study.sweep(p) in names]
-        if not present:
+    except AnalysisError as e:
+        if export is None:
+            raise
+        print(f"[repro] export: no store to export ({e}); {folder} as it is", flush=True)
+    else:
+        names = [study.sweep(p) for p in PARTS]
+        present, kept = to_export(names, exp, export.experiment() if export else None)
+        for name in kept:
+            print(
+                f"[repro] export: kept the exported {name}: it has more finished cells than the "
+                "store's",
+                flush=True,
+            )
+        if present:
+            write_export(source, study.experiment, folder, present, keep_other_sweeps=merge)
+        elif export is not None:
+            print(f"[repro] export: nothing new in {study.workdir}; {folder} as it is", flush=True)
+        else:
             raise AnalysisError(
                 f"experiment {study.experiment!r} at {study.mlflow_uri} holds no sweep of this "
-                "study: run the study first"
+                f"study ({', '.join(study.sweep(p) for p in PARTS)}): run the study first"
             )
-        # Parts finished in an earlier store (their export committed) stay in the export.
-        write_export(source, study.experiment, folder, present, keep_other_sweeps=True)
-    elif (folder / "experiment.json").is_file():
-        print(f"[repro] export: nothing trained in {study.workdir}; {folder} as it is", flush=True)
-    else:
-        raise AnalysisError(
-            f"no sweep of this study ({', '.join(study.sweep(p) for p in PARTS)}) in "
-            f"{study.workdir} and no export in {folder}: run the study first"
-        )
     files = list(folder.rglob("*.json"))
     size = sum(f.stat().st_size for f in files)
     print(f"[repro] export: {len(files)} files, {size / 1024:.0f} KiB in {folder}", flush=True)
@@ -434,16 +242,19 @@ def main(argv: list[str] | None = None) -> int:
         study = Study.from_args(args)
         protocol = PROTOCOLS[study.protocol]
         parts = parse_names(args.parts, PARTS, "--parts")
+        merge = args.resume or args.report_only  # the export's other parts stay in it
         if not args.report_only:
             # Every variant's config is valid before anything starts (prepare checks it again).
             base = REPO / "configs" / f"{protocol.dataset}_pah.yaml"
             for part in parts:
                 for extra in PARTS[part].variants.values():
                     load_config(base, {**protocol.overrides, **study.overrides, **extra})
+            if args.resume:
+                the_export(study)  # one of another experiment fails now, not after the training
             study.check_record()
             for part in parts:
                 run_part(study, part, args)
-        export_and_report(study, args.max_heatmaps)
+        export_and_report(study, args.max_heatmaps, merge)
     except (SweepError, ConfigError, AnalysisError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -452,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     incomplete = []
     for part in PARTS:
-        status = status_of(study, part)
+        status = status_of(study, part) if merge else part_status(study, part)
         if status.started:
             incomplete += [f"{part}: {c}" for c in status.not_done(study.cells(part))]
     print(f"[repro] done in {time.perf_counter() - started:.0f} s", flush=True)

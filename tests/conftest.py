@@ -25,16 +25,20 @@ INTEGRATION_FIXTURES = {
 DATA_FIXTURES = {"data_root", "cifar"}
 
 
+@pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-    # The session's Ray (ray_cluster) stays up from its first user to the end; test_cluster.py's
-    # own `ray start --head` runs first, so that two local Rays never overlap.
-    items.sort(key=lambda item: item.path.name != "test_cluster.py")
-    for item in items:
+    for item in items:  # before -m deselects on these marks
         used = set(getattr(item, "fixturenames", ()))
         if used & INTEGRATION_FIXTURES:
             item.add_marker(pytest.mark.slow)
         if used & DATA_FIXTURES:
             item.add_marker(pytest.mark.data)
+    result = yield
+    # The session's Ray (ray_cluster) stays up from its first user to the end; test_cluster.py's
+    # own `ray start --head` runs first, so that two local Rays never overlap. Last of all hooks,
+    # so that --ff/--nf/--sw do not reorder it.
+    items.sort(key=lambda item: item.path.name != "test_cluster.py")
+    return result
 
 
 @pytest.fixture(scope="session")

@@ -95,7 +95,14 @@ def study(ray_cluster, tmp_path_factory):
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert ABLATION not in _runs(uri)[1]
+    _, parents, cells_now = _runs(uri)
+    assert ABLATION not in parents
+    # The interrupted sweep says so: its parent KILLED (not FINISHED, which a resume would skip),
+    # its interrupted cell tagged as such, not as stopped by ASHA.
+    assert parents[MAIN].info.status == "KILLED"
+    stopped = [c for c in cells_now if c.info.status != "FINISHED"]
+    assert stopped and all(c.data.tags.get("pah.interrupted") == "true" for c in stopped)
+    assert not any("pah.stopped_early" in c.data.tags for c in cells_now)
     done = {c.info.run_id for c in cells[:-1]}
     # The joint reference part costs one more Ray cell: Study.cells is checked below instead.
     rc, printed = _main(_argv(tmp, "--resume", "--parts", "main,ablation"))
@@ -118,6 +125,32 @@ def test_the_joint_reference_runs_the_first_seed_only(tmp_path):
 
 def _cell(spec) -> tuple[str, int]:
     return spec["config"]["variant"], spec["config"]["run.seed"]
+
+
+def test_an_export_keeps_a_sweep_further_along_than_the_stores():
+    """What the study's export takes from the store: the sweeps the store holds, except one that
+    the export holds with more finished cells (a retraining interrupted early)."""
+    from analysis.store import Experiment, RunRecord
+
+    def experiment(sweeps: dict[str, list[str]]) -> Experiment:
+        parents, runs = {}, []
+        for name, statuses in sweeps.items():
+            pid = f"{name}-{len(statuses)}"
+            parents[pid] = RunRecord(pid, name, "FINISHED", {}, {}, {"sweep": name}, "")
+            runs += [
+                RunRecord(f"{pid}/{i}", "c", st, {}, {}, {"mlflow.parentRunId": pid}, "")
+                for i, st in enumerate(statuses)
+            ]
+        return Experiment("uri", "e", "1", runs, parents)
+
+    done, killed = "FINISHED", "KILLED"
+    store = experiment({"main": [done], "ablation": [done, killed], "reference": [done]})
+    export = experiment({"main": [done, done], "ablation": [done, done], "other": [done]})
+    names = ["main", "ablation", "reference", "absent"]
+    assert reproduce.to_export(names, store, export) == (["reference"], ["main", "ablation"])
+    assert reproduce.to_export(names, store, None) == (["main", "ablation", "reference"], [])
+    even = experiment({"main": [done], "ablation": [killed, done]})
+    assert reproduce.to_export(names, store, even) == (["main", "ablation", "reference"], [])
 
 
 def test_cells_run_seed_by_seed():
@@ -291,6 +324,10 @@ def test_a_study_continues_from_its_export_in_a_new_workdir(study, tmp_path):
     def argv(work: str, *extra: str) -> list[str]:
         where = ["--workdir", str(tmp_path / work), "--out", str(out)]
         return ["--protocol", "tiny", "--seeds", "0", *where, "--resume", *extra]
+
+    # an export of another experiment is refused before anything trains
+    rc, _ = _main(argv("other", "--experiment", "another"))
+    assert rc == 2 and not (tmp_path / "other").exists()
 
     # nothing to train: the report is rebuilt from the export as it is
     rc, printed = _main(argv("idle", "--parts", "main,ablation"))
