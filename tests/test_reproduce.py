@@ -97,11 +97,12 @@ def study(ray_cluster, tmp_path_factory):
             proc.kill()
     _, parents, cells_now = _runs(uri)
     assert ABLATION not in parents
-    # The interrupted sweep says so: its parent KILLED (not FINISHED, which a resume would skip),
-    # its interrupted cell tagged as such, not as stopped by ASHA.
+    # The interrupted sweep says so: its parent KILLED (not FINISHED, which a resume would skip:
+    # cells never started are not done), a cell cut short (if the signal landed inside one: tiny
+    # cells often finish first) tagged as interrupted, none as stopped by ASHA.
     assert parents[MAIN].info.status == "KILLED"
     stopped = [c for c in cells_now if c.info.status != "FINISHED"]
-    assert stopped and all(c.data.tags.get("pah.interrupted") == "true" for c in stopped)
+    assert all(c.data.tags.get("pah.interrupted") == "true" for c in stopped)
     assert not any("pah.stopped_early" in c.data.tags for c in cells_now)
     done = {c.info.run_id for c in cells[:-1]}
     # The joint reference part costs one more Ray cell: Study.cells is checked below instead.
