@@ -9,6 +9,35 @@ from . import REPO
 from .cli import SweepError
 from .trial import DRIVER_CPUS
 
+# Ray Train's settings for a Ray this process starts (one machine). Each trial's controller starts
+# a preemption watcher actor (one more Python process per trial) that waits for a node drain, which
+# never comes on one machine: off. The controller polls its workers every 2 s by default, and every
+# report and the trial's end wait for that poll: 0.5 s. A user's own setting wins; a joined
+# cluster keeps Ray's defaults.
+LOCAL_TRAIN_ENV = {
+    "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
+    "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5",
+}
+
+
+def job_env(local: bool) -> dict[str, str]:
+    """The environment every Ray worker of a sweep gets; ``local``: a Ray this process starts."""
+    defaults = {
+        # Ray Train gives a worker group 60 s to start. On a small machine every trial starts
+        # several Python processes that import torch, and the raylet starts only as many at once
+        # as there are cores, so concurrent trials can miss that deadline.
+        "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": "600",
+        # The per-task long table is appended to (MLflow downloads it first): no progress bar.
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+        **(LOCAL_TRAIN_ENV if local else {}),
+    }
+    env = {k: os.environ.get(k, v) for k, v in defaults.items()}  # a user's own settings win
+    # Trials import pah_core and sweeps from this checkout, installed or not.
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p
+    )
+    return env
+
 
 def init_ray(address: str | None, verbose: bool = True) -> str | None:
     """Join the Ray at ``address`` (or $RAY_ADDRESS), else start a local one; the folder of its
@@ -21,20 +50,7 @@ def init_ray(address: str | None, verbose: bool = True) -> str | None:
     address = address or os.environ.get("RAY_ADDRESS")
     if ray.is_initialized():
         return None
-    # Trials import pah_core and sweeps from this checkout, installed or not.
-    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
-    env = {"PYTHONPATH": path}
-    # Ray Train gives a worker group 60 s to start. On a small machine every trial starts several
-    # Python processes that import torch, and the raylet starts only as many at once as there are
-    # cores, so concurrent trials can miss that deadline. A user's own setting wins.
-    env["RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"] = os.environ.get(
-        "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "600"
-    )
-    # The per-task long table is appended to (MLflow downloads it first): no progress bar per task.
-    env["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = os.environ.get(
-        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false"
-    )
-    runtime_env = {"env_vars": env}
+    runtime_env = {"env_vars": job_env(local=not address)}
     quiet = {} if verbose else {"log_to_driver": False, "logging_level": logging.WARNING}
     if address:
         ctx = ray.init(address=address, runtime_env=runtime_env, **quiet)

@@ -67,6 +67,8 @@ def ray_cluster(tmp_path_factory, data_root):
     tests run first (pytest_collection_modifyitems)."""
     import ray
 
+    from sweeps.resources import job_env
+
     short = Path(f"/tmp/pahray-{os.getpid()}")  # Ray's socket paths must stay short
     home = tmp_path_factory.mktemp("home")
     saved = {k: os.environ.get(k) for k in ("HOME", "RAY_AUTH_MODE", "PAH_DATA_ROOT")}
@@ -74,12 +76,9 @@ def ray_cluster(tmp_path_factory, data_root):
         {"HOME": str(home), "RAY_AUTH_MODE": "disabled", "PAH_DATA_ROOT": str(data_root)}
     )
     # 4 logical CPUs on 2 cores: room for a 2-worker trial and its driver. With the dashboard: its
-    # State API lets Ray Train release the workers of trials that Tune stops.
-    ray.init(
-        num_cpus=4,
-        _temp_dir=str(short),
-        runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}},
-    )
+    # State API lets Ray Train release the workers of trials that Tune stops. The environment of
+    # a Ray that a sweep starts itself (sweeps.resources.init_ray).
+    ray.init(num_cpus=4, _temp_dir=str(short), runtime_env={"env_vars": job_env(local=True)})
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
     for k, v in saved.items():

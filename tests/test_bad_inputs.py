@@ -140,6 +140,14 @@ REPRODUCE_CASES = [
         "CIFAR-100 not found: expected",
     ),
 ]
+COMPARE_CASES = [
+    (["--protocols", ""], "--protocols '': name at least one, from end_of_training"),
+    (["--protocols", "first_task,nope"], "--protocols: unknown ['nope']"),
+    (["--num-samples", "0"], "argument --num-samples: 0 is not allowed"),
+    (["--final-seeds", "-1"], "argument --final-seeds: -1 is not allowed"),
+    (["--set", "model.hyper_widht=4"], "did you mean 'model.hyper_width'"),
+    (["--set", "model.hyper_width"], "is not of the form key=value"),
+]
 ANALYSIS_CASES = [
     (["--experiment", "e", "--mlflow-uri", "{http}"], "no MLflow server answers at"),
     (["--experiment", "e", "--mlflow-uri", "{tmp}/text.db"], "text.db is not an SQLite database"),
@@ -280,6 +288,22 @@ def test_reproduce_bad_input(workspace, capsys, argv, message):
     # written its study.json: the order of its own steps is unchanged here.)
     assert not (work / "ray").exists() and not (work / "mlflow.db").exists()
     assert not (Path(workspace["tmp"]) / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"), COMPARE_CASES, ids=[" ".join(c[0]) for c in COMPARE_CASES]
+)
+def test_compare_protocols_bad_input(workspace, capsys, argv, message):
+    from pathlib import Path
+
+    from sweeps.compare_protocols import main
+
+    work, out = Path(workspace["tmp"]) / "work", Path(workspace["tmp"]) / "out"
+    code = _exit_code(main, ["--workdir", str(work), "--out", str(out), *argv])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err, err
+    assert not (work / "ray").exists() and not (work / "mlflow.db").exists()
+    assert not out.exists()
 
 
 @pytest.mark.parametrize(
