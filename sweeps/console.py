@@ -17,9 +17,13 @@ def quiet_ray() -> None:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     for name in ("ray", "ray.tune", "ray.train", "ray.data"):
         logging.getLogger(name).setLevel(logging.ERROR)
-    # MLflow's "creating tables" and Optuna's "new study created" are not news either.
+    # MLflow's "creating tables" and Optuna's "new study created" are not news either. Both set
+    # their loggers' levels when first imported: import them first, then set.
+    import mlflow  # noqa: F401
+    import optuna
+
     logging.getLogger("mlflow").setLevel(logging.WARNING)
-    logging.getLogger("optuna").setLevel(logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     for category in (DeprecationWarning, FutureWarning, UserWarning):
         warnings.filterwarnings("ignore", category=category, module=r"ray(\.|$)")
 

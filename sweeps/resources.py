@@ -12,8 +12,8 @@ from .trial import DRIVER_CPUS
 # Ray Train's settings for a Ray this process starts (one machine). Each trial's controller starts
 # a preemption watcher actor (one more Python process per trial) that waits for a node drain, which
 # never comes on one machine: off. The controller polls its workers every 2 s by default, and every
-# report and the trial's end wait for that poll: 0.5 s. A user's own setting wins; a joined
-# cluster keeps Ray's defaults.
+# report and the trial's end wait for that poll: 0.5 s. A user's own settings win, and are passed on
+# to the trials of a joined cluster, which otherwise keeps Ray's defaults.
 LOCAL_TRAIN_ENV = {
     "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
     "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5",
@@ -32,6 +32,8 @@ def job_env(local: bool) -> dict[str, str]:
         **(LOCAL_TRAIN_ENV if local else {}),
     }
     env = {k: os.environ.get(k, v) for k, v in defaults.items()}  # a user's own settings win
+    # ... and a user's own Ray Train settings reach the trials of a joined cluster too.
+    env.update({k: os.environ[k] for k in LOCAL_TRAIN_ENV if k in os.environ})
     # Trials import pah_core and sweeps from this checkout, installed or not.
     env["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p

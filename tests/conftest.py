@@ -67,14 +67,16 @@ def ray_cluster(tmp_path_factory, data_root):
     tests run first (pytest_collection_modifyitems)."""
     import ray
 
-    from sweeps.resources import job_env
+    from sweeps.resources import LOCAL_TRAIN_ENV, job_env
 
     short = Path(f"/tmp/pahray-{os.getpid()}")  # Ray's socket paths must stay short
     home = tmp_path_factory.mktemp("home")
-    saved = {k: os.environ.get(k) for k in ("HOME", "RAY_AUTH_MODE", "PAH_DATA_ROOT")}
-    os.environ.update(
-        {"HOME": str(home), "RAY_AUTH_MODE": "disabled", "PAH_DATA_ROOT": str(data_root)}
-    )
+    # LOCAL_TRAIN_ENV in this process's environment too: the sweeps that tests start as
+    # subprocesses (--address of this Ray) pass it on to their trials, as a user's settings.
+    env = {"HOME": str(home), "RAY_AUTH_MODE": "disabled", "PAH_DATA_ROOT": str(data_root)}
+    env |= LOCAL_TRAIN_ENV
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
     # 4 logical CPUs on 2 cores: room for a 2-worker trial and its driver. With the dashboard: its
     # State API lets Ray Train release the workers of trials that Tune stops. The environment of
     # a Ray that a sweep starts itself (sweeps.resources.init_ray).

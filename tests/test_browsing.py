@@ -60,11 +60,32 @@ def test_the_demo_says_what_happened_in_a_few_lines():
         trial("a_00003", 2, 0.25, 0.01, "stopped early (ASHA)"),
     ]
     pah = {"trials": trials, "best": trials[1]}
-    ref = {"best": trial("f_00000", 4, 0.375, 0.051, "finished")}
-    lines = final_lines(pah, ref, 4)
+    finetune = trial("f_00000", 4, 0.375, 0.051, "finished")
+    lines = final_lines(pah, finetune, 4)
     assert lines[0].startswith("PAH, paper defaults:  acc 34.4%, forgetting 2.3% after 4 tasks")
     assert "best of 4 trials (a_00001):  acc 36.1%, forgetting 1.8%" in lines[1]
     assert lines[2] == "fine-tune reference:  acc 37.5%, forgetting 5.1%"
     assert lines[3] == (
         "ASHA stopped 2 of 4 trials early: 11 of 16 trial-tasks trained (31% of the training saved)"
     )
+    shipped = final_lines(pah, finetune, 4, "shipped: x.json, same protocol")
+    assert (
+        shipped[2]
+        == "fine-tune reference (shipped: x.json, same protocol):  acc 37.5%, forgetting 5.1%"
+    )
+
+
+def test_the_shipped_fine_tune_reference_is_the_demos_protocol():
+    """The demo reads its fine-tune reference from the repository only when it was trained under
+    exactly the config the demo would train; a change to the preset (or to the base config) must
+    come with a new reference (python sweeps/demo.py --write-reference)."""
+    from sweeps.demo import REFERENCE, reference_config, shipped_reference
+
+    config = reference_config()
+    assert config["method"]["name"] == "finetune" and config["model"]["backbone"] == "small_cnn"
+    shipped = shipped_reference(config)
+    assert shipped is not None, f"{REFERENCE} is missing or was trained under another config"
+    assert 0.0 < shipped["avg_acc"] <= 1.0 and 0.0 <= shipped["forgetting"] <= 1.0
+    assert shipped["tasks_done"] == config["schedule"]["max_tasks"]
+    other = {**config, "run": {**config["run"], "seed": config["run"]["seed"] + 1}}
+    assert shipped_reference(other) is None
