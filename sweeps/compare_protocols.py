@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a plai
 from analysis.store import AnalysisError  # noqa: E402
 from pah_core.config import ConfigError  # noqa: E402
 from pah_core.typed_dicts import parse_overrides  # noqa: E402
-from sweeps import REPO, search  # noqa: E402
+from sweeps import search  # noqa: E402
 from sweeps.cli import HPO_PROTOCOLS, SweepError, count, parse_names, set_argument  # noqa: E402
 from sweeps.record import check_tracking_uri_or_default, sweep_parent_filter  # noqa: E402
 
@@ -112,7 +112,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="the Optuna sampler's seed (default 0)")
     p.add_argument("--workdir", default="runs/hpo-protocols", help="MLflow store and Ray results")
     p.add_argument("--experiment", default=EXPERIMENT)
-    p.add_argument("--out", default=str(REPO / "docs" / "results" / "hpo-protocols"))
+    p.add_argument("--out", default="docs/results/hpo-protocols", help="export and report folder")
     p.add_argument("--resume", action="store_true", help="continue the comparison in --workdir")
     p.add_argument("--report-only", action="store_true", help="export and report, train nothing")
     p.add_argument("--verbose", action="store_true", help="Ray's own output too")
