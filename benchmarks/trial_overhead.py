@@ -1,10 +1,11 @@
-"""What a sweep trial costs besides training, with Ray Train's defaults and with the settings a sweep
-gives a Ray it starts itself (``sweeps.resources.LOCAL_TRAIN_ENV``: no preemption watcher, a 0.5 s
-controller poll).
+"""What a sweep trial costs besides training: under Ray Train with Ray's defaults, under Ray Train
+with the settings a sweep gives a Ray it starts itself (``sweeps.resources.LOCAL_TRAIN_ENV``: no
+preemption watcher, a 0.5 s controller poll), and in Tune's own trial process (the ``tune``
+runner, the default for one worker per trial: no Ray Train at all, trial processes reused).
 
-Each round starts a fresh local Ray under one setting and runs a search of trials so small that
+Each round starts a fresh local Ray per setting and runs a search of trials so small that
 training takes about a second (2 tasks, 20 images per class, a small CNN), one trial at a time;
-the settings alternate round by round so that both see the same machine. Reported: sweep wall
+the settings alternate within each round so that all see the same machine. Reported: sweep wall
 seconds per trial, and Tune's seconds from a trial's start to its last report.
 
     python benchmarks/trial_overhead.py [--rounds 2] [--trials 3] [--data-root DIR]
@@ -36,7 +37,15 @@ TINY = {
 }
 
 
-def one_round(local_settings: bool, trials: int, data_root: str, tmp: str, name: str) -> dict:
+# setting: (Ray Train's local settings, --ray-train)
+SETTINGS = {
+    "ray_defaults": (False, "always"),
+    "local_settings": (True, "always"),
+    "in_process": (True, "auto"),
+}
+
+
+def one_round(setting: str, trials: int, data_root: str, tmp: str, name: str) -> dict:
     import logging
 
     import ray
@@ -46,7 +55,7 @@ def one_round(local_settings: bool, trials: int, data_root: str, tmp: str, name:
 
     ray.init(
         num_cpus=os.cpu_count(),
-        runtime_env={"env_vars": job_env(local=local_settings)},
+        runtime_env={"env_vars": job_env(local=SETTINGS[setting][0])},
         log_to_driver=False,
         logging_level=logging.WARNING,
     )
@@ -61,6 +70,7 @@ def one_round(local_settings: bool, trials: int, data_root: str, tmp: str, name:
                 "--data-root", data_root,
                 "--num-samples", str(trials),
                 "--max-concurrent", "1",
+                "--ray-train", SETTINGS[setting][1],
                 # No early stopping: every trial runs both tasks.
                 "--grace-tasks", "2",
                 *[a for k, v in TINY.items() for a in ("--set", f"{k}={v}")],
@@ -86,13 +96,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = p.parse_args(argv)
     data_root = str(resolve_data_root(args.data_root))
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    rows: dict[str, list[dict]] = {"ray_defaults": [], "local_settings": []}
+    rows: dict[str, list[dict]] = {key: [] for key in SETTINGS}
     with tempfile.TemporaryDirectory(prefix="pah-bench-") as tmp:
         for r in range(args.rounds):
             for key in rows:
-                rows[key].append(
-                    one_round(key == "local_settings", args.trials, data_root, tmp, f"{key}-{r}")
-                )
+                rows[key].append(one_round(key, args.trials, data_root, tmp, f"{key}-{r}"))
     summary = {
         key: {
             "wall_per_trial_median": statistics.median(x["wall_per_trial"] for x in runs),
@@ -100,12 +108,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         }
         for key, runs in rows.items()
     }
-    a, b = summary["ray_defaults"], summary["local_settings"]
-    print(
-        f"sweep wall per trial: Ray defaults {a['wall_per_trial_median']:.1f} s, local settings "
-        f"{b['wall_per_trial_median']:.1f} s ({a['wall_per_trial_median'] / b['wall_per_trial_median']:.2f}x); "
-        f"Tune's trial seconds {a['tune_seconds_median']:.1f} vs {b['tune_seconds_median']:.1f}"
-    )
+    base = summary["ray_defaults"]["wall_per_trial_median"]
+    for key, row in summary.items():
+        print(
+            f"{key:>15}: sweep wall per trial {row['wall_per_trial_median']:5.1f} s "
+            f"({base / row['wall_per_trial_median']:.2f}x less than Ray Train's defaults), "
+            f"Tune's trial seconds {row['tune_seconds_median']:.1f}"
+        )
     results = {
         "benchmark": "trial_overhead",
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),

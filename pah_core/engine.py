@@ -33,7 +33,7 @@ from pah_core.distributed import LOCAL, Distributed
 from pah_core.losslog import LOG_EVERY, LossLog
 from pah_core.methods import Method, build_method
 from pah_core.models import batchnorm_mode
-from pah_core.reporters import Reporter
+from pah_core.reporters import Reporter, RunStopped
 from pah_core.run_state import RunState, listed
 from pah_core.task_inference import LOGIT_RULES
 
@@ -295,6 +295,8 @@ class Engine:
         try:
             for t in range(s.next_task, self.n_run):
                 self._train_task(t)
+        except RunStopped:
+            raise
         except BaseException as e:
             self._emit("run_failed", self.results(time.perf_counter() - started, "failed"), e)
             raise

@@ -21,6 +21,11 @@ from typing import Any
 import numpy as np
 
 
+class RunStopped(BaseException):
+    """A reporter's way to end a run that was stopped from outside (a scheduler such as ASHA): not
+    a failure, so no reporter hears ``run_failed``; whoever stopped the run records why."""
+
+
 class Reporter:
     """No-op base: subclasses override the events they care about."""
 

@@ -70,6 +70,7 @@ def grid_tuner(trainable, s: Setup, param_space: dict[str, Any]):
             num_samples=1,
             max_concurrent_trials=s.max_concurrent,
             trial_name_creator=trial_name,
+            reuse_actors=s.plan.reuse_actors,
             trial_dirname_creator=trial_name,
         ),
         run_config=run_config(s.plan),

@@ -12,6 +12,7 @@ the name stays free.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import time
@@ -42,7 +43,7 @@ from .resources import check_resources, init_ray
 from .space import search_space
 from .study_figures import log_study_figures
 from .summary import print_summary, summarise
-from .trial import DRIVER_CPUS, TrialPlumbing, trial_driver
+from .trial import TRIAL_RETRIES, TrialPlumbing, trainable, trial_runner
 
 
 @dataclass(kw_only=True)
@@ -74,6 +75,16 @@ class Plan:
     @property
     def objectives(self) -> list[str]:
         return self.state.objectives
+
+    @property
+    def runner(self) -> str:
+        return self.state.trial_runner
+
+    @property
+    def reuse_actors(self) -> bool:
+        """A ``tune`` trial's process serves the next trial (torch imported, data cached by the OS):
+        Tune resets it rather than start another."""
+        return self.runner == "tune"
 
 
 @dataclass(kw_only=True)
@@ -134,6 +145,7 @@ def plan_sweep(
         kind=kind,
         overrides=overrides,
         config=args.config or "",
+        trial_runner=trial_runner(args.workers_per_trial, getattr(args, "ray_train", "auto")),
     )
     plan = Plan(
         name=name,
@@ -168,7 +180,10 @@ def check_sweep_dir(plan: Plan) -> None:
         raise SweepError(
             f"--resume: no sweep {plan.name!r} in {plan.storage} (missing {state_file})"
         )
-    plan.state.check_resume(SweepState.read(plan.sweep_dir), plan.name)
+    stored = SweepState.read(plan.sweep_dir)
+    if stored.trial_runner is None:  # started before the runner was recorded: under Ray Train
+        plan.state.trial_runner = "train"
+    plan.state.check_resume(stored, plan.name)
     from ray import tune
 
     if not tune.Tuner.can_restore(str(plan.sweep_dir)):
@@ -226,6 +241,7 @@ def launch(plan: Plan, args: argparse.Namespace, tags: dict[str, str] | None = N
         gpus_per_worker=args.gpus_per_worker,
         tags=tags,
         variants=plan.variants,
+        runner=plan.runner,
     )
     wanted = fits if args.max_concurrent is None else min(args.max_concurrent, fits)
     return Setup(plan=plan, max_concurrent=wanted, plumbing=plumbing)
@@ -284,9 +300,12 @@ def execute(
     from ray import tune
 
     plan = setup.plan
-    trainable = tune.with_resources(
-        tune.with_parameters(trial_driver, plumbing=setup.plumbing), {"cpu": DRIVER_CPUS}
-    )
+    trials = trainable(setup.plumbing)
+    # Tune snapshots the sweep's state (its trials, the searcher's) at most every 10 s by default;
+    # a driver killed in between forgets the trials started since, and --resume runs their slots
+    # again as new trials. One-worker trials start right after one another: every second (cheap:
+    # the snapshot is written locally, its upload to cloud storage keeps Tune's own pace).
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
     print(
         f"[sweep] {plan.name}: {plan.num_samples} trial(s), {setup.max_concurrent} at a time, "
         f"objectives {plan.objectives}, {plan.n_run} task(s) each; MLflow {plan.mlflow_uri} "
@@ -297,14 +316,14 @@ def execute(
         if plan.resume:
             tuner = tune.Tuner.restore(
                 str(plan.sweep_dir),
-                trainable=trainable,
+                trainable=trials,
                 param_space=param_space,
                 resume_unfinished=True,
                 resume_errored=False,
                 restart_errored=False,
             )
         else:
-            tuner = make_tuner(trainable, setup)
+            tuner = make_tuner(trials, setup)
         results = tuner.fit()
     except BaseException as e:
         abandon(plan, setup.parent_run_id, e)
@@ -331,7 +350,12 @@ def run_config(plan: Plan):
     return tune.RunConfig(
         name=plan.name,
         storage_path=plan.storage,
-        failure_config=tune.FailureConfig(max_failures=0),
+        # A ``tune`` trial whose process dies restarts from its last task checkpoint; a ``train``
+        # trial's worker group is restarted by Ray Train instead (trial_driver), not twice over.
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        failure_config=tune.FailureConfig(
+            max_failures=TRIAL_RETRIES if plan.runner == "tune" else 0
+        ),
         verbose=1 if plan.verbose else 0,
         callbacks=[] if plan.verbose else [trial_lines(plan.n_run, plan.kind == "search")],
     )

@@ -64,6 +64,10 @@ class SweepState:
     # --config as given ("": the dataset's shipped config; None: not recorded, not checked). Not a
     # resolved path: a job submitted again (ray job submit --working-dir) runs from another folder.
     config: str | None = None
+    # Where the trials' engines run (trial.trial_runner): their checkpoints are Tune's or Ray
+    # Train's, and a resumed trial finds only its own kind. None: a sweep started before it was
+    # recorded, whose trials all ran under Ray Train.
+    trial_runner: str | None = None
     parent_run_id: str = ""  # known once the parent run exists
 
     @classmethod
@@ -89,6 +93,13 @@ class SweepState:
                 raise SweepError(
                     f"--resume: sweep {name!r} was started with other config overrides (--set): "
                     f"{what}. Pass the same, or start another --name"
+                )
+            if key == "trial_runner":
+                raise SweepError(
+                    f"--resume: sweep {name!r} ran its trials under the {then!r} runner, and these "
+                    f"flags give {now[key]!r} (--workers-per-trial, --ray-train): a trial resumes "
+                    "only from its own runner's checkpoints. Pass the same flags, or start another "
+                    "--name"
                 )
             shown = [repr(v) if v != "" else "(the shipped one)" for v in (then, now[key])]
             raise SweepError(
@@ -181,9 +192,32 @@ def finish_parent_run(
             client.set_terminated(
                 run.info.run_id, status="FAILED" if t["status"] == "error" else "KILLED"
             )
+    close_lost_trials(client, exp_id, parent_run_id, {t["trial"] for t in summary["trials"]})
     interrupted = any(t["status"] == "not finished" for t in summary["trials"])
     client.set_terminated(parent_run_id, status="KILLED" if interrupted else "FINISHED")
     return exp_id
+
+
+LOST_TRIAL = (
+    "started after the last snapshot Tune took of the sweep, just before its driver died: the "
+    "resumed sweep did not know this trial and ran its slot as another"
+)
+
+
+def close_lost_trials(client, exp_id: str, parent_run_id: str, known: set[str]) -> list[str]:
+    """Child runs still RUNNING at the sweep's end whose trial Tune does not know: KILLED, tagged
+    ``pah.lost_trial`` with why, never left RUNNING; their run ids."""
+    runs = client.search_runs(
+        [exp_id],
+        filter_string=f"tags.mlflow.parentRunId = {quote(parent_run_id)} "
+        "and attributes.status = 'RUNNING'",
+        max_results=1000,
+    )
+    lost = [r for r in runs if r.data.tags.get("ray_trial_id") not in known]
+    for run in lost:
+        client.set_tag(run.info.run_id, "pah.lost_trial", LOST_TRIAL)
+        client.set_terminated(run.info.run_id, status="KILLED")
+    return [r.info.run_id for r in lost]
 
 
 def sweep_parent_filter(sweep: str) -> str:

@@ -212,6 +212,7 @@ def optuna_tuner(trainable, s: Setup, points: list[dict[str, Any]], seed: int, g
             scheduler=scheduler,
             num_samples=plan.num_samples,
             trial_name_creator=trial_name,
+            reuse_actors=plan.reuse_actors,
             trial_dirname_creator=trial_name,
         ),
         run_config=run_config(plan),

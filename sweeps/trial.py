@@ -1,10 +1,20 @@
-"""One sweep trial: a Tune function trainable that runs the PAH engine inside a Ray Train TorchTrainer.
+"""One sweep trial: a Tune function trainable that runs the PAH engine, in Tune's trial process or
+inside a Ray Train TorchTrainer.
 
-Layers (Ray 2.60, Train V2): ``trial_driver`` is the Tune trial (a light process); it builds a
-``TorchTrainer`` whose workers run ``train_fn_per_worker``, i.e. the ordinary ``Engine`` with a
-``RayReporter`` (and, on rank 0, an ``MLflowReporter``). Gradients are averaged across workers by
-``pah_core.distributed`` over the gloo/nccl process group that Ray Train sets up; training data is
-sharded per rank and evaluation counts are summed exactly.
+Two runners (``trial_runner``), the same engine and reports either way:
+
+- ``tune``: a one-worker trial runs the ordinary ``Engine`` right in its Tune trial process
+  (``trial_in_process``), reporting with ``ray.tune.report``. Ray Train would add six processes
+  per trial (controller, worker, their helper actors), ~15 s on a small machine before any
+  training; Tune restarts a dead trial from its last task checkpoint (``TRIAL_RETRIES``).
+- ``train`` (more than one worker, or ``--ray-train always``): ``trial_driver`` is a light Tune
+  trial that builds a ``TorchTrainer`` whose workers run ``train_fn_per_worker``. Gradients are
+  averaged across workers by ``pah_core.distributed`` over the gloo/nccl process group that Ray
+  Train sets up; training data is sharded per rank and evaluation counts are summed exactly; Ray
+  Train restarts the worker group from the last task checkpoint when a worker dies.
+
+Rank 0 also logs to MLflow (``MLflowReporter``), keyed by the trial, so that a replayed task is
+logged once.
 """
 
 from __future__ import annotations
@@ -14,10 +24,20 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from pah_core.reporters import Reporter
+from pah_core.reporters import Reporter, RunStopped
 
 # A Tune trial's own process needs almost no CPU; asking for a whole core would idle one per trial.
 DRIVER_CPUS = 0.01
+# Restarts of a trial whose process dies (a killed process, a lost node), or of a Train trial's
+# worker group: from the trial's last task checkpoint, whose MLflow rows are not logged twice. A
+# diverged trial fails again on its retry (the same data, the same seed) and then for good.
+TRIAL_RETRIES = 1
+RUNNERS = ("tune", "train")
+
+
+def trial_runner(workers: int, ray_train: str) -> str:
+    """Where a trial's engine runs: Tune's trial process (one worker) or Ray Train's workers."""
+    return "train" if workers > 1 or ray_train == "always" else "tune"
 
 
 @dataclass
@@ -37,10 +57,7 @@ class TrialPlumbing:
     tags: dict[str, str] = field(default_factory=dict)
     # Named groups of overrides (ablation variants); a trial's "variant" key picks one.
     variants: dict[str, dict[str, Any]] = field(default_factory=dict)
-    # Restarts of a trial's worker group after a worker dies (a killed process, a lost node):
-    # from the trial's last task checkpoint, whose MLflow rows are not logged twice. A diverged
-    # trial fails again on its retry (the same data, the same seed) and then for good.
-    worker_retries: int = 1
+    runner: str = "tune"  # trial_runner(): "tune" runs one worker in the trial's own process
 
 
 @dataclass(frozen=True)
@@ -98,15 +115,10 @@ def selection_numbers(
 
 
 class RayReporter(Reporter):
-    """Reports each task boundary to Ray Train (and so to Tune), with rank 0's checkpoint.
+    """Reports each task boundary to Tune (through Ray Train under the ``train`` runner), with
+    rank 0's checkpoint; ``send`` is the runner's."""
 
-    Checkpoints upload in Ray's background thread (``ASYNC``) while the next task trains, and Ray
-    deletes each local copy once it is stored: on cloud storage a ~130 MB upload per task would
-    otherwise stall training. The last task's report is synchronous, so when the run returns every
-    checkpoint is stored and the local folder can go.
-    """
-
-    def __init__(self, rank: int):
+    def __init__(self, rank: int = 0):
         self.rank = rank
         self.n_run = 1
         self._last_boundary = time.perf_counter()
@@ -116,8 +128,6 @@ class RayReporter(Reporter):
         self._last_boundary = time.perf_counter()
 
     def task_end(self, t, accuracy_row, matrix, checkpoint_dir, task_metrics, counts):
-        import ray.train
-
         now = time.perf_counter()
         report = {
             "tasks_done": t + 1,
@@ -127,8 +137,8 @@ class RayReporter(Reporter):
             "cil_avg_acc": task_metrics["cil_avg_acc"],
             **{k: v for k, v in task_metrics.items() if k.startswith("val_")},
             "task_seconds": task_metrics["seconds"],
-            # What the trial really spent on this task in the worker: training, evaluation,
-            # checkpointing and the previous report; Tune's time_this_iter_s is taken on the driver,
+            # What the trial really spent on this task where the engine runs: training,
+            # evaluation, checkpointing and the previous report; Tune's time_this_iter_s is taken
             # when the report arrives, and jitters with delivery.
             "worker_seconds": now - self._last_boundary,
             **objective_metrics(
@@ -140,26 +150,57 @@ class RayReporter(Reporter):
             ),
         }
         self._last_boundary = now
-        ckpt = None
-        if self.rank == 0 and checkpoint_dir is not None:
-            ckpt = ray.train.Checkpoint.from_directory(str(checkpoint_dir))
-        last = t + 1 >= self.n_run
+        ckpt = checkpoint_dir if self.rank == 0 else None
+        self.send(report, ckpt, t, last=t + 1 >= self.n_run)
+
+    def send(self, report: dict[str, Any], checkpoint_dir, t: int, last: bool) -> None:
+        """Tune's own report (the ``tune`` runner): the checkpoint is copied to the trial's
+        storage before it returns, and the local copy can go."""
+        import shutil
+
+        import ray.tune
+
+        ckpt = (
+            None
+            if checkpoint_dir is None
+            else ray.tune.Checkpoint.from_directory(str(checkpoint_dir))
+        )
+        try:
+            ray.tune.report(report, checkpoint=ckpt)
+        except SystemExit as stop:  # how Tune ends a trial it stopped (ASHA) while it reports
+            raise RunStopped from stop
+        if checkpoint_dir is not None:
+            shutil.rmtree(checkpoint_dir, ignore_errors=True)
+
+
+class TrainReporter(RayReporter):
+    """Ray Train's report (the ``train`` runner). Checkpoints upload in Ray's background thread
+    (``ASYNC``) while the next task trains, and Ray deletes each local copy once it is stored: on
+    cloud storage a ~130 MB upload per task would otherwise stall training. The last task's report
+    is synchronous, so when the run returns every checkpoint is stored and the local folder can go.
+    """
+
+    def send(self, report, checkpoint_dir, t, last):
+        import ray.train
+
+        ckpt = (
+            None
+            if checkpoint_dir is None
+            else ray.train.Checkpoint.from_directory(str(checkpoint_dir))
+        )
+        mode = ray.train.CheckpointUploadMode
         ray.train.report(
             report,
             checkpoint=ckpt,
             checkpoint_dir_name=f"task_{t:02d}",
-            checkpoint_upload_mode=(
-                ray.train.CheckpointUploadMode.SYNC
-                if last
-                else ray.train.CheckpointUploadMode.ASYNC
-            ),
+            checkpoint_upload_mode=mode.SYNC if last else mode.ASYNC,
             delete_local_checkpoint_after_upload=True,
         )
 
 
-def train_fn_per_worker(loop: dict[str, Any]) -> None:
-    import ray.train
-    import ray.train.torch
+def run_engine(loop: dict[str, Any], ray_reporter: RayReporter, device: str, checkpoint) -> None:
+    """The engine of one trial (or one Train worker): from ``checkpoint`` (Ray's, or None), with
+    ``ray_reporter`` and, on rank 0, MLflow."""
     import torch
 
     from pah_core.config import from_dict
@@ -167,14 +208,11 @@ def train_fn_per_worker(loop: dict[str, Any]) -> None:
     from pah_core.distributed import from_torch_distributed
     from pah_core.engine import Engine
 
-    ctx = ray.train.get_context()
-    rank = ctx.get_world_rank()
     torch.set_num_threads(max(1, round(loop["cpus_per_worker"])))
-    device = ray.train.torch.get_device()
-    cfg = from_dict(loop["config"], {"run.device": str(device), "run.progress": False})
+    cfg = from_dict(loop["config"], {"run.device": device, "run.progress": False})
     stream = TaskStream(load_source(cfg.data, loop["data_root"]), cfg.data)
-    reporters: list[Reporter] = [RayReporter(rank)]
-    if rank == 0 and loop.get("mlflow_uri"):
+    reporters: list[Reporter] = [ray_reporter]
+    if ray_reporter.rank == 0 and loop.get("mlflow_uri"):
         from pah_core.mlflow_reporter import MLflowReporter
 
         reporters.insert(
@@ -200,34 +238,37 @@ def train_fn_per_worker(loop: dict[str, Any]) -> None:
             reporters,
             checkpoint_dir=local_ckpt,
             dist=from_torch_distributed(),
-            prune_checkpoints=False,  # Ray deletes each local checkpoint once it is uploaded
+            prune_checkpoints=False,  # the reporter removes each local checkpoint once stored
         )
-        restored = ray.train.get_checkpoint()
-        if restored is not None:  # a resumed sweep, or a retried worker group
-            with restored.as_directory() as d:
+        if checkpoint is not None:  # a resumed sweep, or a restarted trial or worker group
+            with checkpoint.as_directory() as d:
                 engine.load_checkpoint(d)
         engine.run()
 
 
-def trial_driver(config: dict[str, Any], plumbing: TrialPlumbing) -> None:
-    """The Tune trainable: one TorchTrainer per trial, named by the trial id so a resumed sweep
-    finds the trial's Train run (and its last task checkpoint) again."""
+def train_fn_per_worker(loop: dict[str, Any]) -> None:
     import ray.train
+    import ray.train.torch
+
+    rank = ray.train.get_context().get_world_rank()
+    device = str(ray.train.torch.get_device())
+    run_engine(loop, TrainReporter(rank), device, ray.train.get_checkpoint())
+
+
+def trial_loop(config: dict[str, Any], plumbing: TrialPlumbing) -> dict[str, Any]:
+    """What the engine of a trial needs, from Tune's sampled ``config`` (a bad point fails here,
+    clearly); a plain dict, as Ray Train ships it to its workers."""
     import ray.tune
-    from ray.train.torch import TorchTrainer
-    from ray.tune.integration.ray_train import TuneReportCallback
 
     from pah_core.config import from_dict
 
     from .space import overrides_of, run_name
 
-    ctx = ray.tune.get_context()
-    trial_id = ctx.get_trial_id()
+    trial_id = ray.tune.get_context().get_trial_id()
     variant = config.get("variant")
     overrides = {**plumbing.variants.get(variant, {}), **overrides_of(config)}
-    cfg = from_dict(plumbing.base_config, overrides)  # a bad point fails here, clearly
-    tags = {**plumbing.tags, **({"variant": variant} if variant else {})}
-    loop = {
+    cfg = from_dict(plumbing.base_config, overrides)
+    return {
         "config": cfg.to_dict(),
         "data_root": plumbing.data_root,
         "mlflow_uri": plumbing.mlflow_uri,
@@ -236,9 +277,35 @@ def trial_driver(config: dict[str, Any], plumbing: TrialPlumbing) -> None:
         "sweep_name": plumbing.sweep_name,
         "trial_id": trial_id,
         "run_name": run_name(plumbing.sweep_name, trial_id, config),
-        "tags": tags,
+        "tags": {**plumbing.tags, **({"variant": variant} if variant else {})},
         "cpus_per_worker": plumbing.cpus_per_worker,
     }
+
+
+def trial_in_process(config: dict[str, Any], plumbing: TrialPlumbing) -> None:
+    """The Tune trainable of the ``tune`` runner: the engine runs here, in the trial's process,
+    which holds the whole trial's resources (``trial_resources``)."""
+    import ray
+    import ray.tune
+
+    loop = trial_loop(config, plumbing)
+    device = "cuda" if ray.get_gpu_ids() else "cpu"  # Ray sets CUDA_VISIBLE_DEVICES to its GPUs
+    try:
+        run_engine(loop, RayReporter(), device, ray.tune.get_checkpoint())
+    except RunStopped:
+        # Stopped as a Train trial's workers would be, mid-run: its MLflow run stays RUNNING
+        # until the sweep's end closes it as stopped early (record.finish_parent_run).
+        raise SystemExit(0) from None
+
+
+def trial_driver(config: dict[str, Any], plumbing: TrialPlumbing) -> None:
+    """The Tune trainable of the ``train`` runner: one TorchTrainer per trial, named by the trial
+    id so a resumed sweep finds the trial's Train run (and its last task checkpoint) again."""
+    import ray.train
+    from ray.train.torch import TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    loop = trial_loop(config, plumbing)
     per_worker = {"CPU": plumbing.cpus_per_worker}
     if plumbing.gpus_per_worker:
         per_worker["GPU"] = plumbing.gpus_per_worker
@@ -251,15 +318,30 @@ def trial_driver(config: dict[str, Any], plumbing: TrialPlumbing) -> None:
             resources_per_worker=per_worker,
         ),
         run_config=ray.train.RunConfig(
-            name=f"train-{trial_id}",
+            name=f"train-{loop['trial_id']}",
             storage_path=plumbing.storage_path,
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
             # No controller retries (one after a worker-group start timeout keeps the old placement
             # group and deadlocks); a dead worker restarts the group from the last task checkpoint.
             failure_config=ray.train.FailureConfig(
-                max_failures=plumbing.worker_retries, controller_failure_limit=0
+                max_failures=TRIAL_RETRIES, controller_failure_limit=0
             ),
             callbacks=[TuneReportCallback()],
         ),
     )
     trainer.fit()
+
+
+def trainable(plumbing: TrialPlumbing):
+    """The Tune trainable of a sweep's trials, with the resources one trial holds: the same total
+    either way (``sweeps.resources.check_resources`` counts it)."""
+    from ray import tune
+
+    if plumbing.runner == "train":
+        fn, resources = trial_driver, {"cpu": DRIVER_CPUS}
+    else:
+        resources = {"cpu": DRIVER_CPUS + plumbing.cpus_per_worker}
+        if plumbing.gpus_per_worker:
+            resources["gpu"] = plumbing.gpus_per_worker
+        fn = trial_in_process
+    return tune.with_resources(tune.with_parameters(fn, plumbing=plumbing), resources)

@@ -108,6 +108,12 @@ SWEEP_CASES = [
         "model.hyper_width = 64 then, 32 now",
     ),
     (["--resume", "--name", "old", "--preset", "paper"], "was started with preset 'smoke'"),
+    (
+        ["--resume", "--name", "tuned", "--set", "model.hyper_width=64", "--ray-train", "always"],
+        "--resume: sweep 'tuned' ran its trials under the 'tune' runner, and these flags give "
+        "'train' (--workers-per-trial, --ray-train)",
+    ),
+    (["--ray-train", "never"], "argument --ray-train: invalid choice: 'never'"),
     (["--name", "old"], "sweep 'old' already exists in"),
     (["--name", "a'b\"c"], "holds both kinds of quote"),
 ]
@@ -171,8 +177,9 @@ def empty_store(tmp_path_factory) -> str:
 
 @pytest.fixture
 def workspace(tmp_path, monkeypatch, empty_store):
-    """Bad files to point flags at, an earlier sweep's folder (name "old": started with --set
-    model.hyper_width=64 and the smoke preset), a port nothing listens on; and Ray that must not
+    """Bad files to point flags at, earlier sweeps' folders (name "old": started with --set
+    model.hyper_width=64 and the smoke preset; "tuned": the same, its trials in Tune's
+    processes), a port nothing listens on; and Ray that must not
     start."""
     import json
     import socket
@@ -202,6 +209,9 @@ def workspace(tmp_path, monkeypatch, empty_store):
         "overrides": {"model.hyper_width": 64},
     }
     (old / "pah_sweep.json").write_text(json.dumps(state))
+    tuned = tmp_path / "ray" / "tuned"  # one whose trials trained in Tune's own processes
+    tuned.mkdir()
+    (tuned / "pah_sweep.json").write_text(json.dumps({**state, "trial_runner": "tune"}))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         http = f"http://127.0.0.1:{s.getsockname()[1]}"  # closed again: nothing answers there
@@ -225,7 +235,7 @@ def _check_nothing_written(tmp) -> None:
     from pathlib import Path
 
     tmp = Path(tmp)
-    assert sorted(p.name for p in (tmp / "ray").iterdir()) == ["old"]  # no new sweep folder
+    assert sorted(p.name for p in (tmp / "ray").iterdir()) == ["old", "tuned"]  # no new folder
     assert not (tmp / "mlflow.db").exists()  # no store, so no parent run either
 
 

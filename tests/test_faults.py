@@ -2,6 +2,7 @@
 a sweep, and MLflow on a real PostgreSQL backend under concurrent trials. Real local Ray, real
 CIFAR-100 subsets, real MLflow servers on 127.0.0.1."""
 
+import functools
 import json
 import os
 import signal
@@ -20,12 +21,12 @@ from tests.postgres import postgres_bin, postgres_server
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
-# 3 tasks of real CIFAR-100 (300 training images per class, 4 epochs, a small CNN): a task takes a
-# few seconds on one core, long enough to kill a worker in the middle of one.
+# 2 tasks of real CIFAR-100 (300 training images per class, 4 epochs, a small CNN): a task takes a
+# few seconds on one core, long enough to kill its process in the middle of the second.
 LONGER = set_flags(
     data__train_per_class=300,
     data__test_per_class=20,
-    schedule__max_tasks=3,
+    schedule__max_tasks=2,
     model__backbone="small_cnn",
     schedule__epochs_per_task=4,
 )
@@ -47,8 +48,10 @@ def _children(uri: str, experiment: str = "pah-cifar100"):
     return client, [r for r in runs if "mlflow.parentRunId" in r.data.tags]
 
 
-def _train_workers(home: str) -> list[int]:
-    """PIDs of Ray Train worker processes of this test's Ray (its HOME), not any other Ray's."""
+def _engine_processes(home: str, title: bytes) -> list[int]:
+    """PIDs of the processes running trials' engines in this test's Ray (its HOME), not any other
+    Ray's: Ray Train's workers (``RayTrainWorker``), or Tune's trial processes of the ``tune``
+    runner (``ray::ImplicitFunc``, its Ray actor)."""
     pids = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
@@ -58,9 +61,28 @@ def _train_workers(home: str) -> list[int]:
             env = (proc / "environ").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"RayTrainWorker" in cmd and f"HOME={home}".encode() in env:
+        if title in cmd and f"HOME={home}".encode() in env:
             pids.append(int(proc.name))
     return pids
+
+
+@functools.cache
+def _uninterrupted(config_json: str) -> dict:
+    """The plain engine's results for a trial's config (as JSON), one thread like the trial's
+    process; computed once for the runners' tests, which train the same config and seed."""
+    import torch
+
+    from pah_core.config import load_config
+    from pah_core.data import TaskStream, load_source
+    from pah_core.engine import Engine
+
+    threads = torch.get_num_threads()
+    try:
+        overrides = {**json.loads(config_json), "run.threads": 1, "run.progress": False}
+        cfg = load_config(None, overrides)
+        return Engine(cfg, TaskStream(load_source(cfg.data), cfg.data)).run()
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _config_of(run) -> dict:
@@ -70,10 +92,19 @@ def _config_of(run) -> dict:
     return {k: None if v == "None" else yaml.safe_load(v) for k, v in run.data.params.items()}
 
 
-def test_a_killed_train_worker_restarts_from_its_checkpoint(ray_cluster, tmp_path):
-    """SIGKILL of the trial's Train worker after its first task: Ray Train restarts the worker
-    group from the last task checkpoint; the trial finishes with the matrix of an uninterrupted
-    run of the same config and seed, in one MLflow child run holding one row per task."""
+ENGINE_PROCESS = {"train": b"RayTrainWorker", "tune": b"ray::ImplicitFunc"}
+
+
+@pytest.mark.parametrize("ray_train", ["always", "auto"])
+def test_a_killed_trial_process_restarts_from_its_checkpoint(ray_cluster, tmp_path, ray_train):
+    """SIGKILL of the process training the trial, after its first task: under Ray Train its worker
+    (Ray Train restarts the worker group), under the ``tune`` runner the trial's own process (Tune
+    restarts the trial), each from the last task checkpoint; the trial finishes with the matrix of
+    an uninterrupted run of the same config and seed, in one MLflow child run holding one row per
+    task."""
+    from sweeps.trial import trial_runner
+
+    title = ENGINE_PROCESS[trial_runner(1, ray_train)]
     from mlflow.tracking import MlflowClient
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -93,6 +124,8 @@ def test_a_killed_train_worker_restarts_from_its_checkpoint(ray_cluster, tmp_pat
         uri,
         "--name",
         "kill",
+        "--ray-train",
+        ray_train,
         *LONGER,
     ]
     home = os.environ["HOME"]  # the ray_cluster fixture's: its workers inherit it
@@ -109,7 +142,7 @@ def test_a_killed_train_worker_restarts_from_its_checkpoint(ray_cluster, tmp_pat
             client, children = _children(uri)
             if children:
                 steps = client.get_metric_history(children[0].info.run_id, "tasks_done")
-                workers = _train_workers(home)
+                workers = _engine_processes(home, title)
                 if steps and workers:  # task 1 logged (its checkpoint follows): now in task 2
                     time.sleep(1.0)
                     killed = workers
@@ -117,7 +150,7 @@ def test_a_killed_train_worker_restarts_from_its_checkpoint(ray_cluster, tmp_pat
                         os.kill(pid, signal.SIGKILL)
                     break
             time.sleep(0.3)
-        assert killed, "no Train worker to kill after the first task"
+        assert killed, f"no {title.decode()} process to kill after the first task"
         assert proc.wait(timeout=400) == 0, (tmp_path / "sweep.log").read_text()[-4000:]
     finally:
         if proc.poll() is None:
@@ -128,30 +161,18 @@ def test_a_killed_train_worker_restarts_from_its_checkpoint(ray_cluster, tmp_pat
     assert run.info.status == "FINISHED"
     for key in ("tasks_done", "avg_acc", "acc/task_00"):
         steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, key))
-        assert steps == [0, 1, 2], (key, steps)
+        assert steps == [0, 1], (key, steps)
     import mlflow.artifacts
 
     logged = mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/acc_matrix.json")
     table = mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/acc_matrix_table.json")
     cells = sorted(tuple(r[:2]) for r in table["data"])
-    assert cells == [(i, j) for i in range(3) for j in range(i + 1)]
-    assert killed[0] not in _train_workers(home)
-    # The uninterrupted run: the same config and seed, one thread like the trial's worker.
-    import torch
-
-    from pah_core.config import load_config
-    from pah_core.data import TaskStream, load_source
-    from pah_core.engine import Engine
-
-    threads = torch.get_num_threads()
-    try:
-        cfg = load_config(None, {**_config_of(run), "run.threads": 1, "run.progress": False})
-        plain = Engine(cfg, TaskStream(load_source(cfg.data), cfg.data)).run()
-    finally:
-        torch.set_num_threads(threads)
+    assert cells == [(i, j) for i in range(2) for j in range(i + 1)]
+    assert killed[0] not in _engine_processes(home, title)
+    plain = _uninterrupted(json.dumps(_config_of(run), sort_keys=True))
     assert logged["correct"] == plain["correct"], (logged["correct"], plain["correct"])
     assert logged["total"] == plain["total"]
-    print(f"worker kill: recovered and finished in {recovery_seconds:.0f} s")
+    print(f"{title.decode()} kill: recovered and finished in {recovery_seconds:.0f} s")
 
 
 @pytest.fixture(scope="module")

@@ -73,3 +73,29 @@ def test_a_replayed_task_is_logged_once(tmp_path):
     for i, j, acc in table["data"]:
         assert acc == pytest.approx(matrix[i][j])
     assert '"type": "table"' in run.data.tags["mlflow.loggedArtifacts"]
+
+
+def test_a_trial_lost_by_a_killed_driver_is_closed_not_left_running(tmp_path):
+    """A child run whose trial the resumed sweep does not know (started after Tune's last snapshot,
+    just before the driver died) is KILLED with why at the sweep's end; the known trials' runs and
+    other sweeps' runs are left as they are."""
+    from mlflow.tracking import MlflowClient
+
+    from sweeps.record import LOST_TRIAL, close_lost_trials
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp = client.create_experiment("lost")
+    parent = client.create_run(exp, run_name="s").info.run_id
+    other = client.create_run(exp, run_name="other sweep").info.run_id
+
+    def child(trial: str, of: str = parent) -> str:
+        tags = {"mlflow.parentRunId": of, "ray_trial_id": trial}
+        return client.create_run(exp, tags=tags).info.run_id
+
+    known, lost, done = child("aaaa"), child("bbbb"), child("cccc")
+    client.set_terminated(done, status="FINISHED")
+    elsewhere = child("dddd", other)
+    assert close_lost_trials(client, exp, parent, known={"aaaa"}) == [lost]
+    status = {r: client.get_run(r).info.status for r in (known, lost, done, elsewhere)}
+    assert status == {known: "RUNNING", lost: "KILLED", done: "FINISHED", elsewhere: "RUNNING"}
+    assert client.get_run(lost).data.tags["pah.lost_trial"] == LOST_TRIAL

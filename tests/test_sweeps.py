@@ -210,16 +210,18 @@ def test_killed_sweep_resumes_without_rerunning_or_duplicating(ray_cluster, tmp_
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 240
-        # One trial at a time: the second trial's run appears only after Tune has recorded the first
-        # as done. Kill the driver then, mid-sweep.
+        # One trial at a time. Kill the driver mid-sweep: the first trial finished, the second
+        # mid-run (it logged its first task). Tune snapshots the sweep every second
+        # (launch.execute), so by then its state knows the second trial.
         while time.time() < deadline:
             if (tmp_path / "mlflow.db").exists():
                 _, _, children = _runs(tmp_path)
-                if len(children) >= 2 and any(c.info.status == "FINISHED" for c in children):
+                statuses = [(c.info.status, "tasks_done" in c.data.metrics) for c in children]
+                if ("FINISHED", True) in statuses and ("RUNNING", True) in statuses:
                     break
-            time.sleep(1)
+            time.sleep(0.5)
         else:
-            pytest.fail("no trial finished within 240 s")
+            pytest.fail("no trial was mid-run after a finished one within 240 s")
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
@@ -232,11 +234,21 @@ def test_killed_sweep_resumes_without_rerunning_or_duplicating(ray_cluster, tmp_
         == 0
     )
     client, parents, children = _runs(tmp_path)
-    assert len(parents) == 1 and len(children) == 3
+    seen = [
+        (c.data.tags["ray_trial_id"], c.info.status, c.data.metrics.get("tasks_done"))
+        for c in children
+    ]
+    assert len(parents) == 1 and len(children) == 3, seen
     assert len({c.data.tags["ray_trial_id"] for c in children}) == 3
-    # The finished trial was not trained again: its task metrics were logged once per task.
-    history = client.get_metric_history(first.info.run_id, "tasks_done")
-    assert sorted(m.step for m in history) == [0, 1]
+
+    # The finished trial was not trained again, the interrupted one continued: every trial's task
+    # metrics were logged once per task.
+    def steps(run) -> list[int]:
+        return sorted(m.step for m in client.get_metric_history(run.info.run_id, "tasks_done"))
+
+    for c in children:
+        assert steps(c) == list(range(int(c.data.metrics["tasks_done"]))), c.data.tags
+    assert steps(first) == [0, 1] and first.info.run_id in {c.info.run_id for c in children}
     assert all(c.info.status in ("FINISHED", "KILLED") for c in children)
     assert parents[0].info.status == "FINISHED"
 
