@@ -151,8 +151,9 @@ def resource_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         default="auto",
         help="auto: a one-worker trial trains in its own Tune process (no Ray Train: ~15 s less "
         "per trial on a small machine; Tune restarts it from its last task checkpoint if it "
-        "dies), more workers train under Ray Train; always: Ray Train for every trial (its "
-        "worker-group restarts and dashboard views)",
+        "dies; each task's checkpoint is stored before the next task starts), more workers train "
+        "under Ray Train; always: Ray Train for every trial (checkpoints upload while the next "
+        "task trains, which pays off with large models on cloud storage; its dashboard views)",
     )
     p.add_argument(
         "--max-concurrent",
