@@ -57,7 +57,7 @@ def ray_seconds_per_task(cfg, data_root: str, storage: str, name: str) -> list[d
     previous report and its upload) and the engine's own share of it."""
     from ray import tune
 
-    from sweeps.trial import DRIVER_CPUS, TrialPlumbing, trainable
+    from sweeps.trial import DRIVER_CPUS, TRAIN, TrialPlumbing, trainable
 
     plumbing = TrialPlumbing(
         base_config=cfg.to_dict(),
@@ -68,7 +68,7 @@ def ray_seconds_per_task(cfg, data_root: str, storage: str, name: str) -> list[d
         parent_run_id=None,
         sweep_name="bench",
         cpus_per_worker=1 - DRIVER_CPUS,
-        runner="train",  # what this benchmark measures: the engine under Ray Train
+        runner=TRAIN,  # what this benchmark measures: the engine under Ray Train
     )
     tuner = tune.Tuner(
         trainable(plumbing),

@@ -32,12 +32,13 @@ DRIVER_CPUS = 0.01
 # worker group: from the trial's last task checkpoint, whose MLflow rows are not logged twice. A
 # diverged trial fails again on its retry (the same data, the same seed) and then for good.
 TRIAL_RETRIES = 1
-RUNNERS = ("tune", "train")
+# Where a trial's engine runs (module docstring): the values recorded in pah_sweep.json.
+TUNE, TRAIN = "tune", "train"
 
 
 def trial_runner(workers: int, ray_train: str) -> str:
     """Where a trial's engine runs: Tune's trial process (one worker) or Ray Train's workers."""
-    return "train" if workers > 1 or ray_train == "always" else "tune"
+    return TRAIN if workers > 1 or ray_train == "always" else TUNE
 
 
 @dataclass
@@ -57,7 +58,7 @@ class TrialPlumbing:
     tags: dict[str, str] = field(default_factory=dict)
     # Named groups of overrides (ablation variants); a trial's "variant" key picks one.
     variants: dict[str, dict[str, Any]] = field(default_factory=dict)
-    runner: str = "tune"  # trial_runner(): "tune" runs one worker in the trial's own process
+    runner: str = TUNE  # trial_runner(): TUNE runs one worker in the trial's own process
 
 
 @dataclass(frozen=True)
@@ -337,7 +338,7 @@ def trainable(plumbing: TrialPlumbing):
     either way (``sweeps.resources.check_resources`` counts it)."""
     from ray import tune
 
-    if plumbing.runner == "train":
+    if plumbing.runner == TRAIN:
         fn, resources = trial_driver, {"cpu": DRIVER_CPUS}
     else:
         resources = {"cpu": DRIVER_CPUS + plumbing.cpus_per_worker}

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from sweeps.trial import TRAIN, TUNE
 from tests.helpers import mlflow_server, set_flags
 from tests.postgres import postgres_bin, postgres_server
 
@@ -92,7 +93,7 @@ def _config_of(run) -> dict:
     return {k: None if v == "None" else yaml.safe_load(v) for k, v in run.data.params.items()}
 
 
-ENGINE_PROCESS = {"train": b"RayTrainWorker", "tune": b"ray::ImplicitFunc"}
+ENGINE_PROCESS = {TRAIN: b"RayTrainWorker", TUNE: b"ray::ImplicitFunc"}
 
 
 @pytest.mark.parametrize("ray_train", ["always", "auto"])
