@@ -285,12 +285,17 @@ class Engine:
         self.state.init_total = counts[:, 1].tolist()
 
     def run(self, resume_from: str | os.PathLike | None = None) -> dict[str, Any]:
+        """Train from the state as it is: a fresh one, ``resume_from``'s checkpoint, or one that
+        ``load_checkpoint`` restored before (how a sweep trial resumes)."""
         s = self.state
         if resume_from is not None:
             self.load_checkpoint(resume_from)
-        elif self.cfg.schedule.eval_future:
+        # The untrained model exists only before the first task: a restored state carries its
+        # accuracies (evaluating now would measure the trained weights).
+        if self.cfg.schedule.eval_future and s.next_task == 0 and not s.init_total:
             self._evaluate_untrained()
-        started = time.perf_counter()
+        self._wall_before = s.wall_seconds
+        self._segment_start = time.perf_counter()
         self._emit("run_start", self.cfg, self.method.param_counts(), s.next_task)
         try:
             for t in range(s.next_task, self.n_run):
@@ -298,11 +303,16 @@ class Engine:
         except RunStopped:
             raise
         except BaseException as e:
-            self._emit("run_failed", self.results(time.perf_counter() - started, "failed"), e)
+            self._emit("run_failed", self.results(self.wall_seconds(), "failed"), e)
             raise
-        summary = self.results(time.perf_counter() - started, "finished")
+        summary = self.results(self.wall_seconds(), "finished")
         self._emit("run_end", summary)
         return summary
+
+    def wall_seconds(self) -> float:
+        """The run's wall clock so far: the segments before a resume (up to their last task
+        boundary, as checkpointed) and this one."""
+        return self._wall_before + time.perf_counter() - self._segment_start
 
     def _train_task(self, t: int) -> None:
         cfg, s = self.cfg, self.state
@@ -358,6 +368,7 @@ class Engine:
         s.diagnostics.append({"task": t, **self.method.diagnostics(t), "losses": losses})
         s.next_task = t + 1
         s.seconds_per_task.append(time.perf_counter() - task_started)
+        s.wall_seconds = self.wall_seconds()  # what a checkpoint of this boundary carries
         ckpt_started = time.perf_counter()
         ckpt = self._write_task_checkpoint(t)
         ckpt_seconds = time.perf_counter() - ckpt_started

@@ -17,6 +17,10 @@ def listed(m: np.ndarray) -> list[list[float | None]]:
     return [[None if np.isnan(v) else float(v) for v in row] for row in m]
 
 
+# Fields added after checkpoint format 3 first shipped; older checkpoints resume with the default.
+OPTIONAL_FIELDS = frozenset({"wall_seconds"})
+
+
 @dataclass
 class RunState:
     """What the engine carries between tasks (and saves in checkpoints)."""
@@ -26,6 +30,9 @@ class RunState:
     correct: np.ndarray = field(default=None)  # type: ignore[assignment]
     total: np.ndarray = field(default=None)  # type: ignore[assignment]
     seconds_per_task: list[float] = field(default_factory=list)
+    # Wall-clock seconds of the run up to its last task boundary, over every resumed segment: a
+    # resumed run's wall_seconds is its total, not its last segment's.
+    wall_seconds: float = 0.0
     train_images: int = 0
     train_seconds: float = 0.0
     # Per task: the method's diagnostics after it and its last epoch's mean losses.
@@ -74,6 +81,8 @@ class RunState:
         for f in fields(self):
             if f.name in ("n_tasks", "rules"):
                 continue  # the run's own: the stream and the evaluation rules in use
+            if f.name not in payload and f.name in OPTIONAL_FIELDS:
+                continue  # a checkpoint written before the field existed: its default
             v = payload[f.name]
             setattr(self, f.name, v.cpu().numpy() if hasattr(v, "cpu") else v)
 

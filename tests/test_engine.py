@@ -115,3 +115,25 @@ def test_cli_writes_results_and_resumes(tmp_path, capsys):
     assert json.loads((tmp_path / "results.json").read_text())["tasks_completed"] == 2
     assert cli_main(["--out", str(tmp_path), "optim.batch_size=-1"]) == 2
     assert "optim.batch_size = -1" in capsys.readouterr().err
+
+
+def test_a_run_restored_before_run_keeps_its_untrained_reference_and_total_wall_time(tmp_path):
+    """A sweep trial resumes by load_checkpoint() and then run() (sweeps/trial.py): the untrained
+    accuracies, forward transfer and class-IL numbers equal an uninterrupted run's, and
+    wall_seconds counts the segment before the resume too."""
+    cfg = tiny_config("schedule.eval_future=true", "schedule.epochs_per_task=1")
+    full = Engine(cfg, tiny_stream(cfg), checkpoint_dir=tmp_path / "a").run()
+    first = tiny_config(
+        "schedule.eval_future=true", "schedule.epochs_per_task=1", "schedule.max_tasks=2"
+    )
+    before = Engine(first, tiny_stream(first), checkpoint_dir=tmp_path / "b").run()
+    engine = Engine(cfg, tiny_stream(cfg), checkpoint_dir=tmp_path / "b")
+    engine.load_checkpoint(tmp_path / "b" / "task_01")
+    resumed = engine.run()
+    assert resumed["untrained_accuracy"] == full["untrained_accuracy"]
+    assert resumed["forward_transfer"] == full["forward_transfer"]
+    assert resumed["accuracy_matrix"] == full["accuracy_matrix"]
+    assert resumed["class_il"] == full["class_il"]
+    # The total: the first segment's boundary time plus the last task's.
+    assert resumed["wall_seconds"] >= before["wall_seconds"] - 1e-6
+    assert resumed["wall_seconds"] >= sum(resumed["seconds_per_task"]) - 1e-6

@@ -23,13 +23,15 @@ pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
 # 2 tasks of real CIFAR-100 (300 training images per class, 4 epochs, a small CNN): a task takes a
-# few seconds on one core, long enough to kill its process in the middle of the second.
+# few seconds on one core, long enough to kill its process in the middle of the second. With
+# eval_future: the untrained model's accuracies, measured once before task 1, must survive it.
 LONGER = set_flags(
     data__train_per_class=300,
     data__test_per_class=20,
     schedule__max_tasks=2,
     model__backbone="small_cnn",
     schedule__epochs_per_task=4,
+    schedule__eval_future="true",
 )
 TINY = set_flags(
     data__train_per_class=60,
@@ -173,6 +175,14 @@ def test_a_killed_trial_process_restarts_from_its_checkpoint(ray_cluster, tmp_pa
     plain = _uninterrupted(json.dumps(_config_of(run), sort_keys=True))
     assert logged["correct"] == plain["correct"], (logged["correct"], plain["correct"])
     assert logged["total"] == plain["total"]
+    # The restarted trial did not re-measure the "untrained" model on its trained weights.
+    assert logged["untrained_accuracy"] == plain["untrained_accuracy"]
+    # wall_seconds is the trial's total, both segments: at least its tasks' seconds together.
+    task_seconds = sum(m.value for m in client.get_metric_history(run.info.run_id, "seconds"))
+    assert run.data.metrics["wall_seconds"] >= task_seconds - 1e-3, (
+        run.data.metrics["wall_seconds"],
+        task_seconds,
+    )
     print(f"{title.decode()} kill: recovered and finished in {recovery_seconds:.0f} s")
 
 
