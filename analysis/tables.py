@@ -213,7 +213,12 @@ def config_note(table: Table, runs: list[RunRecord]) -> list[str]:
     """A footnote when the runs pooled into one row differ in anything but the seed (or repeat a seed)."""
     notes = []
     keys = set().union(*(r.params for r in runs)) - FREE_KEYS if runs else set()
-    differ = sorted(k for k in keys if len({r.params.get(k) for r in runs}) > 1)
+    keys |= set(PROTOCOL_KEYS_ADDED) & keys
+
+    def value(r: RunRecord, k: str) -> str | None:
+        return r.params.get(k, PROTOCOL_KEYS_ADDED.get(k))
+
+    differ = sorted(k for k in keys if len({value(r, k) for r in runs}) > 1)
     if differ:
         shown = ", ".join(differ[:6]) + (f" (+{len(differ) - 6} more)" if len(differ) > 6 else "")
         notes.append(table.note(f"the runs pooled in this row differ in {shown}"))
@@ -236,9 +241,11 @@ PROTOCOL_KEYS = (
     "schedule.epochs_per_task",
     "schedule.max_tasks",
     "data.skip_tasks",
+    "data.split_seed",
 )
-# Protocol keys added after runs were logged without them: such a run ran under the key's default.
-PROTOCOL_KEYS_ADDED = ("data.skip_tasks",)
+# Config keys added after runs were logged without them, with the value such a run ran under (not
+# always today's default: data.split_seed's runs before it drew their splits from data.order_seed).
+PROTOCOL_KEYS_ADDED = {"data.skip_tasks": "0", "data.split_seed": "order_seed"}
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 # Where the paper's protocol differs from the shipped config: the config trains from scratch so that
 # it runs offline, the paper's backbone is ImageNet-pretrained (pah-method.md section 1.4).
@@ -265,10 +272,8 @@ def protocol_note(table: Table, runs: list[RunRecord], dataset: str) -> list[str
     if proto is None or not runs:
         return []
     name, want = proto
-    from pah_core.config import load_config
 
-    defaults = load_config(None).flat()
-    added = {k: str(defaults[k]) for k in PROTOCOL_KEYS_ADDED}
+    added = PROTOCOL_KEYS_ADDED
 
     def shown(key: str, value: str) -> str:  # None means "every image" or "every task" there
         return "all" if value == "None" and key != "model.pretrained" else value

@@ -67,7 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_config(
         "configs/cifar100_pah.yaml", {"run.device": args.device, "run.progress": False}
     )
-    stream = TaskStream(load_cifar100(resolve_data_root(args.data_root), False), cfg.data)
+    stream = TaskStream(
+        load_cifar100(resolve_data_root(args.data_root), False), cfg.data, cfg.run.seed
+    )
     method, norm = method_at_task(cfg, stream, t, device)
     loader = BatchLoader(stream.task(t).train, 64, norm, device, shuffle=True, seed=0)
     batches = [b for _, b in zip(range(steps), loader, strict=False)]

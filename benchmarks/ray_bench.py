@@ -47,7 +47,12 @@ class TaskClock(Reporter):
 def plain_seconds_per_task(cfg, data_root: str, checkpoint_dir: str) -> list[float]:
     """The plain engine as ``pah_core.train`` runs it (checkpoint at every task boundary)."""
     clock = TaskClock()
-    Engine(cfg, TaskStream(load_cifar100(Path(data_root)), cfg.data), [clock], checkpoint_dir).run()
+    Engine(
+        cfg,
+        TaskStream(load_cifar100(Path(data_root)), cfg.data, cfg.run.seed),
+        [clock],
+        checkpoint_dir,
+    ).run()
     return [b - a for a, b in zip(clock.times, clock.times[1:], strict=False)]
 
 

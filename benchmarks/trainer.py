@@ -91,9 +91,9 @@ def bench_step_ratio(src, device, tasks: list[int], steps: int, rounds: int) -> 
         methods, norm = {}, None
         for name in ("pah", "finetune"):
             cfg = load_config(None, [f"method.name={name}", "run.progress=false"])
-            stream = TaskStream(src, cfg.data)
+            stream = TaskStream(src, cfg.data, cfg.run.seed)
             methods[name], norm = method_at_task(cfg, stream, t, device)
-        task = TaskStream(src, load_config(None).data).task(t)
+        task = TaskStream(src, load_config(None).data, 1).task(t)
         x = norm(task.train.x[:64].to(device))
         y = task.train.y[:64].to(device)
         extra = pah_extra_work(methods["pah"], x, t) if t > 0 else {}
@@ -159,10 +159,10 @@ def bench_speedups(src, device, t: int, steps: int, rounds: int) -> dict[str, An
     for name in ("pah", "finetune"):
         for centre_tap, fused in variants:
             cfg = load_config(None, [f"method.name={name}", "run.progress=false"])
-            m, norm = method_at_task(cfg, TaskStream(src, cfg.data), t, device)
+            m, norm = method_at_task(cfg, TaskStream(src, cfg.data, cfg.run.seed), t, device)
             without_speedups(m, centre_tap, fused)
             methods[(name, centre_tap, fused)] = m
-    task = TaskStream(src, load_config(None).data).task(t)
+    task = TaskStream(src, load_config(None).data, 1).task(t)
     x = norm(task.train.x[:64].to(device))
     y = task.train.y[:64].to(device)
     times: dict[tuple, list[float]] = {k: [] for k in methods}
@@ -195,7 +195,7 @@ def bench_speedups(src, device, t: int, steps: int, rounds: int) -> dict[str, An
 
 def bench_loader_vs_training(src, device, train_images_per_s: float) -> dict[str, Any]:
     cfg = load_config(None)
-    task = TaskStream(src, cfg.data).task(0)
+    task = TaskStream(src, cfg.data, cfg.run.seed).task(0)
     norm = Normalize(src.official_mean, src.official_std, device)
     loader = BatchLoader(task.train, 64, norm, device, shuffle=True, seed=0)
     n, start = 0, time.perf_counter()
@@ -225,7 +225,7 @@ def task_il_only(engine: Engine, t: int) -> None:
 
 def bench_eval_cost(src, device, tasks: list[int]) -> dict[str, Any]:
     cfg = load_config(None, ["run.progress=false", "run.checkpoint=false"])
-    stream = TaskStream(src, cfg.data)
+    stream = TaskStream(src, cfg.data, cfg.run.seed)
     engine = Engine(cfg, stream)
     norm = engine.normalize
     for j in range(max(tasks) + 1):
@@ -286,7 +286,7 @@ def bench_memory(src, n_tasks: int) -> dict[str, Any]:
         ],
     )
     probe = PeakRSSProbe()
-    Engine(cfg, TaskStream(src, cfg.data), [probe]).run()
+    Engine(cfg, TaskStream(src, cfg.data, cfg.run.seed), [probe]).run()
     rows = probe.rows
     growth = rows[-1]["peak_rss_mib"] - rows[1]["peak_rss_mib"] if len(rows) > 2 else 0.0
     proto_mib = 10 * 10 * 100 * 4 / 2**20  # all tasks' prototypes are allocated up front

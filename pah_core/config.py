@@ -52,6 +52,11 @@ class DataConfig:
     classes_per_task: int | None = None
     class_order: Literal["label", "random"] = "label"
     order_seed: int = 0
+    # Which seed draws each task's validation split, its held-out prototype image per class and
+    # its subsets: "run" (run.seed, as the official code: seeds then vary the split, and a table's
+    # spread over seeds includes it) or "order_seed" (one split for every seed: runs before
+    # December 2026). The class order stays data.order_seed's either way.
+    split_seed: Literal["run", "order_seed"] = "run"
     # The stream starts after this many tasks of the split, whose classes it never shows: A-GEM's
     # HPO protocol tunes on the first k tasks and reports on the others (sweeps --hpo-protocol).
     skip_tasks: int = 0

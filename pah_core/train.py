@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 2
     try:
-        stream = TaskStream(load_source(cfg.data, args.data_root), cfg.data)
+        stream = TaskStream(load_source(cfg.data, args.data_root), cfg.data, cfg.run.seed)
         if args.overwrite:  # only now: a bad config or missing data leaves the old run intact
             (out / "results.json").unlink(missing_ok=True)
             shutil.rmtree(out / "checkpoints", ignore_errors=True)

@@ -132,7 +132,26 @@ def common_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         action="store_true",
         help="Ray's own output too: its status table, the workers' lines, its warnings",
     )
+    p.add_argument(
+        "--tag",
+        dest="tags",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an MLflow tag on the sweep's parent run and every trial's run (repeatable)",
+    )
     return p
+
+
+def parse_tags(items: list[str]) -> dict[str, str]:
+    """``--tag KEY=VALUE`` flags as a dict."""
+    tags = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise SweepError(f"--tag {item!r}: write KEY=VALUE, e.g. --tag study=tuned-cpu")
+        tags[key.strip()] = value
+    return tags
 
 
 def resource_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -184,16 +203,31 @@ HPO_PROTOCOLS = {
 
 def protocol_overrides(protocol: str, k: int) -> tuple[dict[str, Any], dict[str, Any]]:
     """The config overrides of a protocol's trials and of its final runs, on top of --set."""
+    # Trials that stop before the stream's end never fill the full T x T matrix that forward
+    # transfer needs: evaluating the tasks they never train (eval_future) would be time for nothing.
     if protocol == "first_task":
-        return {"schedule.max_tasks": 1}, {}
+        return {"schedule.max_tasks": 1, "schedule.eval_future": False}, {}
     if protocol == "first_k":
-        return {"schedule.max_tasks": k}, {"data.skip_tasks": k}
+        return {"schedule.max_tasks": k, "schedule.eval_future": False}, {"data.skip_tasks": k}
     return {}, {}
 
 
 def search_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """The Optuna search's own flags: how many trials, what to optimise, ASHA, extra points."""
+    p.add_argument(
+        "--method",
+        default="pah",
+        help="the method to tune (default pah): any registered method that declares a search "
+        "space in its file under pah_core/methods/ (pah, lwf, ewc, si, agem, hnet, finetune, "
+        "joint); its published defaults are the first trial",
+    )
     p.add_argument("--num-samples", type=count, help="trials to run (default: 4 smoke, 64 paper)")
+    p.add_argument(
+        "--startup-trials",
+        type=count,
+        help="TPE's random start-up trials, the defaults' trial included (default: a quarter of "
+        "--num-samples, 1 to 10), fewer than the trials, so that the sampler models the rest",
+    )
     p.add_argument(
         "--objectives",
         choices=OBJECTIVE_CHOICES,
@@ -204,8 +238,10 @@ def search_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument(
         "--grace-tasks",
         type=count,
-        default=1,
-        help="ASHA: tasks every trial trains before it may stop (at most the tasks run)",
+        default=None,
+        help="ASHA: tasks every trial trains before it may stop (default: the first task after "
+        "which every searched parameter has acted, 2 where a distillation weight is searched; at "
+        "most the tasks run)",
     )
     p.add_argument(
         "--points",

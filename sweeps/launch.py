@@ -17,16 +17,17 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from pah_core.config import Config, load_config
+from pah_core.search_space import Param, describe
 from pah_core.tracking import SQLITE, optuna_storage_beside
 from pah_core.typed_dicts import parse_overrides
 
 from . import REPO
-from .cli import PRESETS, SweepError
+from .cli import PRESETS, SweepError, parse_tags
 from .console import quiet_ray, trial_lines
 from .record import (
     SWEEP_STATE,
@@ -40,7 +41,6 @@ from .record import (
     reopen_parent_run,
 )
 from .resources import check_resources, init_ray
-from .space import search_space
 from .study_figures import log_study_figures
 from .summary import print_summary, summarise
 from .trial import TRAIN, TRIAL_RETRIES, TUNE, TrialPlumbing, trainable, trial_runner
@@ -63,6 +63,7 @@ class Plan:
     variants: dict[str, dict[str, Any]]
     started: float
     verbose: bool = False  # Ray's own console output (status table, worker lines, its warnings)
+    space: dict[str, Param] = field(default_factory=dict)  # a search's, as sampled (sweeps.space)
 
     @property
     def mlflow_uri(self) -> str:
@@ -114,6 +115,7 @@ def plan_sweep(
     """Every check that needs neither the data nor Ray: the base config with each variant and
     point, the MLflow store, the storage, the name, and a --resume against what was started."""
     started = time.perf_counter()
+    parse_tags(getattr(args, "tags", []))  # a malformed --tag fails before anything starts
     base_path = Path(args.config) if args.config else REPO / "configs" / f"{dataset}_pah.yaml"
     # The HPO protocol's overrides (a search's first_task: one task per trial) win over --set.
     overrides = {
@@ -199,7 +201,9 @@ def launch(plan: Plan, args: argparse.Namespace, tags: dict[str, str] | None = N
 
     data_root = str(resolve_data_root(args.data_root or plan.base.data.root))
     try:  # a missing dataset fails here, once, not in every trial
-        stream = TaskStream(load_source(plan.base.data, data_root), plan.base.data)
+        stream = TaskStream(
+            load_source(plan.base.data, data_root), plan.base.data, plan.base.run.seed
+        )
     except DataError as e:
         raise SweepError(str(e)) from None
     spec = stream.spec
@@ -226,6 +230,7 @@ def launch(plan: Plan, args: argparse.Namespace, tags: dict[str, str] | None = N
         "dataset_fingerprint": spec.fingerprint,
         "preset": args.preset,
         "sweep_kind": plan.kind,
+        **parse_tags(getattr(args, "tags", [])),
         **(tags or {}),
     }
     plumbing = TrialPlumbing(
@@ -256,7 +261,7 @@ def record(plan: Plan, tags: dict[str, str]) -> str:
     sweep_config = {
         "base_config": plan.base.to_dict(),
         "argv": sys.argv,
-        "search_space": sorted(search_space()),
+        "search_space": describe(plan.space),
     }
     parent_run_id = create_parent_run(
         plan.mlflow_uri,

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pah_core.config import ConfigError
+from pah_core.search_space import Param, first_task_all_act, to_tune
 
 from .cli import (
     DEFAULT_SAMPLES,
@@ -34,7 +36,7 @@ from .launch import (
     run_config,
     trial_name,
 )
-from .space import PAPER_DEFAULTS, search_space
+from .space import method_space, published_defaults, searchable
 from .trial import OBJECTIVES
 
 
@@ -52,22 +54,44 @@ def parser(dataset: str) -> argparse.ArgumentParser:
 def main(dataset: str, argv: list[str] | None = None) -> int:
     args = parser(dataset).parse_args(argv)
     try:
-        # The paper's defaults first, then the --points, each completed with the defaults.
-        points = [dict(PAPER_DEFAULTS)]
-        if args.points:
-            points += [{**PAPER_DEFAULTS, **p} for p in load_points(args.points, search_space())]
         num_samples = DEFAULT_SAMPLES[args.preset] if args.num_samples is None else args.num_samples
         trial_overrides, final_overrides = protocol_overrides(args.hpo_protocol, args.first_k)
         final_seeds = args.final_seeds
         if final_seeds is None:
             final_seeds = 0 if args.hpo_protocol == "end_of_training" else 3
+        full_space = method_space(args.method)
+        defaults = published_defaults(args.method)
+        extra = load_points(args.points, full_space) if args.points else []
         plan = plan_sweep(
             dataset,
             args,
             num_samples=num_samples,
-            points=points,
+            base_overrides=method_override(args.method),
+            points=[defaults, *({**defaults, **p} for p in extra)],
             protocol_overrides=trial_overrides,
         )
+        if plan.base.method.name != args.method:
+            raise SweepError(
+                f"--set method.name={plan.base.method.name} and --method {args.method} disagree: "
+                "name the method with --method only"
+            )
+        space, fixed = searchable(args.method, plan.n_run, args.hpo_protocol)
+        pinned = sorted({k for p in extra for k in p} & set(fixed))
+        if pinned:
+            raise SweepError(
+                f"--points set {pinned}, which --hpo-protocol {args.hpo_protocol} does not search "
+                "(they act only after the tasks a trial trains): drop them from the file"
+            )
+        # The method's published defaults first, then the --points, each completed with them.
+        points = [{k: p[k] for k in space} for p in [defaults, *({**defaults, **q} for q in extra)]]
+        plan.space = space
+        grace = check_grace(args.grace_tasks, space, plan.n_run)
+        startup = args.startup_trials or min(10, max(1, num_samples // 4))
+        if startup >= num_samples > 1:
+            raise SweepError(
+                f"--startup-trials {startup}: with {num_samples} trials the sampler would never "
+                f"model the results; use 1 to {num_samples - 1}"
+            )
         if final_seeds:  # the final sweep is checked too (config, name), before anything starts
             final_plan(dataset, args, plan, final_seeds, final_overrides)
         if "forgetting" in plan.objectives and plan.n_run == 1:
@@ -76,15 +100,20 @@ def main(dataset: str, argv: list[str] | None = None) -> int:
                 f"{args.hpo_protocol} a trial trains one task, whose forgetting is always 0: "
                 "choose acc or cil_acc"
             )
-        if args.grace_tasks > plan.n_run:
-            raise SweepError(
-                f"--grace-tasks {args.grace_tasks}: a trial runs {plan.n_run} task(s), so use 1 "
-                f"to {plan.n_run}"
-            )
-        setup = launch(plan, args, {"hpo_protocol": args.hpo_protocol})
+        tags = {
+            "hpo_protocol": args.hpo_protocol,
+            "method": args.method,
+            "asha_grace_tasks": str(grace),
+            "tpe_startup_trials": str(startup),
+            "sampler_seed": str(args.seed),
+            **({"fixed_at_defaults": ",".join(fixed)} if fixed else {}),
+        }
+        setup = launch(plan, args, tags)
         rc = execute(
             setup,
-            lambda trainable, s: optuna_tuner(trainable, s, points, args.seed, args.grace_tasks),
+            lambda trainable, s: optuna_tuner(
+                trainable, s, points, TunerSettings(args.seed, grace, startup)
+            ),
         )
         if rc == 0 and final_seeds:
             rc = run_final(dataset, args, plan, final_seeds, final_overrides)
@@ -92,6 +121,31 @@ def main(dataset: str, argv: list[str] | None = None) -> int:
     except (SweepError, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+
+
+def method_override(method: str) -> dict[str, Any]:
+    """The base-config override that picks ``method``: none for pah, the shipped configs' method,
+    so that a sweep started before --method existed (its state records no method.name) resumes."""
+    return {} if method == "pah" else {"method.name": method}
+
+
+def check_grace(grace: int | None, space: dict[str, Param], n_run: int) -> int:
+    """ASHA's grace: no trial stops before every searched parameter has acted (default: exactly
+    then), and never more tasks than a trial runs."""
+    needed = min(first_task_all_act(space), n_run)
+    if grace is None:
+        return needed
+    if grace > n_run:
+        raise SweepError(
+            f"--grace-tasks {grace}: a trial runs {n_run} task(s), so use 1 to {n_run}"
+        )
+    if grace < needed:
+        late = [k for k, p in space.items() if p.acts_from > grace]
+        raise SweepError(
+            f"--grace-tasks {grace}: {', '.join(late)} act only from task {needed}, so ASHA would "
+            f"stop trials before seeing them: use {needed} or more (or leave it out)"
+        )
+    return grace
 
 
 def _final_args(args: argparse.Namespace, plan) -> argparse.Namespace:
@@ -112,6 +166,7 @@ def final_plan(dataset: str, args: argparse.Namespace, plan, seeds: int, overrid
         _final_args(args, plan),
         num_samples=seeds,
         kind="final",
+        base_overrides=method_override(args.method),
         variants={"selected": {}},
         protocol_overrides=overrides,
     )
@@ -146,6 +201,7 @@ def run_final(
         "final",
         {"selected": best},
         list(range(first, first + seeds)),
+        base_overrides=method_override(args.method),
         protocol_overrides=overrides,
         tags={"selected_from": plan.name, "hpo_protocol": args.hpo_protocol, **provenance},
     )
@@ -169,9 +225,17 @@ def selection_provenance(mlflow_uri: str, experiment: str, parent_filter: str) -
     }
 
 
-def optuna_tuner(trainable, s: Setup, points: list[dict[str, Any]], seed: int, grace_tasks: int):
-    """OptunaSearch (evaluating ``points`` first) behind a ConcurrencyLimiter, and ASHA with one
-    milestone per task."""
+@dataclass(frozen=True)
+class TunerSettings:
+    seed: int  # the TPE sampler's
+    grace_tasks: int  # ASHA's (check_grace)
+    startup_trials: int  # TPE's random start-up trials
+
+
+def optuna_tuner(trainable, s: Setup, points: list[dict[str, Any]], t: TunerSettings):
+    """OptunaSearch (evaluating ``points`` first, then ``t.startup_trials`` random trials in all
+    before TPE models the results) behind a ConcurrencyLimiter, and ASHA with one milestone per
+    task."""
     import optuna
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
@@ -191,7 +255,7 @@ def optuna_tuner(trainable, s: Setup, points: list[dict[str, Any]], seed: int, g
         metric=[o.metric for o in chosen] if two else chosen[0].metric,
         mode=[o.mode for o in chosen] if two else chosen[0].mode,
         points_to_evaluate=points,
-        sampler=optuna.samplers.TPESampler(seed=seed),
+        sampler=optuna.samplers.TPESampler(seed=t.seed, n_startup_trials=t.startup_trials),
         storage=storage,
         study_name=plan.name,
     )
@@ -201,12 +265,12 @@ def optuna_tuner(trainable, s: Setup, points: list[dict[str, Any]], seed: int, g
         metric=chosen[0].metric,
         mode=chosen[0].mode,
         max_t=plan.n_run,
-        grace_period=grace_tasks,
+        grace_period=t.grace_tasks,
         reduction_factor=2,
     )
     return tune.Tuner(
         trainable,
-        param_space=search_space(),
+        param_space=to_tune(plan.space),
         tune_config=tune.TuneConfig(
             search_alg=ConcurrencyLimiter(searcher, max_concurrent=s.max_concurrent),
             scheduler=scheduler,

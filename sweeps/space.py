@@ -1,72 +1,78 @@
-"""The PAH search space, in one place.
-
-Keys are dotted config keys (``pah_core.config``), so a sampled point is a list of config overrides.
-The official code's defaults are evaluated first (``PAPER_DEFAULTS``), so every study contains the
-paper's configuration as its baseline trial.
-
-| key | distribution | why this range |
-| --- | --- | --- |
-| model.prototype_size | {5, 10, 16, 20} | the paper's prototype-size ablation |
-| model.prototype_channels | {1, 3} | grayscale (official) or colour prototypes |
-| model.hyper_width | log-int 16..1024 | public default 16, dev-repo configs 1024 |
-| model.hyper_depth | int 1..4 | hidden layers of the hypernetwork MLP |
-| method.pah.lambda_sm | log 0.01..10 | logit-distillation weight (official 0.5) |
-| method.pah.lambda_sp | log 0.01..10 | prototype-distillation weight (official 1) |
-| method.pah.temperature | 1..8 | the dev repo's Optuna script searched 2..7 |
-| optim.lr_backbone | log 1e-5..1e-3 | official 1e-4 |
-| optim.lr_hypernet | log 1e-4..1e-2 | official 1e-3 |
-| optim.lr_prototypes | log 1e-4..1e-2 | official 1e-3 |
+"""What a search tunes: the chosen method's own space (``Method.search_space`` in its file under
+``pah_core/methods/``), its published defaults (evaluated as the first trial, so every study holds
+the method's literature configuration as its baseline), and a trial's run name.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-PAPER_DEFAULTS: dict[str, Any] = {
-    "model.prototype_size": 10,
-    "model.prototype_channels": 1,
-    "model.hyper_width": 16,
-    "model.hyper_depth": 1,
-    "method.pah.lambda_sm": 0.5,
-    "method.pah.lambda_sp": 1.0,
-    "method.pah.temperature": 2.0,
-    "optim.lr_backbone": 1e-4,
-    "optim.lr_hypernet": 1e-3,
-    "optim.lr_prototypes": 1e-3,
-}
+from pah_core.search_space import Param, identifiable
+
+from .cli import SweepError
 
 
-def search_space() -> dict[str, Any]:
-    """Ray Tune distributions (converted to Optuna's by OptunaSearch)."""
-    from ray import tune
+def method_class(method: str):
+    from pah_core.methods import registered_methods
 
-    return {
-        "model.prototype_size": tune.choice([5, 10, 16, 20]),
-        "model.prototype_channels": tune.choice([1, 3]),
-        "model.hyper_width": tune.lograndint(16, 1025),
-        "model.hyper_depth": tune.randint(1, 5),
-        "method.pah.lambda_sm": tune.loguniform(0.01, 10.0),
-        "method.pah.lambda_sp": tune.loguniform(0.01, 10.0),
-        "method.pah.temperature": tune.uniform(1.0, 8.0),
-        "optim.lr_backbone": tune.loguniform(1e-5, 1e-3),
-        "optim.lr_hypernet": tune.loguniform(1e-4, 1e-2),
-        "optim.lr_prototypes": tune.loguniform(1e-4, 1e-2),
-    }
+    methods = registered_methods()
+    if method not in methods:
+        raise SweepError(f"--method {method!r}: not a registered method; one of {sorted(methods)}")
+    return methods[method]
 
 
-# The searched settings a trial's MLflow run name shows, with their short labels: the ones that
-# change PAH's shape and its two loss weights (the learning rates are in the run's params).
-NAME_KEYS = {
-    "model.prototype_size": "P",
-    "model.hyper_width": "W",
-    "method.pah.lambda_sm": "sm",
-    "method.pah.lambda_sp": "sp",
-}
+def method_space(method: str) -> dict[str, Param]:
+    """The method's declared space; a method that declares none cannot be searched."""
+    space = method_class(method).search_space
+    if not space:
+        raise SweepError(
+            f"--method {method}: the method declares no search space (search_space in its file "
+            "under pah_core/methods/): add one there, or run it with sweeps/baselines.py"
+        )
+    return dict(space)
 
 
-def run_name(sweep: str, trial_id: str, config: dict[str, Any]) -> str:
+def published_defaults(method: str, keys: list[str] | None = None) -> dict[str, Any]:
+    """The config's defaults of the method's searched keys (its options dataclass's, the model's
+    and the optimiser's): what the literature (or the official code) runs."""
+    from pah_core.config import from_dict
+
+    flat = from_dict({}, {"method.name": method}).flat()
+    return {k: flat[k] for k in (keys if keys is not None else method_space(method))}
+
+
+def searchable(
+    method: str, tasks_trained: int, protocol: str
+) -> tuple[dict[str, Param], dict[str, Any]]:
+    """The part of ``method``'s space that trials training ``tasks_trained`` tasks can identify,
+    and the parameters fixed at their defaults because they act only from a later task (a
+    distillation weight under first_task: no trial would see its effect)."""
+    space, inert = identifiable(method_space(method), tasks_trained)
+    fixed = published_defaults(method, inert)
+    if fixed:
+        shown = ", ".join(
+            f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in fixed.items()
+        )
+        print(
+            f"[sweep] --hpo-protocol {protocol}: trials train {tasks_trained} task(s), before "
+            f"{', '.join(fixed)} act: not searched, fixed at the defaults ({shown})",
+            flush=True,
+        )
+    if not space:
+        raise SweepError(
+            f"--hpo-protocol {protocol}: every parameter of {method}'s space acts only after the "
+            f"task(s) a trial trains ({tasks_trained}): use end_of_training or first_k"
+        )
+    return space, fixed
+
+
+def run_name(
+    sweep: str, trial_id: str, config: dict[str, Any], labels: dict[str, str] | None = None
+) -> str:
     """A trial's MLflow run name: its sweep, its number and what sets it apart, e.g.
-    ``pah-search #3: P10 W16 sm0.5 sp1`` or ``repro-cpu-main #7: lwf seed 1``."""
+    ``pah-search #3: P10 W16 sm0.5 sp1`` or ``repro-cpu-main #7: lwf seed 1``; ``labels`` are the
+    searched method's ``name_keys`` (PAH's by default)."""
+    labels = method_class("pah").name_keys if labels is None else labels
     tail = trial_id.rsplit("_", 1)[-1]
     number = str(int(tail)) if tail.isdigit() else trial_id
     if config.get("variant") is not None:
@@ -75,7 +81,7 @@ def run_name(sweep: str, trial_id: str, config: dict[str, Any]) -> str:
     else:
         what = " ".join(
             f"{label}{v:.3g}" if isinstance(v, float) else f"{label}{v}"
-            for key, label in NAME_KEYS.items()
+            for key, label in labels.items()
             if (v := config.get(key)) is not None
         )
     return f"{sweep} #{number}" + (f": {what}" if what else "")

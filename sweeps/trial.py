@@ -211,7 +211,7 @@ def run_engine(loop: dict[str, Any], ray_reporter: RayReporter, device: str, che
 
     torch.set_num_threads(max(1, round(loop["cpus_per_worker"])))
     cfg = from_dict(loop["config"], {"run.device": device, "run.progress": False})
-    stream = TaskStream(load_source(cfg.data, loop["data_root"]), cfg.data)
+    stream = TaskStream(load_source(cfg.data, loop["data_root"]), cfg.data, cfg.run.seed)
     reporters: list[Reporter] = [ray_reporter]
     if ray_reporter.rank == 0 and loop.get("mlflow_uri"):
         from pah_core.mlflow_reporter import MLflowReporter
@@ -263,7 +263,7 @@ def trial_loop(config: dict[str, Any], plumbing: TrialPlumbing) -> dict[str, Any
 
     from pah_core.config import from_dict
 
-    from .space import overrides_of, run_name
+    from .space import method_class, overrides_of, run_name
 
     trial_id = ray.tune.get_context().get_trial_id()
     variant = config.get("variant")
@@ -277,7 +277,9 @@ def trial_loop(config: dict[str, Any], plumbing: TrialPlumbing) -> dict[str, Any
         "parent_run_id": plumbing.parent_run_id,
         "sweep_name": plumbing.sweep_name,
         "trial_id": trial_id,
-        "run_name": run_name(plumbing.sweep_name, trial_id, config),
+        "run_name": run_name(
+            plumbing.sweep_name, trial_id, config, method_class(cfg.method.name).name_keys
+        ),
         "tags": {**plumbing.tags, **({"variant": variant} if variant else {})},
         "cpus_per_worker": plumbing.cpus_per_worker,
     }

@@ -57,7 +57,7 @@ def tiny_config(*overrides: str):
 
 
 def tiny_stream(cfg):
-    return TaskStream(load_source(cfg.data), cfg.data)
+    return TaskStream(load_source(cfg.data), cfg.data, cfg.run.seed)
 
 
 def free_port() -> int:

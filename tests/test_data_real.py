@@ -25,7 +25,7 @@ def test_cifar100_content(cifar):
 
 def test_cifar100_ten_task_split(cifar):
     cfg = load_config(None, ["data.n_tasks=10"]).data
-    stream = TaskStream(cifar, cfg)
+    stream = TaskStream(cifar, cfg, 1)
     seen: set[int] = set()
     for t in range(10):
         task = stream.task(t)
@@ -44,7 +44,7 @@ def test_seeded_class_order_and_validation_split(cifar):
     cfg = load_config(
         None, ["data.class_order=random", "data.order_seed=3", "data.val_fraction=0.1"]
     ).data
-    a, b = TaskStream(cifar, cfg), TaskStream(cifar, cfg)
+    a, b = TaskStream(cifar, cfg, 1), TaskStream(cifar, cfg, 1)
     assert a.class_order == b.class_order and a.class_order != list(range(100))
     task = a.task(0)
     assert len(task.val) == 10 * round(0.1 * 499) and len(task.train) + len(task.val) == 10 * 499
@@ -105,4 +105,4 @@ def test_n_tasks_not_dividing_classes_is_rejected(cifar):
     cfg = load_config(None).data
     cfg.n_tasks = 7  # bypasses load-time validation: the stream checks again
     with pytest.raises(DataError, match="does not divide"):
-        TaskStream(cifar, cfg)
+        TaskStream(cifar, cfg, 1)

@@ -83,7 +83,7 @@ def _uninterrupted(config_json: str) -> dict:
     try:
         overrides = {**json.loads(config_json), "run.threads": 1, "run.progress": False}
         cfg = load_config(None, overrides)
-        return Engine(cfg, TaskStream(load_source(cfg.data), cfg.data)).run()
+        return Engine(cfg, TaskStream(load_source(cfg.data), cfg.data, cfg.run.seed)).run()
     finally:
         torch.set_num_threads(threads)
 

@@ -54,7 +54,7 @@ def test_test_file_order_changes_no_accuracy(cifar, eval_bn):
     cfg = _cifar_cfg(f"schedule.eval_bn={eval_bn}")
     counts = []
     for source in (cifar, _shuffled_test_copy(cifar)):
-        results = Engine(cfg, TaskStream(source, cfg.data)).run()
+        results = Engine(cfg, TaskStream(source, cfg.data, cfg.run.seed)).run()
         counts.append((results["correct"], results["total"]))
     assert [row[:2] for row in counts[0][1]] == [[300, 0], [300, 300]]
     assert counts[0] == counts[1]
@@ -64,7 +64,7 @@ def test_train_mode_evaluation_uses_official_batches(cifar):
     """eval_bn=train: each task's test images in shuffled, seeded batches of the training batch size
     (64), every image exactly once; eval_bn=eval keeps eval_batch_size."""
     cfg = _cifar_cfg("schedule.eval_bn=train", "data.test_per_class=null")
-    engine = Engine(cfg, TaskStream(cifar, cfg.data))
+    engine = Engine(cfg, TaskStream(cifar, cfg.data, cfg.run.seed))
     batches = [y for _, y in engine.eval_batches(0, after=0)]
     assert [len(y) for y in batches] == [64] * 15 + [40]
     assert sorted(torch.cat(batches).tolist()) == sorted(engine.stream.test_split(0).y.tolist())
@@ -75,7 +75,7 @@ def test_train_mode_evaluation_uses_official_batches(cifar):
     other = [y for _, y in engine.eval_batches(0, after=1)]
     assert not all(torch.equal(a, b) for a, b in zip(batches, other, strict=True))
     eval_cfg = _cifar_cfg("data.test_per_class=null")
-    eval_engine = Engine(eval_cfg, TaskStream(cifar, eval_cfg.data))
+    eval_engine = Engine(eval_cfg, TaskStream(cifar, eval_cfg.data, eval_cfg.run.seed))
     assert [len(y) for _, y in eval_engine.eval_batches(0, after=0)] == [500, 500]
 
 

@@ -25,7 +25,7 @@ SMOKE = [
 
 def _run(cifar, *extra):
     cfg = load_config(None, [*SMOKE, *extra])
-    return Engine(cfg, TaskStream(cifar, cfg.data)).run()
+    return Engine(cfg, TaskStream(cifar, cfg.data, cfg.run.seed)).run()
 
 
 def test_pah_forgets_much_less_than_fine_tuning(cifar):

@@ -78,14 +78,17 @@ def _matrix(client, run):
 
 def test_optuna_asha_sweep_logs_parent_and_children(ray_cluster, tmp_path, capsys):
     # One trial at a time, in order: paper defaults, two points that learn fast, then a bad one.
-    # ASHA (grace 1 task, factor 2) stops a trial whose result at task 1 is below the median of the
-    # results recorded there before it: the median of three, two of which learn, is a learning trial.
+    # ASHA (grace 2 tasks: PAH's distillation weights act from task 2; factor 2) stops a trial
+    # whose result at task 2 is below the median of the results recorded there before it: the
+    # median of three, two of which learn, is a learning trial. 3 tasks, so that one is left.
     rc = _sweep(
         tmp_path,
         "--num-samples",
         "4",
         "--max-concurrent",
         "1",
+        "--set",
+        "schedule.max_tasks=3",
         *_points(tmp_path, GOOD, GOOD_TOO, BAD),
     )
     assert rc == 0
@@ -108,16 +111,18 @@ def test_optuna_asha_sweep_logs_parent_and_children(ray_cluster, tmp_path, capsy
     bad = [c for c in children if float(c.data.params["optim.lr_backbone"]) == 1e-5]
     assert len(bad) == 1
     assert (
-        bad[0].data.metrics["tasks_done"] == 1
+        bad[0].data.metrics["tasks_done"] == 2
         and bad[0].data.tags.get("pah.stopped_early") == "asha"
     )
-    assert any(c.data.metrics["tasks_done"] == 2 and c.info.status == "FINISHED" for c in children)
+    assert any(c.data.metrics["tasks_done"] == 3 and c.info.status == "FINISHED" for c in children)
+    assert parents[0].data.tags["asha_grace_tasks"] == "2"
+    assert parents[0].data.tags["method"] == "pah"
     parent = parents[0]
     assert parent.info.status == "FINISHED" and "best_avg_acc" in parent.data.metrics
     best = json.loads(
         (Path(parent.info.artifact_uri.removeprefix("file://")) / "best_config.json").read_text()
     )
-    assert best["tasks_done"] == 2
+    assert best["tasks_done"] == 3
     out = capsys.readouterr().out
     assert "stopped early (ASHA)" in out and "[sweep] best on the validation splits:" in out
 
@@ -321,6 +326,10 @@ def test_first_task_protocol_selects_then_evaluates_on_fresh_seeds(ray_cluster, 
         trial.data.metrics["tasks_done"] == 1 and search.data.tags["hpo_protocol"] == "first_task"
     )
     assert search.data.metrics["compute/trial_tasks"] == 1
+    # Nothing acts on the distillation weights in task 1: fixed at the defaults, not searched.
+    fixed = "method.pah.lambda_sm,method.pah.lambda_sp,method.pah.temperature"
+    assert search.data.tags["fixed_at_defaults"] == fixed
+    assert trial.data.params["method.pah.lambda_sm"] == "0.5"
     finals = under(final)
     assert len(finals) == 2 and all(c.data.metrics["tasks_done"] == 2 for c in finals)
     trial_seed = int(trial.data.params["run.seed"])
@@ -365,8 +374,35 @@ def test_first_k_protocol_tunes_on_the_first_tasks_and_reports_on_the_others(ray
         data = {k: yaml.safe_load(params[k]) for k in keys}
         data = {k: None if v == "None" else v for k, v in data.items()}
         cfg = load_config(str(REPO / "configs" / "cifar100_pah.yaml"), data)
-        stream = TaskStream(load_source(cfg.data), cfg.data)
+        stream = TaskStream(load_source(cfg.data), cfg.data, cfg.run.seed)
         return {c for t in range(cfg.tasks_to_run) for c in stream.task_classes(t)}
 
     tuned, reported = classes(trial.data.params), classes(run.data.params)
     assert len(tuned) == 10 and len(reported) == 20 and not tuned & reported
+
+
+def test_a_baseline_is_searched_over_the_space_its_method_file_declares(ray_cluster, tmp_path):
+    """--method lwf: the trials are LwF's, sampled from lwf.py's space, its published defaults
+    first; the parent run records the space it searched."""
+    import mlflow.artifacts
+
+    rc = _sweep(tmp_path, "--method", "lwf", "--num-samples", "2", "--max-concurrent", "1")
+    assert rc == 0
+    _, parents, children = _runs(tmp_path)
+    (parent,) = parents
+    assert parent.data.tags["method"] == "lwf" and len(children) == 2
+    space = mlflow.artifacts.load_dict(f"{parent.info.artifact_uri}/sweep_config.json")
+    assert set(space["search_space"]) == {
+        "optim.lr_backbone",
+        "optim.lr_head",
+        "method.lwf.lambda_kd",
+        "method.lwf.temperature",
+    }
+    assert {c.data.params["method.name"] for c in children} == {"lwf"}
+    kd = sorted(float(c.data.params["method.lwf.lambda_kd"]) for c in children)
+    assert 1.0 in kd and len(set(kd)) == 2  # the published default, and a sampled value
+    assert all(0.1 <= v <= 10.0 for v in kd)
+    assert any(
+        c.data.tags["mlflow.runName"].startswith("s #") and "kd" in c.data.tags["mlflow.runName"]
+        for c in children
+    )

@@ -33,7 +33,7 @@ def _run(cfg, permute_test_labels=False):
         perm = torch.randperm(len(source.test_y), generator=torch.Generator().manual_seed(0))
         source = dataclasses.replace(source, test_y=source.test_y[perm])
     rec = Objectives(cfg.tasks_to_run)
-    results = Engine(cfg, TaskStream(source, cfg.data), [rec]).run()
+    results = Engine(cfg, TaskStream(source, cfg.data, cfg.run.seed), [rec]).run()
     return results, rec.seen
 
 
@@ -46,7 +46,7 @@ def test_every_boundary_evaluates_the_validation_splits():
     assert results["val_avg_acc"] == pytest.approx(np.mean(val[-1]))
     assert {"val_forgetting", "val_cil_avg_acc"} <= set(results)
     # Validation images are training images held out: 25% of each class's 20, not the test set.
-    stream = TaskStream(load_source(cfg.data), cfg.data)
+    stream = TaskStream(load_source(cfg.data), cfg.data, cfg.run.seed)
     assert len(stream.val_split(0)) == 4 * 5 and len(stream.task(0).train) < 4 * 20
 
 
@@ -89,8 +89,8 @@ def test_a_stream_can_start_after_the_tuning_tasks():
     every later task holds exactly the data it holds in the whole stream."""
     whole_cfg = tiny_config(VAL)
     rest_cfg = tiny_config(VAL, "data.skip_tasks=1")
-    whole = TaskStream(load_source(whole_cfg.data), whole_cfg.data)
-    rest = TaskStream(load_source(rest_cfg.data), rest_cfg.data)
+    whole = TaskStream(load_source(whole_cfg.data), whole_cfg.data, whole_cfg.run.seed)
+    rest = TaskStream(load_source(rest_cfg.data), rest_cfg.data, rest_cfg.run.seed)
     assert len(rest) == 2 and rest_cfg.tasks_to_run == 2
     assert not set(whole.task(0).classes) & {c for t in range(2) for c in rest.task(t).classes}
     for t in range(2):

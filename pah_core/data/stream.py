@@ -98,9 +98,16 @@ def _test_subset(
 
 
 class TaskStream:
-    def __init__(self, source: ImageSource, cfg: DataConfig):
+    def __init__(self, source: ImageSource, cfg: DataConfig, seed: int | None = None):
+        """``seed``: the run's seed, which draws the splits under ``data.split_seed=run``."""
         self.source = source
         self.cfg = cfg
+        if cfg.split_seed == "run" and seed is None:
+            raise DataError(
+                "data.split_seed = 'run': the stream needs the run's seed (TaskStream(source, "
+                "cfg.data, cfg.run.seed)), or set data.split_seed=order_seed"
+            )
+        self.split_seed = cfg.order_seed if cfg.split_seed == "order_seed" else int(seed)
         n = source.num_classes
         cpt = cfg.classes_per_task
         if cpt is None:
@@ -189,7 +196,7 @@ class TaskStream:
         local[torch.tensor(classes)] = torch.arange(len(classes))
         # One generator per task and purpose: task t's data never depends on which tasks were built
         # before, nor on data.skip_tasks (seeded by the task's place in the whole split).
-        g = torch.Generator().manual_seed(cfg.order_seed * 1_000_003 + t + self.skip)
+        g = torch.Generator().manual_seed(self.split_seed * 1_000_003 + t + self.skip)
 
         train_per_class = _per_class_subset(src.train_y, classes, cfg.train_per_class, g)
         proto_idx, train_idx, val_idx = [], [], []

@@ -59,6 +59,8 @@ class AGEM(MultiHeadMethod):
         "A-GEM: project the gradient so it does not increase the loss on a small episodic memory"
     )
     options = AGEMOptions
+    # The learning rates only (MultiHeadMethod's): the memory is a budget every compared method
+    # should share, not a knob to tune, as Chaudhry et al. tuned the learning rate alone.
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)

@@ -17,6 +17,7 @@ from torch import nn
 
 from pah_core.data import StreamSpec, Task
 from pah_core.distributed import LOCAL, Distributed
+from pah_core.search_space import Param
 
 if TYPE_CHECKING:  # types only: config loads the methods, so they must not import it at run time
     from pah_core.config import Config
@@ -29,6 +30,12 @@ class Method(ABC):
     # The dataclass of the method's options, the config section ``method.<name>``, with a check()
     # that raises ConfigError; None: the method has no options and the config no section.
     options: ClassVar[type | None] = None
+    # What a sweep may tune (``pah_core.search_space``; ``--method <name>``), dotted config keys. Its
+    # published defaults are the config's defaults of these keys, evaluated as a search's first
+    # trial. Empty: the method cannot be searched.
+    search_space: ClassVar[dict[str, Param]] = {}
+    # Searched keys a trial's run name shows, with their short labels (``#3: P10 W16``).
+    name_keys: ClassVar[dict[str, str]] = {}
 
     def __init__(
         self, cfg: Config, spec: StreamSpec, device: torch.device, dist: Distributed = LOCAL

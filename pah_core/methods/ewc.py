@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from pah_core.checks import require
 from pah_core.data import Task
+from pah_core.search_space import loguniform
 
 from .base import register
 from .multihead import MultiHeadMethod
@@ -55,6 +56,13 @@ class EWC(MultiHeadMethod):
         "Online EWC: diagonal-Fisher quadratic penalty on the backbone, Fisher decayed by gamma"
     )
     options = EWCOptions
+    # lambda on a log range, 10^2..10^5 around FACIL's 5000 (Masana et al. 2022); it acts from
+    # task 2, when there is a Fisher to weigh the penalty.
+    search_space = {
+        **MultiHeadMethod.search_space,
+        "method.ewc.lambda_ewc": loguniform(1e2, 1e5, acts_from=2),
+    }
+    name_keys = {"method.ewc.lambda_ewc": "lambda"}
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)

@@ -21,6 +21,7 @@ import torch
 from pah_core.checks import require
 from pah_core.data import Task
 from pah_core.models import HyperHeadNet
+from pah_core.search_space import loguniform
 
 from .base import register
 from .multihead import MultiHeadMethod
@@ -45,6 +46,14 @@ class HNET(MultiHeadMethod):
         "HNET (head-only): task embedding -> hypernetwork -> head, output regulariser on old heads"
     )
     options = HNETOptions
+    # Its heads learn at optim.lr_hypernet (not lr_head); beta log 1e-3..1 around von Oswald et
+    # al.'s 0.01, acting from task 2 (the output regulariser needs an old task).
+    search_space = {
+        "optim.lr_backbone": loguniform(1e-5, 1e-3),
+        "optim.lr_hypernet": loguniform(1e-4, 1e-2),
+        "method.hnet.beta": loguniform(1e-3, 1.0, acts_from=2),
+    }
+    name_keys = {"method.hnet.beta": "beta"}
 
     model: HyperHeadNet
 

@@ -18,6 +18,7 @@ from pah_core.checks import require
 from pah_core.data import Task
 from pah_core.losses import distillation_kl
 from pah_core.models import TaskHeadNet
+from pah_core.search_space import loguniform, uniform
 
 from .base import register
 from .multihead import MultiHeadMethod
@@ -40,6 +41,14 @@ class LwF(MultiHeadMethod):
     label = "LwF"
     summary = "Learning without Forgetting: distil the frozen previous model's old heads on current images"
     options = LwFOptions
+    # Li & Hoiem's lambda 1 and T 2 inside: lambda a decade either way, T from 1 (no softening)
+    # to 8 (PAH's temperature range). Both act from task 2.
+    search_space = {
+        **MultiHeadMethod.search_space,
+        "method.lwf.lambda_kd": loguniform(0.1, 10.0, acts_from=2),
+        "method.lwf.temperature": uniform(1.0, 8.0, acts_from=2),
+    }
+    name_keys = {"method.lwf.lambda_kd": "kd", "method.lwf.temperature": "T"}
 
     teacher: TaskHeadNet | None = None
 

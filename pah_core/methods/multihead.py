@@ -19,6 +19,7 @@ from torch import nn
 from pah_core.data import StreamSpec, Task
 from pah_core.distributed import LOCAL, Distributed
 from pah_core.models import LinearHeadsNet, TaskHeadNet
+from pah_core.search_space import loguniform
 
 from .base import Method
 
@@ -30,6 +31,12 @@ class MultiHeadMethod(Method):
     """Shared backbone + one head per task; plain cross-entropy on the current task by default."""
 
     model: TaskHeadNet
+    # The learning rates, on PAH's ranges (log 1e-5..1e-3 backbone, 1e-4..1e-2 heads), so that a
+    # baseline is tuned over what PAH is; a subclass adds its own options.
+    search_space = {
+        "optim.lr_backbone": loguniform(1e-5, 1e-3),
+        "optim.lr_head": loguniform(1e-4, 1e-2),
+    }
 
     def __init__(
         self, cfg: Config, spec: StreamSpec, device: torch.device, dist: Distributed = LOCAL

@@ -25,6 +25,7 @@ from pah_core.data import StreamSpec, Task
 from pah_core.distributed import LOCAL, Distributed
 from pah_core.losses import distillation_kl
 from pah_core.models import PAHNet, batchnorm_mode
+from pah_core.search_space import choice, integer, loguniform, uniform
 
 from .base import Method, register
 
@@ -61,6 +62,34 @@ class PAH(Method):
     label = "PAH"
     summary = "Prototype-Augmented Hypernetworks: prototypes -> hypernetwork -> head, logit + prototype distillation"
     options = PAHOptions
+    # The distillation weights and the temperature act from task 2 (nothing to distil before).
+    # | key | range | why |
+    # | prototype_size | {5, 10, 16, 20} | the paper's prototype-size ablation |
+    # | prototype_channels | {1, 3} | grayscale (official) or colour prototypes |
+    # | hyper_width | log-int 16..1024 | public default 16, dev-repo configs 1024 |
+    # | hyper_depth | 1..4 | hidden layers of the hypernetwork MLP |
+    # | lambda_sm, lambda_sp | log 0.01..10 | official 0.5 and 1, three decades around them |
+    # | temperature | 1..8 | the dev repo's Optuna script searched 2..7 |
+    # | lr_backbone | log 1e-5..1e-3 | official 1e-4 |
+    # | lr_hypernet, lr_prototypes | log 1e-4..1e-2 | official 1e-3 |
+    search_space = {
+        "model.prototype_size": choice(5, 10, 16, 20),
+        "model.prototype_channels": choice(1, 3),
+        "model.hyper_width": integer(16, 1024, log=True),
+        "model.hyper_depth": integer(1, 4),
+        "method.pah.lambda_sm": loguniform(0.01, 10.0, acts_from=2),
+        "method.pah.lambda_sp": loguniform(0.01, 10.0, acts_from=2),
+        "method.pah.temperature": uniform(1.0, 8.0, acts_from=2),
+        "optim.lr_backbone": loguniform(1e-5, 1e-3),
+        "optim.lr_hypernet": loguniform(1e-4, 1e-2),
+        "optim.lr_prototypes": loguniform(1e-4, 1e-2),
+    }
+    name_keys = {
+        "model.prototype_size": "P",
+        "model.hyper_width": "W",
+        "method.pah.lambda_sm": "sm",
+        "method.pah.lambda_sp": "sp",
+    }
 
     def __init__(
         self, cfg: Config, spec: StreamSpec, device: torch.device, dist: Distributed = LOCAL

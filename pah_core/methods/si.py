@@ -19,6 +19,7 @@ import torch
 
 from pah_core.checks import require
 from pah_core.data import Task
+from pah_core.search_space import loguniform
 
 from .base import register
 from .multihead import MultiHeadMethod
@@ -41,6 +42,12 @@ class SI(MultiHeadMethod):
     label = "SI"
     summary = "Synaptic Intelligence: path-integral importance, quadratic penalty on the backbone"
     options = SIOptions
+    # Zenke et al.'s c = 0.1 inside log 0.01..10; it acts from task 2.
+    search_space = {
+        **MultiHeadMethod.search_space,
+        "method.si.c": loguniform(0.01, 10.0, acts_from=2),
+    }
+    name_keys = {"method.si.c": "c"}
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)

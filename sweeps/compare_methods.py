@@ -1,0 +1,239 @@
+"""A fair comparison of continual-learning methods: every method tuned with the same budget under
+one leak-free HPO protocol, then its tuned and its published-default configurations run on the same
+fresh seeds of the same evaluation stream, beside untuned references; then an MLflow-free export
+and the tables (per method "default vs tuned", and differences between methods paired by seed).
+
+    python sweeps/compare_methods.py --methods pah,lwf,ewc --references finetune,joint \\
+        --num-samples 12 --hpo-protocol first_k --first-k 3 --final-seeds 5     # start
+    python sweeps/compare_methods.py ... --resume        # continue: finished sweeps are skipped
+    python analysis/paper_tables.py --from-export OUT/export --out OUT      # the tables again
+
+For each method: a search (``sweeps/cifar100_search.py --method M``: the method's own space and
+published defaults, Optuna TPE, ASHA at task boundaries, the validation objective), its selection's
+final runs (``<name>-<M>-final``), and its published defaults' final runs on the same seeds
+(``<name>-<M>-default``). Each reference: final runs of its default config (``<name>-<R>``). Every
+sweep has its own MLflow parent run; all carry the tag ``comparison=<name>``. Through a Ray
+cluster: ``ray job submit --working-dir . -- python sweeps/compare_methods.py ...`` (the sweeps
+join the job's Ray through $RAY_ADDRESS).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a plain checkout too
+
+from analysis.store import AnalysisError  # noqa: E402
+from pah_core.config import ConfigError, load_config  # noqa: E402
+from pah_core.methods import registered_methods  # noqa: E402
+from pah_core.typed_dicts import parse_overrides  # noqa: E402
+from sweeps import REPO, search  # noqa: E402
+from sweeps.cli import (  # noqa: E402
+    HPO_PROTOCOLS,
+    SweepError,
+    count,
+    parse_names,
+    protocol_overrides,
+    set_argument,
+)
+from sweeps.compare_protocols import finished  # noqa: E402
+from sweeps.grid import run_grid  # noqa: E402
+from sweeps.record import check_tracking_uri_or_default  # noqa: E402
+from sweeps.space import method_space  # noqa: E402
+from sweeps.study import PROTOCOLS  # noqa: E402
+
+# The tag that marks every sweep of one comparison, and the role of its final runs.
+COMPARISON_TAG = "comparison"
+CONFIG_TAG = "comparison_config"  # tuned, default or reference
+
+
+def sweep_flags(args: argparse.Namespace, storage: Path, uri: str, name: str) -> list[str]:
+    """The flags every sweep of the comparison shares: where it records, its scale, its tags."""
+    resume = args.resume and (storage / name).exists()
+    return [
+        "--name", name,
+        "--storage", str(storage),
+        "--mlflow-uri", uri,
+        "--experiment", args.experiment,
+        "--preset", "paper",
+        "--tag", f"{COMPARISON_TAG}={args.name}",
+        *[a for k, v in args.overrides.items() for a in ("--set", f"{k}={_value(v)}")],
+        *(["--max-concurrent", str(args.max_concurrent)] if args.max_concurrent else []),
+        *(["--resume"] if resume else []),
+        *(["--verbose"] if args.verbose else []),
+    ]  # fmt: skip
+
+
+def done(args: argparse.Namespace, uri: str, sweep: str) -> bool:
+    """Whether ``sweep`` finished: in the MLflow store, or in the committed export (--out) of a
+    comparison continued in a new store (its first store gone with its machine)."""
+    if finished(uri, args.experiment, sweep):
+        return True
+    folder = Path(args.out or "") / "export" / "sweeps"
+    for f in folder.glob("*.json") if args.out else ():
+        record = json.loads(f.read_text())
+        if record.get("name") == sweep and record.get("status") == "FINISHED":
+            return True
+    return False
+
+
+def export_and_report(args: argparse.Namespace, uri: str) -> None:
+    """The store's sweeps into ``--out``/export, keeping an earlier export's sweeps that this
+    store does not hold (a comparison continued in a new store), then the tables from it."""
+    from analysis.export import ExportSource, write_export
+    from analysis.paper_tables import build
+    from analysis.store import MlflowSource, client_for, resolve_uri
+
+    out = Path(args.out)
+    source = MlflowSource(client_for(resolve_uri(uri)))
+    folder = write_export(source, args.experiment, out / "export", keep_other_sweeps=True)
+    report = build(None, out, source=ExportSource(folder))
+    print(f"[compare] export in {folder}; report in {out / 'report.md'}", flush=True)
+    for w in report.warnings:
+        print(f"[compare] warning: {w}")
+
+
+def _value(v) -> str:
+    """A config value as ``--set`` parses it back (YAML): null and true/false, not None/True."""
+    return json.dumps(v) if v is None or isinstance(v, bool) else str(v)
+
+
+def tune_method(method: str, args: argparse.Namespace, storage: Path, uri: str) -> int:
+    """The method's search and its selection's final runs (``search.main`` does both)."""
+    name = f"{args.name}-{method}"
+    if args.resume and done(args, uri, f"{name}-final"):
+        print(f"[compare] {method}: tuned, skipped", flush=True)
+        return 0
+    print(
+        f"\n[compare] {method}: search ({args.num_samples} trials, {args.hpo_protocol})", flush=True
+    )
+    return search.main(
+        "cifar100",
+        [
+            *sweep_flags(args, storage, uri, name),
+            "--method", method,
+            "--tag", f"{CONFIG_TAG}=tuned",
+            "--hpo-protocol", args.hpo_protocol,
+            "--num-samples", str(args.num_samples),
+            "--seed", str(args.seed),
+            "--first-k", str(args.first_k),
+            "--final-seeds", str(args.final_seeds),
+            *(["--startup-trials", str(args.startup_trials)] if args.startup_trials else []),
+        ],
+    )  # fmt: skip
+
+
+def default_runs(
+    method: str, role: str, args: argparse.Namespace, storage: Path, uri: str, seeds: list[int]
+) -> int:
+    """The method's published defaults (its config's) on the final seeds and evaluation stream."""
+    name = f"{args.name}-{method}" + ("-default" if role == "default" else "")
+    if args.resume and done(args, uri, name):
+        print(f"[compare] {method}: {role} runs finished, skipped", flush=True)
+        return 0
+    print(f"\n[compare] {method}: {role} config on seeds {seeds}", flush=True)
+    flags = search.parser("cifar100").parse_args(
+        [*sweep_flags(args, storage, uri, name), "--tag", f"{CONFIG_TAG}={role}"]
+    )
+    _, final_overrides = protocol_overrides(args.hpo_protocol, args.first_k)
+    return run_grid(
+        "cifar100",
+        flags,
+        "final",
+        {role: {}},
+        seeds,
+        base_overrides={"method.name": method},
+        tags={"method": method},
+        protocol_overrides=final_overrides,
+    )
+
+
+def final_seeds(args: argparse.Namespace) -> list[int]:
+    """The seeds of every final run: those ``search.run_final`` gives a selection (after the
+    trials' seed), so that tuned, default and reference runs pair seed by seed."""
+    base = load_config(REPO / "configs" / "cifar100_pah.yaml", args.overrides).run.seed
+    return list(range(base + 1, base + 1 + args.final_seeds))
+
+
+def parser() -> argparse.ArgumentParser:
+    methods = sorted(registered_methods())
+    p = argparse.ArgumentParser(
+        prog="python sweeps/compare_methods.py",
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--methods", default="pah,lwf,ewc", help=f"tuned, from: {', '.join(methods)}")
+    p.add_argument(
+        "--references", default="finetune,joint", help="untuned references ('' for none)"
+    )
+    p.add_argument("--name", default="compare", help="the comparison's name (sweep name prefix)")
+    p.add_argument("--num-samples", type=count, default=12, help="trials per method (default 12)")
+    p.add_argument("--startup-trials", type=count, help="TPE's random trials (see the search)")
+    p.add_argument("--hpo-protocol", choices=list(HPO_PROTOCOLS), default="first_k")
+    p.add_argument("--first-k", type=count, default=3, help="first_k: the tuning tasks (3)")
+    p.add_argument("--final-seeds", type=count, default=5, help="final runs per config (5)")
+    p.add_argument("--seed", type=int, default=0, help="the Optuna sampler's seed (default 0)")
+    p.add_argument(
+        "--protocol",
+        choices=list(PROTOCOLS),
+        help="the data, backbone and schedule of a reproduction protocol (sweeps/study.py), under "
+        "--set; default: the shipped config with --set",
+    )
+    p.add_argument("--max-concurrent", type=count, help="trials in flight (default: what fits)")
+    p.add_argument("--workdir", default="runs/compare", help="MLflow store and Ray results")
+    p.add_argument("--experiment", default="compare-methods")
+    p.add_argument("--out", default=None, help="export and report folder (default: none)")
+    p.add_argument("--resume", action="store_true", help="continue the comparison in --workdir")
+    p.add_argument("--report-only", action="store_true", help="export and report, train nothing")
+    p.add_argument("--verbose", action="store_true", help="Ray's own output too")
+    set_argument(p, "a config override for every sweep (repeatable)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    started = time.perf_counter()
+    workdir = Path(args.workdir).resolve()
+    uri = check_tracking_uri_or_default(str(workdir / "mlflow.db"))
+    try:
+        scale = PROTOCOLS[args.protocol].overrides if args.protocol else {}
+        args.overrides = {**scale, **parse_overrides(args.overrides)}
+        names = sorted(registered_methods())
+        methods = parse_names(args.methods, names, "--methods")
+        refs = parse_names(args.references, names, "--references") if args.references else []
+        for m in methods:
+            method_space(m)  # every tuned method can be searched, before anything starts
+        seeds = final_seeds(args)
+        if not args.report_only:
+            if (workdir / "mlflow.db").exists() and not args.resume:
+                raise SweepError(
+                    f"{workdir} holds a comparison: pass --resume to continue it, or another "
+                    "--workdir"
+                )
+            workdir.mkdir(parents=True, exist_ok=True)
+            storage = workdir / "ray"
+            for m in methods:
+                rc = tune_method(m, args, storage, uri)
+                rc = rc or default_runs(m, "default", args, storage, uri, seeds)
+                if rc != 0:
+                    return rc
+            for r in refs:
+                if (rc := default_runs(r, "reference", args, storage, uri, seeds)) != 0:
+                    return rc
+        if args.out:
+            export_and_report(args, uri)
+    except (SweepError, ConfigError, AnalysisError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"[compare] done in {time.perf_counter() - started:.0f} s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
