@@ -29,7 +29,9 @@ def save(fig, out: Path, stem: str, caption: str = "") -> list[Path]:
     paths = []
     for ext in ("png", "pdf"):
         p = out / f"{stem}.{ext}"
-        fig.savefig(p, dpi=150, metadata=None if ext == "pdf" else {"Software": "pah analysis"})
+        # No creation date in the PDF: a figure rebuilt from the same export is the same file.
+        meta = {"CreationDate": None} if ext == "pdf" else {"Software": "pah analysis"}
+        fig.savefig(p, dpi=150, metadata=meta)
         paths.append(p)
     plt.close(fig)
     return paths

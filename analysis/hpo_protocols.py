@@ -23,7 +23,12 @@ def _config_text(search: RunRecord | None, trial: RunRecord | None, keys: list[s
 
 def protocol_table(exp: Experiment, searched_keys: list[str]) -> Table | None:
     """One row per search with final runs; None when the experiment has none."""
-    finals = {pid: p for pid, p in exp.sweeps.items() if p.tags.get("sweep_kind") == "final"}
+    # A method comparison's final runs have their own tables (analysis/comparison.py).
+    finals = {
+        pid: p
+        for pid, p in exp.sweeps.items()
+        if p.tags.get("sweep_kind") == "final" and "comparison" not in p.tags
+    }
     if not finals:
         return None
     by_name = {p.sweep or p.name: pid for pid, p in exp.sweeps.items()}

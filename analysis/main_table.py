@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from .differences import differences_table
 from .store import Experiment, RunRecord
 from .tables import (
     CIL_KEY,
@@ -21,6 +22,7 @@ from .tables import (
     protocol_note,
     provenance,
     row_key,
+    row_protocol_notes,
     stat,
 )
 
@@ -57,7 +59,7 @@ def main_table(exp: Experiment, runs: list[RunRecord], paper: dict[str, Any]) ->
         ]
     t = Table(
         "main_table",
-        "Average accuracy and forgetting (%), mean ± std over seeds; CIL: class-incremental "
+        "Average accuracy and forgetting (%), mean ± std [95% CI] over seeds; CIL: class-incremental "
         "(task-agnostic) average accuracy",
         cols,
     )
@@ -159,6 +161,32 @@ def main_table(exp: Experiment, runs: list[RunRecord], paper: dict[str, Any]) ->
                     )
             cells[f"{d}:n"] = Cell(text=DASH)
         t.add(cells)
+    for d in datasets:  # keys such as schedule.eval_bn that differ between our rows
+        row_protocol_notes(t, [(ours[(m, d)], by_method[m][d]) for m in order if (m, d) in ours])
     t.mark_best()
     t.provenance = provenance(exp, runs, {"reported_from": paper.get("source")})
     return t
+
+
+def main_differences(exp: Experiment, runs: list[RunRecord]) -> Table | None:
+    """Each of our main-table rows minus PAH's, paired by seed, per dataset; None without PAH
+    runs or another row."""
+    rows: dict[tuple[str, str], list[RunRecord]] = {}
+    method_of: dict[str, str] = {}
+    for r in runs:
+        rows.setdefault((row_key(r), r.dataset), []).append(r)
+        method_of[row_key(r)] = r.method
+    pairs = [
+        (f"{method_name(m)} − PAH ({dataset_name(d)})", rows[(m, d)], rows[("pah", d)])
+        for m in _order_methods({m for m, _ in rows}, method_of)
+        for d in sorted({d for _, d in rows})
+        if m != "pah" and (m, d) in rows and ("pah", d) in rows
+    ]
+    if not pairs:
+        return None
+    return differences_table(
+        exp,
+        "main_differences",
+        "Our rows minus PAH's, paired by seed (percentage points)",
+        pairs,
+    )

@@ -30,9 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a plai
 
 from analysis import figures, render  # noqa: E402
 from analysis.ablations import ablation_tables, shared_full_runs  # noqa: E402
+from analysis.comparison import comparison_tables  # noqa: E402
 from analysis.export import ExportSource  # noqa: E402
 from analysis.hpo_protocols import protocol_table  # noqa: E402
-from analysis.main_table import main_table  # noqa: E402
+from analysis.main_table import main_differences, main_table  # noqa: E402
 from analysis.sensitivity import (  # noqa: E402
     SENSITIVITY_KEYS,
     optuna_importances,
@@ -48,7 +49,7 @@ from analysis.store import (  # noqa: E402
     resolve_uri,
     select_sweeps,
 )
-from analysis.tables import Table, load_paper, row_key  # noqa: E402
+from analysis.tables import Table, data_time, load_paper, row_key  # noqa: E402
 
 
 @dataclass
@@ -57,6 +58,7 @@ class Report:
     tables: list[Table] = field(default_factory=list)
     figures: list[Path] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    data_time: str = ""  # tables.data_time of every run reported
 
 
 def build(
@@ -100,6 +102,10 @@ def build(
     shared_full, missing = shared_full_runs(exp, ablation_parents)
     report.warnings += missing
     report.tables.append(main_table(exp, main_runs, paper))
+    differences = main_differences(exp, main_runs)
+    if differences is not None:
+        report.tables.append(differences)
+    report.tables += comparison_tables(exp)
     protocols = protocol_table(exp, SENSITIVITY_KEYS)
     if protocols is not None:
         report.tables.append(protocols)
@@ -164,6 +170,7 @@ def build(
         if history and "head_drift" in history[-1]:  # PAH: what explains its forgetting
             report.figures += figures.drift(r, history, figdir / "drift")
 
+    report.data_time = data_time(selected)
     write(report)
     return report
 
@@ -180,7 +187,8 @@ def write(report: Report) -> None:
         if p.suffix == ".pdf" and not {"heatmaps", "drift"} & set(p.parts)  # per run: too many
     ]
     (out / "tables.tex").write_text(render.latex_document(report.tables, pdfs))
-    md = [f"# PAH analysis ({time.strftime('%Y-%m-%d %H:%M')})", ""]
+    runs = [r for t in report.tables for r in t.provenance.get("run_ids", [])]
+    md = [f"# PAH analysis ({report.data_time or 'no runs'}; {len(set(runs))} runs)", ""]
     md += [render.to_markdown(t) for t in report.tables]
     md += ["## Figures", ""] + [f"- ![{p.stem}]({p.relative_to(out).as_posix()})" for p in pngs]
     if report.warnings:

@@ -3,7 +3,8 @@ notes every table shares. The tables themselves: main_table.py, ablations.py, se
 rendering: render.py.
 
 Numbers are in % (accuracy and forgetting as fractions in MLflow, times 100). A mean +- std is over
-runs (seeds); std is the sample standard deviation (ddof = 1), absent for a single run. The numbers
+runs (seeds); std is the sample standard deviation (ddof = 1), absent for a single run; [low, high]
+is the 95% t-interval of the mean (``analysis.stats``). The numbers
 of a table come from one ``groupby().agg()`` per metric (``group_stats``), the footnotes and the
 provenance from the runs behind each cell.
 """
@@ -22,6 +23,7 @@ import yaml
 
 from pah_core.config import RUN_ONLY_KEYS
 
+from .stats import t_half_width
 from .store import Experiment, RunRecord, short_id
 
 PAPER_FILE = Path(__file__).with_name("paper_reported.yaml")
@@ -67,6 +69,7 @@ class Cell:
 
     mean: float | None = None
     std: float | None = None
+    half: float | None = None  # half-width of the mean's 95% t-interval
     n: int = 0
     text: str | None = None  # shown as is (reported numbers, labels); else formatted from mean/std
     run_ids: list[str] = field(default_factory=list)
@@ -81,7 +84,10 @@ class Cell:
             return NA
         if self.std is None:
             return f"{self.mean:.2f}"
-        return f"{self.mean:.2f} ± {self.std:.2f}"
+        text = f"{self.mean:.2f} ± {self.std:.2f}"
+        if self.half is not None:
+            text += f" [{self.mean - self.half:.2f}, {self.mean + self.half:.2f}]"
+        return text
 
 
 @dataclass
@@ -154,7 +160,10 @@ def group_stats(groups: list[list[RunRecord]], key: str, scale: float = 100.0) -
     frame = pd.DataFrame(values, columns=["group", "value"], dtype=object).dropna()
     frame["value"] = frame["value"].astype(float) * scale
     return frame.groupby("group").agg(
-        mean=("value", statistics.fmean), std=("value", _stdev), n=("value", "count")
+        mean=("value", statistics.fmean),
+        std=("value", _stdev),
+        half=("value", lambda v: t_half_width(list(v))),
+        n=("value", "count"),
     )
 
 
@@ -171,6 +180,7 @@ def stat(
         row = stats.loc[i]
         cell.mean, cell.n = float(row["mean"]), int(row["n"])
         cell.std = None if pd.isna(row["std"]) else float(row["std"])
+        cell.half = None if pd.isna(row["half"]) else float(row["half"])
         if cell.n == 1:
             cell.notes.append(table.note("a single run: no standard deviation"))
     if lacking:
@@ -226,6 +236,45 @@ def config_note(table: Table, runs: list[RunRecord]) -> list[str]:
     if len(set(seeds)) < len(seeds):
         notes.append(table.note("the same seed appears more than once in this row"))
     return notes
+
+
+# Keys whose value changes what a number means, footnoted where the rows of one table differ in
+# them: the protocol keys and how the test set is evaluated.
+ROW_KEYS_EXPLAINED = {
+    "schedule.eval_bn": {
+        "train": "BatchNorm batch statistics at test, per task batch (transductive, as the "
+        "official code)",
+        "eval": "BatchNorm running statistics at test",
+    },
+    "data.split_seed": {
+        "run": "the run seed draws the validation split and prototype images",
+        "order_seed": "one split for every seed (data.order_seed)",
+    },
+}
+
+
+def row_protocol_notes(table: Table, rows: list[tuple[Cell, list[RunRecord]]]) -> None:
+    """Footnote every protocol key (``PROTOCOL_KEYS``, ``schedule.eval_bn``, the validation
+    fraction) on which the rows of ``table`` differ: each row whose value is not the most common
+    one gets a note naming its value and the others', on its first cell in ``rows``."""
+    keys = [*PROTOCOL_KEYS, "schedule.eval_bn", "data.val_fraction"]
+
+    def values(runs: list[RunRecord], k: str) -> str:
+        got = sorted({str(r.params.get(k, PROTOCOL_KEYS_ADDED.get(k, "?"))) for r in runs})
+        return "/".join(got)
+
+    for k in keys:
+        per_row = [values(runs, k) for _, runs in rows if runs]
+        if len(set(per_row)) < 2:
+            continue
+        common = max(set(per_row), key=per_row.count)
+        for cell, runs in rows:
+            if not runs or (v := values(runs, k)) == common:
+                continue
+            why = ROW_KEYS_EXPLAINED.get(k, {}).get(v)
+            cell.notes.append(
+                table.note(f"{k}={v} in this row{f' ({why})' if why else ''}; {common} elsewhere")
+            )
 
 
 # What makes a result comparable with the paper's table: the data, the backbone and the schedule.
@@ -293,6 +342,15 @@ def protocol_note(table: Table, runs: list[RunRecord], dataset: str) -> list[str
     ]
 
 
+def data_time(runs: Iterable[RunRecord]) -> str:
+    """When the newest of ``runs`` started (UTC): a table's date that depends on its data only, so
+    that tables rebuilt from the same export are byte-identical."""
+    starts = [r.start_time for r in runs if r.start_time]
+    if not starts:
+        return "n/a"
+    return "data as of " + time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(max(starts) / 1000))
+
+
 def provenance(exp: Experiment, runs: Iterable[RunRecord], extra: dict[str, Any] | None = None):
     runs = list(runs)
     return {
@@ -301,7 +359,7 @@ def provenance(exp: Experiment, runs: Iterable[RunRecord], extra: dict[str, Any]
         "run_ids": sorted(r.run_id for r in runs),
         "git_sha": sorted({r.tags.get("git_sha", "unknown") for r in runs}),
         "dataset_fingerprint": sorted({r.tags.get("dataset_fingerprint", "unknown") for r in runs}),
-        "generated": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "generated": data_time(runs),
         **(extra or {}),
     }
 

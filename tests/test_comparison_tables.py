@@ -1,0 +1,137 @@
+"""The statistics a reviewer accepts, from a small hand-made export (no training): 95% t-intervals
+in every row, differences paired by seed with sign counts, footnotes for protocol keys that differ
+between rows (schedule.eval_bn among them), and tables rebuilt byte-identically."""
+
+import json
+import math
+
+import pytest
+
+from analysis.stats import paired, t_half_width
+
+FORMAT = "pah-export/1"
+
+
+def test_t_interval_and_paired_differences_by_hand():
+    # n = 3, sd = 1: t(0.975, 2) = 4.302653 -> half-width 4.302653 / sqrt(3)
+    assert t_half_width([1.0, 2.0, 3.0]) == pytest.approx(4.302653 / math.sqrt(3), rel=1e-6)
+    assert t_half_width([5.0]) is None
+    d = paired({"0": 55.0, "1": 56.0, "2": 54.0}, {"0": 50.0, "1": 51.5, "2": 50.5, "9": 1.0})
+    assert d.n == 3 and d.mean == pytest.approx((5 + 4.5 + 3.5) / 3)
+    assert d.signs() == "3/3 > 0" and d.resolved
+    mixed = paired({"0": 1.0, "1": -2.0, "2": 0.5}, {"0": 0.0, "1": 0.0, "2": 0.0})
+    assert mixed.signs() == "2/3 > 0" and not mixed.resolved
+    assert paired({"0": 1.0}, {"1": 1.0}).n == 0
+
+
+def _run(rid, parent, method, seed, acc, forg, start, **params):
+    base = {
+        "method.name": method,
+        "run.seed": str(seed),
+        "data.dataset": "cifar100",
+        "schedule.eval_bn": "eval",
+        "data.split_seed": "run",
+        **params,
+    }
+    return {
+        "format": FORMAT,
+        "run_id": rid,
+        "name": rid,
+        "status": "FINISHED",
+        "start_time": start,
+        "artifact_uri": "",
+        "params": base,
+        "metrics": {"final_avg_acc": acc, "final_forgetting": forg, "final_cil_avg_acc": acc / 4},
+        "tags": {"mlflow.parentRunId": parent, "method": method, "dataset": "cifar100"},
+        "history": {"avg_acc": {}, "forgetting": {}},
+    }
+
+
+def _sweep(pid, name, role, start):
+    tags = {"pah.role": "sweep", "sweep": name, "sweep_kind": "final", "comparison": "c"}
+    tags["comparison_config"] = role
+    return {
+        "format": FORMAT,
+        "run_id": pid,
+        "name": name,
+        "status": "FINISHED",
+        "start_time": start,
+        "artifact_uri": "",
+        "params": {},
+        "metrics": {},
+        "tags": tags,
+    }
+
+
+@pytest.fixture
+def export(tmp_path):
+    """PAH tuned and default, LwF tuned (under eval_bn=train), fine-tune as a reference: 3 seeds."""
+    folder = tmp_path / "export"
+    sweeps = [
+        _sweep("p1", "c-pah-final", "tuned", 1),
+        _sweep("p2", "c-pah-default", "default", 2),
+        _sweep("p3", "c-lwf-final", "tuned", 3),
+        _sweep("p4", "c-finetune", "reference", 4),
+    ]
+    accs = {
+        "p1": ("pah", [0.50, 0.52, 0.51], {}),
+        "p2": ("pah", [0.49, 0.50, 0.50], {}),
+        "p3": ("lwf", [0.55, 0.56, 0.54], {"schedule.eval_bn": "train"}),
+        "p4": ("finetune", [0.38, 0.40, 0.39], {}),
+    }
+    runs = [
+        _run(f"{pid}s{seed}", pid, m, seed, a, 0.05, 10 + i, **extra)
+        for i, (pid, (m, values, extra)) in enumerate(accs.items())
+        for seed, a in zip((2, 3, 4), values, strict=True)
+    ]
+    for sub, records in (("sweeps", sweeps), ("runs", runs)):
+        (folder / sub).mkdir(parents=True)
+        for r in records:
+            (folder / sub / f"{r['run_id']}.json").write_text(json.dumps(r))
+    meta = {
+        "format": FORMAT,
+        "mlflow_uri": "sqlite:///mlflow.db",
+        "experiment": "c",
+        "experiment_id": "1",
+        "sweeps": [s["run_id"] for s in sweeps],
+        "runs": [r["run_id"] for r in runs],
+    }
+    (folder / "experiment.json").write_text(json.dumps(meta))
+    return folder
+
+
+def test_comparison_tables_from_a_hand_made_export(export, tmp_path):
+    from analysis.export import ExportSource
+    from analysis.paper_tables import build
+
+    report = build(None, tmp_path / "a", source=ExportSource(export))
+    tables = {t.name: t for t in report.tables}
+    comp, diff = tables["comparison"], tables["comparison_differences"]
+    assert [(r["method"].shown(), r["config"].shown()) for r in comp.rows] == [
+        ("PAH", "tuned"),
+        ("PAH", "default"),
+        ("LwF", "tuned"),
+        ("Fine-tune", "reference"),
+    ]
+    acc = comp.rows[0]["acc"]  # PAH tuned: 50, 52, 51 -> mean 51, sd 1, 95% CI 51 -+ 2.48
+    half = 4.302653 / math.sqrt(3)
+    assert acc.shown() == f"51.00 ± 1.00 [{51 - half:.2f}, {51 + half:.2f}]"
+    assert comp.rows[0]["n"].shown() == "3" and comp.rows[0]["seeds"].shown() == "2,3,4"
+    # LwF's row was evaluated with batch statistics: its footnote says so, the others' do not.
+    lwf_notes = [comp.notes[m] for m in comp.rows[2]["acc"].notes]
+    assert any("schedule.eval_bn=train in this row" in n and "transductive" in n for n in lwf_notes)
+    assert not any("eval_bn" in comp.notes[m] for m in comp.rows[0]["acc"].notes)
+    rows = {r["comparison"].shown(): r for r in diff.rows}
+    tuning = rows["PAH: tuned − default"]  # +1, +2, +1
+    assert tuning["final_avg_acc"].mean == pytest.approx(4 / 3)
+    assert tuning["final_avg_acc:signs"].shown() == "3/3 > 0" and tuning["n"].shown() == "3"
+    lwf = rows["LwF tuned − PAH tuned"]  # +5, +4, +3: resolved, LwF ahead
+    assert lwf["final_avg_acc"].shown().startswith("+4.00 [")
+    assert "accuracy: first higher" in lwf["verdict"].shown()
+    assert "forgetting: not resolved" in lwf["verdict"].shown()  # identical: a zero interval
+    assert "Fine-tune reference − PAH tuned" in rows
+    # The same export gives the same files, byte for byte (no clock in them).
+    again = build(None, tmp_path / "b", source=ExportSource(export))
+    for name in ("report.md", "tables.tex", "comparison.md", "comparison_differences.csv"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    assert again.data_time == "data as of 1970-01-01 00:00:00 UTC"
