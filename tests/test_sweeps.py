@@ -406,3 +406,53 @@ def test_a_baseline_is_searched_over_the_space_its_method_file_declares(ray_clus
         c.data.tags["mlflow.runName"].startswith("s #") and "kd" in c.data.tags["mlflow.runName"]
         for c in children
     )
+
+
+def test_a_method_comparison_tunes_each_method_alike_then_pairs_the_final_seeds(
+    ray_cluster, tmp_path, capsys
+):
+    """sweeps/compare_methods.py: each method searched with the same budget and protocol (its
+    own space), its tuned and default configs and a reference on the same final seeds and stream,
+    the comparison's tables from the export; --resume then trains nothing."""
+    from sweeps.compare_methods import main
+
+    argv = [
+        "--name", "c", "--workdir", str(tmp_path / "w"), "--out", str(tmp_path / "out"),
+        "--methods", "pah,lwf", "--references", "finetune", "--num-samples", "1",
+        "--startup-trials", "1", "--first-k", "1", "--final-seeds", "2",
+        "--set", "data.train_per_class=60", "--set", "data.test_per_class=10",
+        "--set", "schedule.max_tasks=2", "--set", "model.backbone=small_cnn",
+        "--set", "schedule.epochs_per_task=1",
+    ]  # fmt: skip
+    assert main(argv) == 0
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'w' / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("compare-methods")
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    parents = {r.data.tags["sweep"]: r for r in runs if r.data.tags.get("pah.role") == "sweep"}
+    assert set(parents) == {
+        "c-pah", "c-pah-final", "c-pah-default", "c-lwf", "c-lwf-final", "c-lwf-default",
+        "c-finetune",
+    }  # fmt: skip
+    for search in ("c-pah", "c-lwf"):  # the same budget and protocol for each method
+        tags = parents[search].data.tags
+        assert tags["hpo_protocol"] == "first_k" and tags["tpe_startup_trials"] == "1"
+    finals = {}
+    for name in ("c-pah-final", "c-pah-default", "c-lwf-final", "c-lwf-default", "c-finetune"):
+        pid = parents[name].info.run_id
+        kids = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == pid]
+        finals[name] = kids
+        assert sorted(r.data.params["run.seed"] for r in kids) == ["2", "3"], name
+        assert {r.data.params["data.skip_tasks"] for r in kids} == {"1"}, name
+    assert {r.data.params["method.name"] for r in finals["c-lwf-default"]} == {"lwf"}
+    assert {r.data.params["method.name"] for r in finals["c-lwf-final"]} == {"lwf"}
+    assert {r.data.params["method.lwf.lambda_kd"] for r in finals["c-lwf-default"]} == {"1.0"}
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "LwF: tuned − default" in report and "LwF tuned − PAH tuned" in report
+    assert "Fine-tune reference − PAH tuned" in report
+    capsys.readouterr()
+    assert main([*argv, "--resume"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("skipped") == 5
+    assert len(client.search_runs([exp.experiment_id], max_results=1000)) == len(runs)
