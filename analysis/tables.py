@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from pah_core.config import RUN_ONLY_KEYS
+from pah_core.config import RUN_ONLY_KEYS, own_method_keys
 
 from .stats import t_half_width
 from .store import Experiment, RunRecord, short_id
@@ -222,7 +222,8 @@ def cil_stat(
 def config_note(table: Table, runs: list[RunRecord]) -> list[str]:
     """A footnote when the runs pooled into one row differ in anything but the seed (or repeat a seed)."""
     notes = []
-    keys = set().union(*(r.params for r in runs)) - FREE_KEYS if runs else set()
+    # Other methods' options are no part of a run (older runs logged every method's section).
+    keys = set().union(*(own_method_keys(r.params) for r in runs)) - FREE_KEYS if runs else set()
     keys |= set(PROTOCOL_KEYS_ADDED) & keys
 
     def value(r: RunRecord, k: str) -> str | None:

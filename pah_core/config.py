@@ -197,7 +197,13 @@ class Config:
         return min(left, self.schedule.max_tasks or left)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The config as plain data, with the chosen method's options only: a run records (logs,
+        checkpoints, fingerprints) nothing of the methods it does not run, so that adding a
+        method changes no other run."""
+        tree = dataclasses.asdict(self)
+        chosen = self.method.name
+        tree["method"] = {k: v for k, v in tree["method"].items() if k in ("name", chosen)}
+        return tree
 
     def flat(self) -> dict[str, Any]:
         """Dotted keys -> values, e.g. {"model.hyper_width": 16}."""
@@ -205,6 +211,18 @@ class Config:
 
     def fingerprint(self) -> str:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def own_method_keys(flat: dict[str, Any]) -> dict[str, Any]:
+    """A flat config (a run's params, a checkpoint's config) without the option sections of the
+    methods it did not run: runs recorded before ``Config.to_dict`` dropped them carry every
+    registered method's section."""
+    chosen = flat.get("method.name")
+    return {
+        k: v
+        for k, v in flat.items()
+        if not k.startswith("method.") or k == "method.name" or k.startswith(f"method.{chosen}.")
+    }
 
 
 # ---------------------------------------------------------------------------------------------

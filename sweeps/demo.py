@@ -28,8 +28,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a plain checkout too
 
-from pah_core.config import load_config  # noqa: E402
+from pah_core.config import load_config, own_method_keys  # noqa: E402
 from pah_core.tracking import optuna_storage_beside, ui_commands  # noqa: E402
+from pah_core.typed_dicts import flatten  # noqa: E402
 from sweeps import (  # noqa: E402
     REPO,  # noqa: E402
     baselines,
@@ -56,7 +57,10 @@ def shipped_reference(config: dict[str, Any]) -> dict[str, Any] | None:
     if not REFERENCE.is_file():
         return None
     shipped = json.loads(REFERENCE.read_text())
-    return shipped if shipped.get("config") == config else None
+    # Other methods' options are no part of the run (a reference written before runs recorded
+    # their own method's options only lists every method's).
+    same = own_method_keys(flatten(shipped.get("config") or {})) == own_method_keys(flatten(config))
+    return shipped if same else None
 
 
 def parent_summary(mlflow_uri: str, experiment: str, sweep: str) -> dict[str, Any]:

@@ -104,8 +104,13 @@ def test_protocols_cap_the_trials_and_place_the_final_runs():
     from sweeps.cli import protocol_overrides
 
     assert protocol_overrides("end_of_training", 3) == ({}, {})
-    assert protocol_overrides("first_task", 3) == ({"schedule.max_tasks": 1}, {})
-    assert protocol_overrides("first_k", 3) == ({"schedule.max_tasks": 3}, {"data.skip_tasks": 3})
+    # Trials that stop before the stream's end evaluate no task they never train (eval_future).
+    partial = {"schedule.eval_future": False}
+    assert protocol_overrides("first_task", 3) == ({"schedule.max_tasks": 1, **partial}, {})
+    assert protocol_overrides("first_k", 3) == (
+        {"schedule.max_tasks": 3, **partial},
+        {"data.skip_tasks": 3},
+    )
     from pah_core.config import ConfigError
 
     with pytest.raises(ConfigError, match="data.skip_tasks = 3 is not allowed"):
