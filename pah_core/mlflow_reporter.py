@@ -12,6 +12,7 @@ import math
 import os
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -123,7 +124,11 @@ class MLflowReporter(Reporter):
         parent_run_id: str | None = None,
         tags: dict[str, str] | None = None,
         artifact_location: str | None = None,
+        extra_metrics: Callable[[int, Any, dict[str, float], dict[str, Any]], dict[str, float]]
+        | None = None,
     ):
+        """``extra_metrics(t, accuracy_row, task_metrics, counts)``: more metrics to log at each
+        task boundary with the task's own (a sweep's objectives, which the core does not know)."""
         from mlflow.tracking import MlflowClient
 
         self.client = MlflowClient(tracking_uri=check_tracking_uri(tracking_uri))
@@ -132,6 +137,7 @@ class MLflowReporter(Reporter):
         self.run_key = run_key or run_name
         self.parent_run_id = parent_run_id
         self.tags = dict(tags or {})
+        self.extra_metrics = extra_metrics
         self.run_id: str | None = None
         self.n_tasks = 0
         # Tasks whose metrics this MLflow run already holds. A run resumed from an older checkpoint
@@ -217,6 +223,9 @@ class MLflowReporter(Reporter):
                 for k, v in task_metrics.items()
                 if k != "task"
             ]
+            if self.extra_metrics is not None:
+                extra = self.extra_metrics(t, accuracy_row, task_metrics, counts)
+                batch += [Metric(k, float(v), now, t) for k, v in extra.items()]
             batch.append(Metric("tasks_done", float(t + 1), now, t))  # last: marks t as logged
             self.client.log_batch(self.run_id, metrics=batch)
             self.logged_tasks.add(t)
