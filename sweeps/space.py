@@ -65,8 +65,13 @@ NAME_KEYS = {
 
 
 def run_name(sweep: str, trial_id: str, config: dict[str, Any]) -> str:
-    """A trial's MLflow run name: its sweep, its number and what sets it apart, e.g.
-    ``pah-search #3: P10 W16 sm0.5 sp1`` or ``repro-cpu-main #7: lwf seed 1``."""
+    """A trial's MLflow run name: a search trial's number, id and what differs from the paper's
+    defaults (sweeps.names), e.g. ``#3 0638a5f7: W201 sm0.04 +6 more``; a grid trial's sweep,
+    number and variant, e.g. ``repro-cpu-main #7: lwf seed 1``."""
+    from .names import TRIAL_NUMBER, search_trial_name
+
+    if config.get(TRIAL_NUMBER) is not None:
+        return search_trial_name(config[TRIAL_NUMBER], trial_id, config, NAME_KEYS, PAPER_DEFAULTS)
     tail = trial_id.rsplit("_", 1)[-1]
     number = str(int(tail)) if tail.isdigit() else trial_id
     if config.get("variant") is not None:

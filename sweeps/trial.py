@@ -218,10 +218,20 @@ def trial_loop(config: dict[str, Any], plumbing: TrialPlumbing) -> dict[str, Any
 
     from pah_core.config import from_dict
 
-    from .space import overrides_of, run_name
+    from .names import PAPER_DEFAULTS_TAG, TRIAL_NUMBER, TRIAL_NUMBER_TAG, differences
+    from .space import PAPER_DEFAULTS, overrides_of, run_name
 
     trial_id = ray.tune.get_context().get_trial_id()
     variant = config.get("variant")
+    number = config.get(TRIAL_NUMBER)  # a search trial's (sweeps.tracked_search)
+    search_tags = (
+        {}
+        if number is None
+        else {
+            TRIAL_NUMBER_TAG: str(number),
+            PAPER_DEFAULTS_TAG: str(not differences(config, PAPER_DEFAULTS)).lower(),
+        }
+    )
     overrides = {**plumbing.variants.get(variant, {}), **overrides_of(config)}
     cfg = from_dict(plumbing.base_config, overrides)
     return {
@@ -233,7 +243,7 @@ def trial_loop(config: dict[str, Any], plumbing: TrialPlumbing) -> dict[str, Any
         "sweep_name": plumbing.sweep_name,
         "trial_id": trial_id,
         "run_name": run_name(plumbing.sweep_name, trial_id, config),
-        "tags": {**plumbing.tags, **({"variant": variant} if variant else {})},
+        "tags": {**plumbing.tags, **({"variant": variant} if variant else {}), **search_tags},
         "cpus_per_worker": plumbing.cpus_per_worker,
     }
 
