@@ -74,7 +74,7 @@ class TrackedOptunaSearch(OptunaSearch):
         self.mlflow_uri = mlflow_uri
         self.experiment = experiment
         self.metric_names = list(metric_names)
-        self.linked: set[str] = set()
+        self.linked: dict[str, str] = {}  # trial id -> its MLflow run id, once linked
         super().__init__(**kwargs)
 
     def _setup_study(self, mode):
@@ -121,11 +121,13 @@ class TrackedOptunaSearch(OptunaSearch):
         """The trial's MLflow run id (None before the run exists), linked to its Optuna trial once:
         the run id and URL as the Optuna trial's user attributes, the Optuna trial number and
         study as tags of the run."""
+        if trial_id in self.linked:
+            return self.linked[trial_id]
         if self.mlflow_uri is None or trial_id not in self._ot_trials:
             return None
         run = _trial_run(self.mlflow_uri, self.experiment, self.sweep, trial_id)
-        if run is None or trial_id in self.linked:
-            return None if run is None else run.info.run_id
+        if run is None:
+            return None
         ot_trial = self._ot_trials[trial_id]
         url = ui_commands(self.mlflow_uri, run.info.experiment_id, run.info.run_id)[-1]
         ot_trial.set_user_attr(MLFLOW_RUN_ATTR, run.info.run_id)
@@ -133,7 +135,7 @@ class TrackedOptunaSearch(OptunaSearch):
         client = _client(self.mlflow_uri)
         client.set_tag(run.info.run_id, OPTUNA_NUMBER_TAG, str(ot_trial.number))
         client.set_tag(run.info.run_id, OPTUNA_STUDY_TAG, self._study_name or "")
-        self.linked.add(trial_id)
+        self.linked[trial_id] = run.info.run_id
         return run.info.run_id
 
 
