@@ -148,7 +148,7 @@ def matrix_table(matrix: list[list[float | None]], tasks: int) -> list[str]:
     ]
     for i, row in enumerate(matrix[:tasks]):
         cells = [
-            "" if j >= len(row) or row[j] is None or math.isnan(row[j]) else f"{100 * row[j]:.1f}"
+            "" if j >= len(row) or row[j] is None or math.isnan(row[j]) else f"{100 * row[j]:.0f}"
             for j in cols
         ]
         lines.append(f"| {i + 1} | " + " | ".join(cells) + " |")

@@ -79,7 +79,7 @@ def test_the_parent_run_describes_the_sweep_with_a_leaderboard(tmp_path):
         assert f"[open]({ui_page(exp_id, rid)})" in line and "workflowType=machine_learning" in line
     # The best trial's matrix, cropped to the 2 tasks run and numbered from 1.
     assert "| after task ↓ / on task → | 1 | 2 |" in text
-    assert "| 2 | 80.0 | 70.0 |" in text
+    assert "| 2 | 80 | 70 |" in text
     assert "objective/val_acc" in text and "`+k more`" in text  # the legend
     assert "| `model.hyper_width` | integer 16 – 1024, log scale | 16 |" in text
     import mlflow.artifacts
