@@ -38,16 +38,14 @@ def save(fig, out: Path, stem: str, caption: str = "") -> list[Path]:
 
 
 def heatmap_figure(run: RunRecord, matrix: np.ndarray):
-    from pah_core.mlflow_reporter import matrix_heatmap
+    from pah_core.figures import accuracy_heatmap
 
     label = f"{method_name(run.method)} {dataset_name(run.dataset)}"
     if run.variant:
         label += f" [{run.variant}]"
-    fig = matrix_heatmap(matrix)
+    fig = accuracy_heatmap(matrix)
     w, h = fig.get_size_inches()
     fig.set_size_inches(max(w, 4.0), max(h, 3.4))
-    fig.axes[0].set_xticks(range(matrix.shape[1]))
-    fig.axes[0].set_yticks(range(matrix.shape[0]))
     fig.axes[0].set_title(f"{run.name}: accuracy (%)\n{label}, seed {run.seed}", fontsize=8)
     fig.tight_layout(rect=(0, 0.03, 1, 0.94))
     return fig

@@ -1,6 +1,9 @@
-"""Pictures of a run, as pure functions of its numbers: the prototype grid (an image array) and
-the drift figure (a matplotlib figure). Reporters log them; the analysis draws the same drift
-figure from a run's diagnostics."""
+"""Pictures of a run, as pure functions of its numbers: the accuracy heatmap, the forgetting
+curves, the prototype grid (an image array, and the same pixels with labels around them) and the
+drift figure. Reporters log them; the analysis draws the same heatmap and drift figure from a
+run's records.
+
+Tasks are numbered from 1 in every picture, as the paper and the text write them."""
 
 from __future__ import annotations
 
@@ -85,4 +88,108 @@ def drift_figure(history: Sequence[dict[str, Any]], key: str = "head_drift", tit
     if n:
         ax.legend(fontsize=7, ncol=2 if n > 5 else 1)
     fig.tight_layout()
+    return fig
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _task_ticks(axis, n: int) -> None:
+    """Ticks 1..n at positions 0..n-1 (an image's columns or rows are tasks 1..n)."""
+    axis.set_ticks(range(n))
+    axis.set_ticklabels([str(i + 1) for i in range(n)])
+
+
+def accuracy_heatmap(matrix: np.ndarray, tasks: int | None = None, title: str = "accuracy (%)"):
+    """The accuracy matrix (row i: after training task i; column j: evaluated on task j) as a
+    heatmap of the ``tasks`` tasks the run trains (its rows so far x ``tasks`` columns; all
+    columns when None), each known cell's percentage written in it."""
+    plt = _plt()
+    m = np.asarray(matrix, dtype=np.float64)
+    tasks = m.shape[1] if tasks is None else tasks
+    m = m[:tasks, :tasks]
+    rows, cols = m.shape
+    fig, ax = plt.subplots(figsize=(max(3.6, 1.4 + 0.55 * cols), max(2.4, 1.2 + 0.5 * rows)))
+    im = ax.imshow(np.ma.masked_invalid(100 * m), vmin=0, vmax=100, cmap="viridis")
+    for i in range(rows):
+        for j in range(cols):
+            if not np.isnan(m[i, j]):
+                # Dark text on viridis' light (high) end, light text on its dark end.
+                color = "black" if m[i, j] > 0.6 else "white"
+                ax.text(
+                    j, i, f"{100 * m[i, j]:.0f}", ha="center", va="center", fontsize=7, color=color
+                )
+    _task_ticks(ax.xaxis, cols)
+    _task_ticks(ax.yaxis, rows)
+    ax.set_xlabel("evaluated on task")
+    ax.set_ylabel("after training task")
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    return fig
+
+
+def forgetting_curves(
+    matrix: np.ndarray, tasks: int, title: str = "forgetting: each task's accuracy (%)"
+):
+    """One line per task j: its accuracy after each task trained from j on (x: tasks trained,
+    1..``tasks``): a line that falls is that task being forgotten."""
+    plt = _plt()
+    m = np.asarray(matrix, dtype=np.float64)
+    done = min(m.shape[0], tasks)
+    fig, ax = plt.subplots(figsize=(5.2, 3.4))
+    for j in range(done):
+        xs = [i + 1 for i in range(j, done) if not np.isnan(m[i, j])]
+        ys = [100 * m[i, j] for i in range(j, done) if not np.isnan(m[i, j])]
+        ax.plot(xs, ys, marker="o", markersize=3, label=f"task {j + 1}")
+    ax.set_xticks(range(1, tasks + 1))
+    ax.set_xlim(0.7, tasks + 0.3)
+    ax.set_ylim(0, 100)
+    ax.set_xlabel("tasks trained")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2 if done > 5 else 1, loc="lower left")
+    fig.tight_layout()
+    return fig
+
+
+# Margins (screen pixels) around the prototype grid's pixels in its labelled figure: task labels
+# on the left, panel titles above.
+LABEL_LEFT, LABEL_TOP, LABEL_RIGHT, LABEL_BOTTOM = 56, 26, 8, 8
+LABEL_DPI = 100
+
+
+def labelled_prototypes(grid: np.ndarray, tasks: int, classes: int, size: int):
+    """``prototype_grid``'s image with its labels: each row's task, each panel's meaning. The
+    grid's pixels are placed unresampled (``figimage``) at ``(LABEL_LEFT, LABEL_TOP)`` from the top
+    left, so the saved picture holds the prototypes exactly as learned."""
+    plt = _plt()
+    h, w = grid.shape[:2]
+    width, height = LABEL_LEFT + w + LABEL_RIGHT, LABEL_TOP + h + LABEL_BOTTOM
+    fig = plt.figure(figsize=(width / LABEL_DPI, height / LABEL_DPI), dpi=LABEL_DPI)
+    fig.figimage(grid, xo=LABEL_LEFT, yo=LABEL_BOTTOM, origin="upper")
+    cell = size * SCALE + GAP
+    panel_w = classes * cell + GAP
+    for panel, words in enumerate(("as initialised", f"as learned (after task {tasks})")):
+        x = LABEL_LEFT + panel * (panel_w + 4 * GAP) + panel_w / 2
+        fig.text(
+            x / width, 1 - (LABEL_TOP / 2) / height, words, ha="center", va="center", fontsize=9
+        )
+    for t in range(tasks):
+        y = LABEL_TOP + GAP + t * cell + size * SCALE / 2
+        fig.text(
+            (LABEL_LEFT - 6) / width,
+            1 - y / height,
+            f"task {t + 1}",
+            ha="right",
+            va="center",
+            fontsize=8,
+        )
     return fig

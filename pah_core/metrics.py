@@ -156,6 +156,13 @@ def summary(a: Matrix) -> dict[str, float | list[float]]:
     return out
 
 
+# The fewest finished (COMPLETE) trials of a search whose parameter importances are drawn or
+# reported. PED-ANOVA (Optuna's default evaluator and optuna-dashboard's) compares the top 10% of
+# trials with the rest, and Optuna's docs want several trials in that top group: below 20 trials
+# it is one trial, and the importances of 10 searched settings are noise that reads as a finding.
+MIN_TRIALS_FOR_IMPORTANCE = 20
+
+
 def pareto_front(points: list[tuple[str, float, float]]) -> list[tuple[str, float, float]]:
     """The non-dominated points of (id, average accuracy up, forgetting down), best accuracy first:
     no other point is at least as good in both and better in one."""

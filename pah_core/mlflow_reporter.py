@@ -12,6 +12,7 @@ import math
 import os
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -81,35 +82,6 @@ def find_run(client, experiment_id: str, key: str):
     return runs[0] if runs else None
 
 
-def matrix_heatmap(matrix: np.ndarray, title: str = ""):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    n = matrix.shape[0]
-    fig, ax = plt.subplots(figsize=(1.0 + 0.55 * matrix.shape[1], 1.0 + 0.5 * n))
-    shown = np.ma.masked_invalid(100 * matrix)
-    im = ax.imshow(shown, vmin=0, vmax=100, cmap="viridis")
-    for i in range(n):
-        for j in range(min(i + 1, matrix.shape[1])):
-            ax.text(
-                j,
-                i,
-                f"{100 * matrix[i, j]:.0f}",
-                ha="center",
-                va="center",
-                fontsize=7,
-                color="white",
-            )
-    ax.set_xlabel("evaluated on task")
-    ax.set_ylabel("after training task")
-    ax.set_title(title or "accuracy (%)")
-    fig.colorbar(im, ax=ax, fraction=0.046)
-    fig.tight_layout()
-    return fig
-
-
 TABLE_FILE = "acc_matrix_table.json"
 
 
@@ -123,7 +95,11 @@ class MLflowReporter(Reporter):
         parent_run_id: str | None = None,
         tags: dict[str, str] | None = None,
         artifact_location: str | None = None,
+        extra_metrics: Callable[[int, Any, dict[str, float], dict[str, Any]], dict[str, float]]
+        | None = None,
     ):
+        """``extra_metrics(t, accuracy_row, task_metrics, counts)``: more metrics to log at each
+        task boundary with the task's own (a sweep's objectives, which the core does not know)."""
         from mlflow.tracking import MlflowClient
 
         self.client = MlflowClient(tracking_uri=check_tracking_uri(tracking_uri))
@@ -132,6 +108,7 @@ class MLflowReporter(Reporter):
         self.run_key = run_key or run_name
         self.parent_run_id = parent_run_id
         self.tags = dict(tags or {})
+        self.extra_metrics = extra_metrics
         self.run_id: str | None = None
         self.n_tasks = 0
         # Tasks whose metrics this MLflow run already holds. A run resumed from an older checkpoint
@@ -186,21 +163,25 @@ class MLflowReporter(Reporter):
             for i in range(0, len(batch), 900):
                 self.client.log_batch(self.run_id, metrics=batch[i : i + 900])
         self.client.log_dict(self.run_id, {"diagnostics": history}, "diagnostics.json")
-        if "head_drift" in history[-1]:
-            import matplotlib.pyplot as plt
+        import matplotlib.pyplot as plt
 
-            fig = figures.drift_figure(history, "head_drift", f"{self.run_name}: head drift")
+        if "head_drift" in history[-1]:
+            fig = figures.drift_figure(history, "head_drift")
             self.client.log_figure(self.run_id, fig, "head_drift.png")
             plt.close(fig)
         if "prototypes_learned" in pictures:
+            initial = pictures["prototypes_initial"].numpy()
             grid = figures.prototype_grid(
-                pictures["prototypes_initial"].numpy(),
+                initial,
                 pictures["prototypes_learned"].numpy(),
                 t + 1,
                 pictures["mean"],
                 pictures["std"],
             )
-            self.client.log_image(self.run_id, grid, "prototypes.png")
+            _, classes, _, size, _ = initial.shape
+            fig = figures.labelled_prototypes(grid, t + 1, classes, size)
+            self.client.log_figure(self.run_id, fig, "prototypes.png")
+            plt.close(fig)
 
     def task_end(self, t, accuracy_row, matrix, checkpoint_dir, task_metrics, counts):
         # Everything is logged at the task boundary, before the Ray report that follows it: a
@@ -217,6 +198,9 @@ class MLflowReporter(Reporter):
                 for k, v in task_metrics.items()
                 if k != "task"
             ]
+            if self.extra_metrics is not None:
+                extra = self.extra_metrics(t, accuracy_row, task_metrics, counts)
+                batch += [Metric(k, float(v), now, t) for k, v in extra.items()]
             batch.append(Metric("tasks_done", float(t + 1), now, t))  # last: marks t as logged
             self.client.log_batch(self.run_id, metrics=batch)
             self.logged_tasks.add(t)
@@ -278,8 +262,14 @@ class MLflowReporter(Reporter):
             )
         import matplotlib.pyplot as plt
 
-        fig = matrix_heatmap(matrix, f"{self.run_name}: accuracy (%) after {t + 1} task(s)")
+        from pah_core import figures
+
+        n_run = counts["n_run"]
+        fig = figures.accuracy_heatmap(matrix, n_run, "task-IL accuracy (%), test")
         self.client.log_figure(self.run_id, fig, "acc_matrix.png")
+        plt.close(fig)
+        fig = figures.forgetting_curves(matrix, n_run)
+        self.client.log_figure(self.run_id, fig, "forgetting_curves.png")
         plt.close(fig)
         # The task-agnostic (class-incremental) matrix beside it, under the headline rule.
         cil = counts["class_il_matrix"]
@@ -292,8 +282,8 @@ class MLflowReporter(Reporter):
             },
             "cil_acc_matrix.json",
         )
-        title = f"{self.run_name}: class-IL accuracy (%), {counts['task_inference']}"
-        fig = matrix_heatmap(cil, title)
+        title = f"class-IL accuracy (%), test\ntask inferred by {counts['task_inference']}"
+        fig = figures.accuracy_heatmap(cil, n_run, title)
         self.client.log_figure(self.run_id, fig, "cil_acc_matrix.png")
         plt.close(fig)
 

@@ -57,13 +57,19 @@ EXPERIMENT_KIND_TAG = ("mlflow.experimentKind", "custom_model_development")
 UI_PORT = 5000
 
 
+def ui_page(experiment_id: str, run_id: str | None = None) -> str:
+    """The MLflow UI's page of an experiment's runs table (or of one run), in the "Model
+    training" view, relative to wherever the UI is served."""
+    page = f"#/experiments/{experiment_id}/runs"
+    page += f"/{run_id}" if run_id else ""
+    return page + "?workflowType=machine_learning"
+
+
 def ui_commands(uri: str, experiment_id: str, run_id: str | None = None) -> list[str]:
     """What to type and open to browse an experiment (or one run of it) in the MLflow UI, on the
     runs table of the "Model training" view: for an sqlite store, the ``mlflow ui`` command and the
     local URL; for a server, its URL."""
-    page = f"#/experiments/{experiment_id}/runs"
-    page += f"/{run_id}" if run_id else ""
-    page += "?workflowType=machine_learning"
+    page = ui_page(experiment_id, run_id)
     path = sqlite_path(uri)
     if path is None:
         return [f"{uri.rstrip('/')}/{page}"]

@@ -53,6 +53,11 @@ class _TrialLines:
 
     @staticmethod
     def _name(trial) -> str:
+        from .names import TRIAL_NUMBER
+
+        number = trial.config.get(TRIAL_NUMBER) if isinstance(trial.config, dict) else None
+        if number is not None:  # a search trial: its number in start order, as MLflow names it
+            return f"#{number}"
         tail = str(trial.trial_id).rsplit("_", 1)[-1]
         return f"#{int(tail)}" if tail.isdigit() else str(trial.trial_id)
 

@@ -38,6 +38,7 @@ from sweeps import (  # noqa: E402
 )
 from sweeps.cli import PRESETS  # noqa: E402
 from sweeps.record import check_tracking_uri_or_default, sweep_parent_filter  # noqa: E402
+from sweeps.summary import LINK_WORDS  # noqa: E402
 
 PRESET = "demo"
 CHANCE = 0.10  # 10 classes per task, the task id given
@@ -68,15 +69,24 @@ def parent_summary(mlflow_uri: str, experiment: str, sweep: str) -> dict[str, An
     from mlflow.artifacts import load_dict
     from mlflow.tracking import MlflowClient
 
+    from pah_core.mlflow_reporter import find_run
+    from sweeps.leaderboard import sweep_links
+
     client = MlflowClient(tracking_uri=mlflow_uri)
     exp = client.get_experiment_by_name(experiment)
     (parent,) = client.search_runs([exp.experiment_id], filter_string=sweep_parent_filter(sweep))
     base = parent.info.artifact_uri
+    best = load_dict(f"{base}/best_config.json")
+    best_run = find_run(client, exp.experiment_id, f"{sweep}/{best['trial']}")
+    if best_run is not None:  # its run name says which trial it is (sweeps.names)
+        best["name"] = best_run.info.run_name
+    best_id = None if best_run is None else best_run.info.run_id
     return {
         "experiment_id": exp.experiment_id,
         "parent_run_id": parent.info.run_id,
         "trials": load_dict(f"{base}/trials.json"),
-        "best": load_dict(f"{base}/best_config.json"),
+        "best": best,
+        "links": sweep_links(mlflow_uri, exp.experiment_id, parent.info.run_id, best_id),
     }
 
 
@@ -102,7 +112,7 @@ def final_lines(
     return [
         f"PAH, paper defaults:  {shown(defaults)} after {defaults['tasks_done']} tasks "
         f"(10 classes each; chance {100 * CHANCE:.0f}%)",
-        f"PAH, best of {len(trials)} trials ({best['trial']}):  {shown(best)}",
+        f"PAH, best of {len(trials)} trials ({best.get('name', best['trial'])}):  {shown(best)}",
         f"fine-tune reference{f' ({reference})' if reference else ''}:  {shown(finetune)}",
         f"ASHA stopped {len(stopped)} of {len(trials)} trials early: {trained} of {full} "
         f"trial-tasks trained ({100 * (1 - trained / full):.0f}% of the training saved)",
@@ -180,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     print("  browse the runs (parent run per sweep, one child per trial):")
     for line in ui_commands(uri, pah["experiment_id"]):
         print(f"    {line}")
+    for what, url in pah["links"].items():
+        print(f"    {LINK_WORDS[what]}: {url}")
     print(f"  the Optuna study: optuna-dashboard {optuna_storage_beside(uri)}")
     return 0
 

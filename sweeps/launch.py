@@ -29,6 +29,7 @@ from pah_core.typed_dicts import parse_overrides
 from . import REPO
 from .cli import PRESETS, SweepError, parse_tags
 from .console import quiet_ray, trial_lines
+from .leaderboard import describe_sweep
 from .record import (
     SWEEP_STATE,
     SweepState,
@@ -340,6 +341,7 @@ def execute(
     optuna = optuna_storage_url(plan) if plan.kind == "search" else None
     if optuna:
         log_study_figures(plan.mlflow_uri, setup.parent_run_id, optuna, plan.name, plan.objectives)
+    summary["links"] = describe_sweep(plan.mlflow_uri, setup.parent_run_id, summary, optuna)
     print_summary(summary, time.perf_counter() - plan.started, plan.mlflow_uri, optuna)
     return 0
 

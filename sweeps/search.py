@@ -238,9 +238,9 @@ def optuna_tuner(trainable, s: Setup, points: list[dict[str, Any]], t: TunerSett
     task."""
     import optuna
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search import ConcurrencyLimiter
-    from ray.tune.search.optuna import OptunaSearch
+
+    from .tracked_search import RecordingASHA, TrackedOptunaSearch
 
     plan = s.plan
     url = optuna_storage_url(plan)
@@ -251,7 +251,11 @@ def optuna_tuner(trainable, s: Setup, points: list[dict[str, Any]], t: TunerSett
         raise SweepError(f"the Optuna storage {url} cannot be used: {first}") from e
     chosen = [OBJECTIVES[o] for o in plan.objectives]
     two = len(chosen) == 2
-    searcher = OptunaSearch(
+    searcher = TrackedOptunaSearch(
+        sweep=plan.name,
+        mlflow_uri=plan.mlflow_uri,
+        experiment=plan.experiment,
+        metric_names=[o.label for o in chosen],
         metric=[o.metric for o in chosen] if two else chosen[0].metric,
         mode=[o.mode for o in chosen] if two else chosen[0].mode,
         points_to_evaluate=points,
@@ -259,7 +263,8 @@ def optuna_tuner(trainable, s: Setup, points: list[dict[str, Any]], t: TunerSett
         storage=storage,
         study_name=plan.name,
     )
-    scheduler = ASHAScheduler(
+    scheduler = RecordingASHA(
+        sweep=plan.name,
         time_attr="tasks_done",
         # ASHA stops on the first objective (forgetting is 1.0 until the end: no signal).
         metric=chosen[0].metric,

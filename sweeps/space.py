@@ -67,12 +67,22 @@ def searchable(
 
 
 def run_name(
-    sweep: str, trial_id: str, config: dict[str, Any], labels: dict[str, str] | None = None
+    sweep: str,
+    trial_id: str,
+    config: dict[str, Any],
+    labels: dict[str, str] | None = None,
+    defaults: dict[str, Any] | None = None,
 ) -> str:
-    """A trial's MLflow run name: its sweep, its number and what sets it apart, e.g.
-    ``pah-search #3: P10 W16 sm0.5 sp1`` or ``repro-cpu-main #7: lwf seed 1``; ``labels`` are the
-    searched method's ``name_keys`` (PAH's by default)."""
+    """A trial's MLflow run name: a search trial's number, id and what differs from its method's
+    published defaults (sweeps.names; ``labels`` are the method's ``name_keys``), e.g.
+    ``#3 0638a5f7: W201 sm0.04 +6 more``; a grid trial's sweep, number and variant, e.g.
+    ``repro-cpu-main #7: lwf seed 1``."""
+    from .names import TRIAL_NUMBER, search_trial_name
+
     labels = method_class("pah").name_keys if labels is None else labels
+    if config.get(TRIAL_NUMBER) is not None:
+        defaults = published_defaults("pah") if defaults is None else defaults
+        return search_trial_name(config[TRIAL_NUMBER], trial_id, config, labels, defaults)
     tail = trial_id.rsplit("_", 1)[-1]
     number = str(int(tail)) if tail.isdigit() else trial_id
     if config.get("variant") is not None:

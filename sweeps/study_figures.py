@@ -1,5 +1,6 @@
 """A finished search's Optuna study as pictures on its MLflow parent run: parameter importances
-(fANOVA), the Pareto front (two objectives) and a parallel-coordinates view of the trials."""
+(PED-ANOVA, as optuna-dashboard computes them, so the two agree), the Pareto front (two
+objectives) and a parallel-coordinates view of the trials."""
 
 from __future__ import annotations
 
@@ -7,13 +8,15 @@ import contextlib
 import warnings
 from typing import Any
 
-# The objectives' names in the pictures, in the order of --objectives.
-OBJECTIVE_LABELS = {"acc": "accuracy", "forgetting": "forgetting", "cil_acc": "class-IL accuracy"}
+from pah_core.metrics import MIN_TRIALS_FOR_IMPORTANCE
+
+from .objectives import OBJECTIVES
 
 
 def study_figures(storage_url: str, study_name: str, objectives: list[str]) -> dict[str, Any]:
     """``{artifact file name: matplotlib figure}`` for the study's complete trials; pictures that
-    need more trials than there are (importances need 2) are left out, with no error."""
+    need more trials than there are (importances: ``MIN_TRIALS_FOR_IMPORTANCE``) are left out,
+    with no error."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -25,8 +28,11 @@ def study_figures(storage_url: str, study_name: str, objectives: list[str]) -> d
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not complete:
         return {}
-    names = [OBJECTIVE_LABELS.get(o, o) for o in objectives]
+    names = [OBJECTIVES[o].label for o in objectives]
     first = (lambda t: t.values[0]) if len(study.directions) > 1 else None
+    # PED-ANOVA ranks parameters by how they set the best trials apart, assuming lower is better:
+    # a maximised objective is negated (optuna-dashboard does the same).
+    sign = -1.0 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else 1.0
     out: dict[str, Any] = {}
     with warnings.catch_warnings():
         # Optuna marks its matplotlib backend experimental; the pictures are what we want.
@@ -34,13 +40,13 @@ def study_figures(storage_url: str, study_name: str, objectives: list[str]) -> d
         coords = ov.plot_parallel_coordinate(study, target=first, target_name=names[0]).figure
         coords.set_size_inches(12, 5.5)  # one axis per searched parameter: room for their names
         out["optuna_parallel_coordinates.png"] = coords
-        # Importances need 2+ trials that differ: where they cannot be computed, no picture.
+        # Where they cannot be computed (trials that do not differ), no picture either.
         with contextlib.suppress(RuntimeError, ValueError):
-            if len(complete) >= 2:
+            if len(complete) >= MIN_TRIALS_FOR_IMPORTANCE:
                 out["optuna_importances.png"] = ov.plot_param_importances(
                     study,
-                    evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0),
-                    target=first,
+                    evaluator=optuna.importance.PedAnovaImportanceEvaluator(),
+                    target=lambda t: sign * t.values[0],
                     target_name=names[0],
                 ).figure
         if len(study.directions) == 2:

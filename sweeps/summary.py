@@ -12,9 +12,11 @@ import numpy as np
 from pah_core.metrics import pareto_front
 from pah_core.tracking import ui_commands
 
-from .trial import OBJECTIVES
+from .objectives import OBJECTIVES
 
 CONFIG = "config/"  # ResultGrid.get_dataframe's prefix of the config columns
+# How the console names the links a sweep's end prints (sweeps.leaderboard.sweep_links).
+LINK_WORDS = {"parent": "the sweep (leaderboard)", "best": "the best trial"}
 
 
 def _plain(v: Any) -> Any:
@@ -138,5 +140,8 @@ def print_summary(
     print("[sweep] browse the runs:")
     for line in ui_commands(mlflow_uri, summary["experiment_id"]):
         print(f"    {line}")
+    # The parent's page holds the leaderboard (sweeps.leaderboard).
+    for what, url in summary.get("links", {}).items():
+        print(f"    {LINK_WORDS[what]}: {url}")
     if optuna_storage:
         print(f"[sweep] the Optuna study: optuna-dashboard {optuna_storage}")

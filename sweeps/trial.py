@@ -26,6 +26,18 @@ from typing import Any
 
 from pah_core.reporters import Reporter, RunStopped
 
+# The objectives' names are imported from here by the sweeps and the tests that came before
+# sweeps.objectives.
+from .objectives import (  # noqa: F401
+    OBJECTIVE_CHOICES,
+    OBJECTIVES,
+    Objective,
+    mlflow_objectives,
+    objective_metrics,
+    selection_numbers,
+    trial_objectives,
+)
+
 # A Tune trial's own process needs almost no CPU; asking for a whole core would idle one per trial.
 DRIVER_CPUS = 0.01
 # Restarts of a trial whose process dies (a killed process, a lost node), or of a Train trial's
@@ -61,60 +73,6 @@ class TrialPlumbing:
     runner: str = TUNE  # trial_runner(): TUNE runs one worker in the trial's own process
 
 
-@dataclass(frozen=True)
-class Objective:
-    metric: str  # the name reported to Tune
-    mode: str  # "max" or "min"
-    summary_key: str  # the trial's final value on the validation splits, in the sweep summary
-    test_key: str  # the same on the test splits (shown, never selected on)
-
-
-# What a search can optimise (--objectives): task-IL accuracy, forgetting, class-IL accuracy (the
-# task id taken away; schedule.task_inference's rule); always on the validation splits.
-OBJECTIVES = {
-    "acc": Objective("objective_acc", "max", "val_avg_acc", "avg_acc"),
-    "forgetting": Objective("objective_forgetting", "min", "val_forgetting", "forgetting"),
-    "cil_acc": Objective("objective_cil_acc", "max", "val_cil_avg_acc", "cil_avg_acc"),
-}
-OBJECTIVE_CHOICES = ("acc", "acc,forgetting", "cil_acc", "acc,cil_acc")
-
-
-def objective_metrics(
-    accuracy_row: list[float],
-    forgetting: float,
-    cil_row: list[float],
-    tasks_done: int,
-    n_run: int,
-) -> dict[str, float]:
-    """Objectives that rank trials fairly whether or not ASHA stopped them.
-
-    ``objective_acc`` averages accuracy over all ``n_run`` tasks, counting tasks not trained yet as 0:
-    it equals the final average accuracy at the end, and a trial stopped early can never look better
-    than one that finished; ``objective_cil_acc`` is the same for the class-IL row.
-    ``objective_forgetting`` is the forgetting at the end and 1.0 (the worst) before it, for the
-    same reason.
-    """
-    return {
-        "objective_acc": float(sum(accuracy_row)) / n_run,
-        "objective_forgetting": float(forgetting) if tasks_done >= n_run else 1.0,
-        "objective_cil_acc": float(sum(cil_row)) / n_run,
-    }
-
-
-def selection_numbers(
-    accuracy_row: list[float], task_metrics: dict[str, float], counts: dict[str, Any], t: int
-) -> tuple[list[float], float, list[float]]:
-    """The task-IL accuracy row, the forgetting and the class-IL row that objectives are computed
-    from: the validation splits' when the run has them, else the test splits'."""
-    if counts.get("val_matrix") is not None:
-        return (
-            counts["val_matrix"][t][: t + 1],
-            task_metrics["val_forgetting"],
-            counts["val_class_il_matrix"][t][: t + 1],
-        )
-    return accuracy_row, task_metrics["forgetting"], counts["class_il_matrix"][t, : t + 1].tolist()
-
-
 class RayReporter(Reporter):
     """Reports each task boundary to Tune (through Ray Train under the ``train`` runner), with
     rank 0's checkpoint; ``send`` is the runner's."""
@@ -142,13 +100,9 @@ class RayReporter(Reporter):
             # evaluation, checkpointing and the previous report; Tune's time_this_iter_s is taken
             # when the report arrives, and jitters with delivery.
             "worker_seconds": now - self._last_boundary,
-            **objective_metrics(
-                # Search sweeps select on the validation splits (launch.plan_sweep requires them);
-                # a grid selects nothing, and without them its objectives are the test numbers.
-                *selection_numbers(accuracy_row, task_metrics, counts, t),
-                t + 1,
-                self.n_run,
-            ),
+            # Search sweeps select on the validation splits (launch.plan_sweep requires them); a
+            # grid selects nothing, and without them its objectives are the test numbers.
+            **trial_objectives(t, accuracy_row, task_metrics, counts, self.n_run),
         }
         self._last_boundary = now
         ckpt = checkpoint_dir if self.rank == 0 else None
@@ -230,6 +184,7 @@ def run_engine(loop: dict[str, Any], ray_reporter: RayReporter, device: str, che
                     "ray_trial_id": loop["trial_id"],
                     "dataset_fingerprint": stream.spec.fingerprint,
                 },
+                extra_metrics=mlflow_objectives,
             ),
         )
     with tempfile.TemporaryDirectory(prefix="pah-ckpt-") as local_ckpt:
@@ -263,12 +218,25 @@ def trial_loop(config: dict[str, Any], plumbing: TrialPlumbing) -> dict[str, Any
 
     from pah_core.config import from_dict
 
-    from .space import method_class, overrides_of, run_name
+    from .names import PAPER_DEFAULTS_TAG, TRIAL_NUMBER, TRIAL_NUMBER_TAG, differences
+    from .space import method_class, overrides_of, published_defaults, run_name
 
     trial_id = ray.tune.get_context().get_trial_id()
     variant = config.get("variant")
     overrides = {**plumbing.variants.get(variant, {}), **overrides_of(config)}
     cfg = from_dict(plumbing.base_config, overrides)
+    method = cfg.method.name
+    labels = method_class(method).name_keys
+    number = config.get(TRIAL_NUMBER)  # a search trial's (sweeps.tracked_search)
+    defaults = None if number is None else published_defaults(method)
+    search_tags = (
+        {}
+        if number is None
+        else {
+            TRIAL_NUMBER_TAG: str(number),
+            PAPER_DEFAULTS_TAG: str(not differences(config, defaults)).lower(),
+        }
+    )
     return {
         "config": cfg.to_dict(),
         "data_root": plumbing.data_root,
@@ -277,10 +245,8 @@ def trial_loop(config: dict[str, Any], plumbing: TrialPlumbing) -> dict[str, Any
         "parent_run_id": plumbing.parent_run_id,
         "sweep_name": plumbing.sweep_name,
         "trial_id": trial_id,
-        "run_name": run_name(
-            plumbing.sweep_name, trial_id, config, method_class(cfg.method.name).name_keys
-        ),
-        "tags": {**plumbing.tags, **({"variant": variant} if variant else {})},
+        "run_name": run_name(plumbing.sweep_name, trial_id, config, labels, defaults),
+        "tags": {**plumbing.tags, **({"variant": variant} if variant else {}), **search_tags},
         "cpus_per_worker": plumbing.cpus_per_worker,
     }
 

@@ -127,3 +127,24 @@ def mlflow_server(backend_uri: str, workdir: Path, **env: str) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
+
+
+def sqlite_store(tmp_path: Path, experiment: str):
+    """A real MLflow sqlite store in ``tmp_path`` with ``experiment``: (uri, client, its id)."""
+    from mlflow.tracking import MlflowClient
+
+    from pah_core.mlflow_reporter import get_or_create_experiment
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    return uri, client, get_or_create_experiment(client, experiment)
+
+
+def trial_run(client, exp_id: str, sweep: str, trial_id: str, parent: str | None = None, **tags):
+    """A sweep trial's MLflow run as the trial's MLflowReporter keys and tags it; its id."""
+    from pah_core.mlflow_reporter import RUN_KEY_TAG
+
+    tags = {RUN_KEY_TAG: f"{sweep}/{trial_id}", "ray_trial_id": trial_id, **tags}
+    if parent:
+        tags["mlflow.parentRunId"] = parent
+    return client.create_run(exp_id, run_name=trial_id, tags=tags).info.run_id

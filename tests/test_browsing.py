@@ -89,3 +89,29 @@ def test_the_shipped_fine_tune_reference_is_the_demos_protocol():
     assert shipped["tasks_done"] == config["schedule"]["max_tasks"]
     other = {**config, "run": {**config["run"], "seed": config["run"]["seed"] + 1}}
     assert shipped_reference(other) is None
+
+
+def test_every_documented_mlflow_link_opens_the_training_view():
+    """A link to an MLflow UI page without ?workflowType=machine_learning opens MLflow 3's GenAI
+    view: every one the docs show or the code builds carries it (the code builds them in
+    pah_core.tracking.ui_page only)."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    files = [
+        p
+        for p in root.rglob("*")
+        if p.suffix in (".md", ".py", ".sh", ".yaml")
+        and not {".venv", ".git", "tests", "results"} & set(p.relative_to(root).parts)
+    ]
+    links = [
+        (p.relative_to(root), m.group(0))
+        for p in files
+        for m in re.finditer(r"#/experiments[^\s`\"')]*", p.read_text(errors="ignore"))
+    ]
+    assert links, "no MLflow links found: the pattern is stale"
+    code = [(p, link) for p, link in links if p.suffix == ".py"]
+    assert [str(p) for p, _ in code] == ["pah_core/tracking.py"], code
+    docs = [(p, link) for p, link in links if p.suffix != ".py"]
+    assert all("workflowType=machine_learning" in link for _, link in docs), docs

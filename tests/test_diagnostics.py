@@ -134,4 +134,13 @@ def test_mlflow_run_has_the_pictures_and_drift_metrics(tmp_path):
         pics["mean"],
         pics["std"],
     )
-    assert np.array_equal(shown, want)
+    # The grid's pixels exactly, inside the labels' margins (figures.labelled_prototypes).
+    h, w = want.shape[:2]
+    assert shown.shape == (
+        figures.LABEL_TOP + h + figures.LABEL_BOTTOM,
+        figures.LABEL_LEFT + w + figures.LABEL_RIGHT,
+        3,
+    )
+    top, left = figures.LABEL_TOP, figures.LABEL_LEFT
+    assert np.array_equal(shown[top : top + h, left : left + w], want)
+    assert "forgetting_curves.png" in names

@@ -2,23 +2,24 @@
 
 import pytest
 
-from sweeps.study_figures import log_study_figures
+from pah_core.metrics import MIN_TRIALS_FOR_IMPORTANCE
+from sweeps.study_figures import log_study_figures, study_figures
 
 
-def _study(url, directions):
+def _study(url, directions, n=MIN_TRIALS_FOR_IMPORTANCE):
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(study_name="s", storage=url, directions=directions)
-    for i in range(5):
+    for i in range(n):
         t = study.ask(
             {
                 "model.hyper_width": optuna.distributions.IntDistribution(16, 1024, log=True),
                 "method.pah.lambda_sm": optuna.distributions.FloatDistribution(0.01, 10, log=True),
             }
         )
-        acc = 0.3 + 0.1 * i + 0.01 * t.params["method.pah.lambda_sm"]
-        study.tell(t, [acc, 0.2 - 0.03 * i] if len(directions) == 2 else acc)
+        acc = 0.3 + 0.01 * i + 0.01 * t.params["method.pah.lambda_sm"]
+        study.tell(t, [acc, 0.2 - 0.003 * i] if len(directions) == 2 else acc)
     return study
 
 
@@ -44,3 +45,21 @@ def test_the_study_pictures_land_on_the_parent_run(tmp_path, objectives, directi
     assert all(logged[n] > 5_000 for n in want)  # real images, not empty canvases
     for n in want:
         assert (tmp_path / "art" / parent / "artifacts" / n).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_no_importances_below_the_stated_number_of_finished_trials(tmp_path):
+    """A handful of trials gives importances that are noise: the picture is left out, while the
+    trials themselves are still drawn, on the objective's name (as Optuna's study names it)."""
+    import matplotlib.pyplot as plt
+
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    _study(url, ["maximize"], n=MIN_TRIALS_FOR_IMPORTANCE - 1)
+    figures = study_figures(url, "s", ["acc"])
+    assert set(figures) == {"optuna_parallel_coordinates.png"}
+    labels = [
+        t.get_text()
+        for ax in figures["optuna_parallel_coordinates.png"].axes
+        for t in ax.get_yticklabels() + [ax.yaxis.label]
+    ]
+    assert any("val. accuracy" in label for label in labels), labels
+    plt.close("all")

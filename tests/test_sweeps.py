@@ -125,6 +125,36 @@ def test_optuna_asha_sweep_logs_parent_and_children(ray_cluster, tmp_path, capsy
     assert best["tasks_done"] == 3
     out = capsys.readouterr().out
     assert "stopped early (ASHA)" in out and "[sweep] best on the validation splits:" in out
+    _check_what_a_researcher_sees(tmp_path, client, parent, children, bad[0], out)
+
+
+def _check_what_a_researcher_sees(tmp_path, client, parent, children, stopped, out):
+    """Issue 27's acceptance on a real search: the objective on every trial's run, the ASHA stop
+    PRUNED in Optuna and FINISHED (not red) in MLflow, Optuna trials and MLflow runs linked both
+    ways, short names in start order, and the parent's leaderboard with links."""
+    import optuna
+
+    from pah_core.tracking import ui_page
+    from sweeps.leaderboard import DESCRIPTION_TAG
+    from sweeps.names import MLFLOW_RUN_ATTR, OPTUNA_NUMBER_TAG, STOPPED_WHY_TAG
+
+    assert all("objective/val_acc" in c.data.metrics for c in children)
+    assert all(c.info.status == "FINISHED" for c in children)  # the stop too: only failures red
+    assert stopped.data.tags[STOPPED_WHY_TAG] == "stopped by ASHA after task 1"
+    assert sorted(c.info.run_name.split()[0] for c in children) == ["#1", "#2", "#3", "#4"]
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    by_run = {t.user_attrs[MLFLOW_RUN_ATTR]: t for t in study.trials}
+    assert set(by_run) == {c.info.run_id for c in children}
+    for c in children:
+        assert c.data.tags[OPTUNA_NUMBER_TAG] == str(by_run[c.info.run_id].number)
+        assert c.info.run_name.startswith(f"#{by_run[c.info.run_id].number + 1} ")
+    assert by_run[stopped.info.run_id].state == optuna.trial.TrialState.PRUNED
+    assert study.metric_names == ["val. accuracy (unrun tasks = 0)"]
+    text = client.get_run(parent.info.run_id).data.tags[DESCRIPTION_TAG]
+    for c in children:
+        assert ui_page(c.info.experiment_id, c.info.run_id) in text
+    assert "**best**" in text and "paper defaults" in text
+    assert ui_page(parent.info.experiment_id, parent.info.run_id) in out  # printed at the end
 
 
 def test_multi_objective_sweep_records_pareto_set_and_survives_a_nan_trial(
