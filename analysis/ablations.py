@@ -8,21 +8,20 @@ from typing import Any
 
 from .store import Experiment, RunRecord
 from .tables import (
-    CIL_KEY,
     DASH,
     FREE_KEYS,
     FULL_FROM_TAG,
+    METRICS,
     NA,
     Cell,
     Column,
     Table,
-    cil_stat,
     config_note,
     dataset_name,
-    group_stats,
+    metric_cell,
+    metric_stats,
     protocol_note,
     provenance,
-    stat,
 )
 
 
@@ -111,101 +110,121 @@ def ablation_tables(
     The base configuration's row takes the ablation's own "full" runs and ``shared_full``: runs of
     the same configuration trained in another sweep (``shared_full_runs``)."""
     tables = []
-    pab = paper.get("ablations", {})
     shared = list(shared_full or [])
-    shared_ids = {r.run_id for r in shared}
-
-    def is_full(r: RunRecord) -> bool:
-        return r.variant == "full" or r.run_id in shared_ids
-
-    def variant_label(r: RunRecord) -> str:
-        return f"{r.variant} of {r.sweep}" if r.run_id in shared_ids else str(r.variant)
-
-    for dataset in sorted({r.dataset for r in runs}):
+    datasets = sorted({r.dataset for r in runs})
+    for dataset in datasets:
         ds_runs = [r for r in runs if r.dataset == dataset]
         for name, spec in ABLATIONS.items():
             dedicated = [r for r in ds_runs if r.variant and spec["variants"](r.variant)]
-            full = [r for r in ds_runs if r.variant == "full"]
-            full += [r for r in shared if r.dataset == dataset and r not in full]
             if not dedicated:
                 continue  # this ablation was not run
-            paper_ds = dataset_name(pab.get("dataset", "cifar100"))
-            cols = [
-                Column("setting", spec["header"]),
-                Column("variants", "Variant"),
-                Column("n", "n"),
-                Column("acc", "Acc ↑", "max", "ours"),
-                Column("forgetting", "Forg ↓", "min", "ours"),
-                Column("cil", "CIL ↑", "max", "ours"),
-                Column("paper_acc", "Acc ↑", "max", f"paper, {paper_ds}"),
-                Column("paper_forgetting", "Forg ↓", "min", f"paper, {paper_ds}"),
-            ]
-            suffix = "" if len({r.dataset for r in runs}) == 1 else f"_{dataset}"
-            t = Table(
-                f"ablation_{name}{suffix}", f"{spec['title']} ({dataset_name(dataset)}; %)", cols
-            )
-            groups: dict[Any, list[RunRecord]] = {}
-            for r in dedicated:
-                groups.setdefault(spec["key"](r), []).append(r)
-            for r in full:
-                k = spec["key"](r)
-                if k not in groups or all(is_full(x) for x in groups[k]):
-                    groups.setdefault(k, []).append(r)
-            levels = list(spec["levels"]) + [k for k in groups if k not in spec["levels"]]
-            ran = [k for k in levels if groups.get(k)]
-            accs, forgs, cils = (
-                group_stats([groups[k] for k in ran], m)
-                for m in ("final_avg_acc", "final_forgetting", CIL_KEY)
-            )
-            paper_table = pab.get(name, {}) or {}
-            for k in levels:
-                ref = spec["paper"](k, paper_table)
-                if k not in groups and ref is None and k not in spec["levels"]:
-                    continue
-                group = groups.get(k, [])
-                row: dict[str, Cell | str] = {
-                    "setting": spec["label"](k),
-                    "variants": ", ".join(sorted({variant_label(r) for r in group})) or DASH,
-                    "n": str(len(group)),
-                }
-                if group:
-                    row["acc"] = stat(t, group, "final_avg_acc", accs, ran.index(k))
-                    row["acc"].notes += config_note(t, group) + protocol_note(t, group, dataset)
-                    row["acc"].notes += shared_full_note(t, group, shared_ids, dedicated, spec)
-                    row["forgetting"] = stat(t, group, "final_forgetting", forgs, ran.index(k))
-                    row["cil"] = cil_stat(t, group, cils, ran.index(k))
-                else:
-                    gap = t.note("no run of ours with this setting")
-                    row["acc"] = Cell(text=NA, notes=[gap])
-                    row["forgetting"] = Cell(text=NA, notes=[gap])
-                    row["cil"] = Cell(text=NA, notes=[gap])
-                if ref is None:
-                    gap = t.note(
-                        "the paper reports no loss-term ablation"
-                        if name == "loss_terms"
-                        else "not in the paper"
-                    )
-                    row["paper_acc"] = Cell(text=DASH, notes=[gap])
-                    row["paper_forgetting"] = Cell(text=DASH, notes=[gap])
-                else:
-                    row["paper_acc"] = Cell(mean=ref["acc"], text=f"{ref['acc']:.2f}")
-                    row["paper_forgetting"] = Cell(
-                        mean=ref["forgetting"], text=f"{ref['forgetting']:.2f}"
-                    )
-                t.add(row)
-            if name == "prototype_init":
-                t.note(
-                    "the paper's 'semantic' initialisation is shown beside both semantic variants"
-                )
-            if dataset != pab.get("dataset", "cifar100"):
-                t.note(
-                    f"the paper's ablations are on {paper_ds}; ours here are on {dataset_name(dataset)}"
-                )
-            t.mark_best()
-            used = [r for g in groups.values() for r in g]
-            t.provenance = provenance(exp, used, {"reported_from": paper.get("source")})
-            tables.append(t)
+            full = [r for r in ds_runs if r.variant == "full"]
+            full += [r for r in shared if r.dataset == dataset and r not in full]
+            suffix = "" if len(datasets) == 1 else f"_{dataset}"
+            ablation = _Ablation(name, spec, dataset, dedicated, {r.run_id for r in shared})
+            tables.append(ablation.table(exp, full, paper, f"ablation_{name}{suffix}"))
     return tables
+
+
+class _Ablation:
+    """One ablation's table on one dataset: its runs grouped by the ablated setting."""
+
+    def __init__(
+        self,
+        name: str,
+        spec: dict[str, Any],
+        dataset: str,
+        dedicated: list[RunRecord],
+        shared_ids: set[str],
+    ):
+        self.name, self.spec, self.dataset = name, spec, dataset
+        self.dedicated, self.shared_ids = dedicated, shared_ids
+
+    def is_full(self, r: RunRecord) -> bool:
+        return r.variant == "full" or r.run_id in self.shared_ids
+
+    def variant_label(self, r: RunRecord) -> str:
+        return f"{r.variant} of {r.sweep}" if r.run_id in self.shared_ids else str(r.variant)
+
+    def groups(self, full: list[RunRecord]) -> dict[Any, list[RunRecord]]:
+        key = self.spec["key"]
+        groups: dict[Any, list[RunRecord]] = {}
+        for r in self.dedicated:
+            groups.setdefault(key(r), []).append(r)
+        for r in full:
+            k = key(r)
+            if k not in groups or all(self.is_full(x) for x in groups[k]):
+                groups.setdefault(k, []).append(r)
+        return groups
+
+    def table(
+        self, exp: Experiment, full: list[RunRecord], paper: dict[str, Any], table_name: str
+    ) -> Table:
+        pab = paper.get("ablations", {})
+        paper_ds = dataset_name(pab.get("dataset", "cifar100"))
+        cols = [Column("setting", self.spec["header"]), Column("variants", "Variant")]
+        cols.append(Column("n", "n"))
+        cols += [Column(m.short, m.header, m.better, "ours") for m in METRICS]
+        cols += [
+            Column("paper_acc", "Acc ↑", "max", f"paper, {paper_ds}"),
+            Column("paper_forgetting", "Forg ↓", "min", f"paper, {paper_ds}"),
+        ]
+        title = f"{self.spec['title']} ({dataset_name(self.dataset)}; %)"
+        t = Table(table_name, title, cols)
+        groups = self.groups(full)
+        levels = list(self.spec["levels"]) + [k for k in groups if k not in self.spec["levels"]]
+        ran = [k for k in levels if groups.get(k)]
+        stats = metric_stats([groups[k] for k in ran])
+        paper_table = pab.get(self.name, {}) or {}
+        for k in levels:
+            ref = self.spec["paper"](k, paper_table)
+            if k not in groups and ref is None and k not in self.spec["levels"]:
+                continue
+            group = groups.get(k, [])
+            row: dict[str, Cell | str] = {
+                "setting": self.spec["label"](k),
+                "variants": ", ".join(sorted({self.variant_label(r) for r in group})) or DASH,
+                "n": str(len(group)),
+            }
+            row |= self.our_cells(t, group, stats, ran.index(k) if group else -1)
+            row |= self.paper_cells(t, ref)
+            t.add(row)
+        if self.name == "prototype_init":
+            t.note("the paper's 'semantic' initialisation is shown beside both semantic variants")
+        if self.dataset != pab.get("dataset", "cifar100"):
+            t.note(
+                f"the paper's ablations are on {paper_ds}; ours here are on "
+                f"{dataset_name(self.dataset)}"
+            )
+        t.mark_best()
+        used = [r for g in groups.values() for r in g]
+        t.provenance = provenance(exp, used, {"reported_from": paper.get("source")})
+        return t
+
+    def our_cells(self, t: Table, group: list[RunRecord], stats: dict, i: int) -> dict[str, Cell]:
+        if not group:
+            gap = t.note("no run of ours with this setting")
+            return {m.short: Cell(text=NA, notes=[gap]) for m in METRICS}
+        cells = {m.short: metric_cell(t, group, m, stats, i) for m in METRICS}
+        cells["acc"].notes += config_note(t, group) + protocol_note(t, group, self.dataset)
+        cells["acc"].notes += shared_full_note(t, group, self.shared_ids, self.dedicated, self.spec)
+        return cells
+
+    def paper_cells(self, t: Table, ref: dict[str, float] | None) -> dict[str, Cell]:
+        if ref is None:
+            gap = t.note(
+                "the paper reports no loss-term ablation"
+                if self.name == "loss_terms"
+                else "not in the paper"
+            )
+            return {
+                "paper_acc": Cell(text=DASH, notes=[gap]),
+                "paper_forgetting": Cell(text=DASH, notes=[gap]),
+            }
+        return {
+            "paper_acc": Cell(mean=ref["acc"], text=f"{ref['acc']:.2f}"),
+            "paper_forgetting": Cell(mean=ref["forgetting"], text=f"{ref['forgetting']:.2f}"),
+        }
 
 
 def shared_full_note(

@@ -7,12 +7,13 @@ from __future__ import annotations
 from .differences import differences_table
 from .store import Experiment, RunRecord, children
 from .tables import (
-    CIL_KEY,
+    METRICS,
     Cell,
     Column,
     Table,
     config_note,
     method_name,
+    metric_cell,
     provenance,
     row_protocol_notes,
     stat,
@@ -58,9 +59,7 @@ def comparison_tables(exp: Experiment) -> list[Table]:
         [
             Column("method", "Method"),
             Column("config", "Config"),
-            Column("acc", "Acc ↑", "max"),
-            Column("forgetting", "Forg ↓", "min"),
-            Column("cil", "CIL ↑", "max"),
+            *(Column(m.short, m.header, m.better) for m in METRICS),
             Column("fwt", "FWT"),
             Column("n", "n"),
             Column("seeds", "Seeds"),
@@ -68,16 +67,14 @@ def comparison_tables(exp: Experiment) -> list[Table]:
     )
     rows = []
     for (method, role), runs in groups.items():
-        acc = stat(t, runs, "final_avg_acc")
-        acc.notes += config_note(t, runs)
-        rows.append((acc, runs))
+        cells = {m.short: metric_cell(t, runs, m) for m in METRICS}
+        cells["acc"].notes += config_note(t, runs)
+        rows.append((cells["acc"], runs))
         t.add(
             {
                 "method": method_name(method),
                 "config": role,
-                "acc": acc,
-                "forgetting": stat(t, runs, "final_forgetting"),
-                "cil": stat(t, runs, CIL_KEY),
+                **cells,
                 "fwt": stat(t, runs, "final_forward_transfer"),
                 "n": Cell(text=str(len(runs)), run_ids=[r.run_id for r in runs]),
                 "seeds": ",".join(sorted({r.seed or "?" for r in runs}, key=_seed_order)),

@@ -9,21 +9,25 @@ from typing import Any
 from .differences import differences_table
 from .store import Experiment, RunRecord
 from .tables import (
-    CIL_KEY,
     DASH,
+    METRICS,
     Cell,
     Column,
     Table,
-    cil_stat,
     config_note,
     dataset_name,
-    group_stats,
     method_name,
+    metric_cell,
+    metric_stats,
     protocol_note,
     provenance,
     row_key,
     row_protocol_notes,
-    stat,
+)
+
+TASK_IL_ONLY = "the paper reports task-incremental results only"
+DAGGER = (
+    "† as in the paper (its caption is not available; probably a protocol matched to GCR/DER/CCLIS)"
 )
 
 
@@ -51,75 +55,40 @@ def main_table(exp: Experiment, runs: list[RunRecord], paper: dict[str, Any]) ->
     cols = [Column("method", "Method"), Column("source", "Source"), Column("buffer", "Buffer")]
     for d in datasets:
         g = dataset_name(d)
-        cols += [
-            Column(f"{d}:acc", "Acc ↑", "max", g),
-            Column(f"{d}:forgetting", "Forg ↓", "min", g),
-            Column(f"{d}:cil", "CIL ↑", "max", g),
-            Column(f"{d}:n", "n", None, g),
-        ]
+        cols += [Column(f"{d}:{m.short}", m.header, m.better, g) for m in METRICS]
+        cols.append(Column(f"{d}:n", "n", None, g))
     t = Table(
         "main_table",
         "Average accuracy and forgetting (%), mean ± std [95% CI] over seeds; CIL: class-incremental "
         "(task-agnostic) average accuracy",
         cols,
     )
-    task_il_only = t.note("the paper reports task-incremental results only")
-    dagger = t.note(
-        "† as in the paper (its caption is not available; probably a protocol matched to GCR/DER/CCLIS)"
-    )
+    t.note(TASK_IL_ONLY)  # the first footnotes, in this order
+    t.note(DAGGER)
     for row in paper["main"]:
-        label = row["method"] + ("†" if row.get("dagger") else "")
-        cells: dict[str, Cell | str] = {
-            "method": Cell(text=label, notes=[dagger] if row.get("dagger") else []),
-            "source": "reported",
-            "buffer": row.get("buffer", DASH),
-        }
-        for d in datasets:
-            if d not in row:
-                gap = t.note("the paper has no results on this dataset")
-                cells[f"{d}:acc"] = Cell(text=DASH, notes=[gap])
-                cells[f"{d}:forgetting"] = Cell(text=DASH, notes=[gap])
-            else:
-                cells[f"{d}:acc"] = _reported(t, row[d]["acc"])
-                cells[f"{d}:forgetting"] = _reported(t, row[d]["forgetting"])
-            cells[f"{d}:cil"] = Cell(text=DASH, notes=[task_il_only])
-            cells[f"{d}:n"] = Cell(text=DASH)
-        t.add(cells)
+        t.add(_reported_row(t, row, datasets))
     by_method: dict[str, dict[str, list[RunRecord]]] = {}  # row key -> dataset -> runs
     method_of: dict[str, str] = {}
     for r in runs:
         by_method.setdefault(row_key(r), {}).setdefault(r.dataset, []).append(r)
         method_of[row_key(r)] = r.method
-    ours: dict[tuple[str, str], Cell] = {}
     order = _order_methods(by_method, method_of)
     cells_of = [(m, d) for m in order for d in datasets if by_method[m].get(d)]
-    groups = [by_method[m][d] for m, d in cells_of]
-    accs, forgs, cils = (
-        group_stats(groups, k) for k in ("final_avg_acc", "final_forgetting", CIL_KEY)
-    )
+    stats = metric_stats([by_method[m][d] for m, d in cells_of])
+    ours: dict[tuple[str, str], dict[str, Cell]] = {}
     for m in order:
-        cells = {
+        cells: dict[str, Cell | str] = {
             "method": Cell(text=f"{method_name(m)} (ours)"),
             "source": "this work",
             "buffer": DASH,
         }
         for d in datasets:
             group = by_method[m].get(d, [])
-            if not group:
-                cells[f"{d}:acc"] = Cell(text=DASH)
-                cells[f"{d}:forgetting"] = Cell(text=DASH)
-                cells[f"{d}:cil"] = Cell(text=DASH)
-                cells[f"{d}:n"] = Cell(text="0")
-                continue
-            i = cells_of.index((m, d))
-            acc = stat(t, group, "final_avg_acc", accs, i)
-            forg = stat(t, group, "final_forgetting", forgs, i)
-            acc.notes += config_note(t, group) + protocol_note(t, group, d)
-            ours[(m, d)] = acc
-            ours[(m, d, "f")] = forg  # type: ignore[index]
-            cells[f"{d}:acc"] = acc
-            cells[f"{d}:forgetting"] = forg
-            cells[f"{d}:cil"] = cil_stat(t, group, cils, i)
+            if group:
+                ours[(m, d)] = _our_cells(t, group, d, stats, cells_of.index((m, d)))
+                cells |= {f"{d}:{k}": c for k, c in ours[(m, d)].items()}
+            else:
+                cells |= {f"{d}:{x.short}": Cell(text=DASH) for x in METRICS}
             cells[f"{d}:n"] = Cell(text=str(len(group)), run_ids=[r.run_id for r in group])
         t.add(cells)
     if not runs:
@@ -128,7 +97,60 @@ def main_table(exp: Experiment, runs: list[RunRecord], paper: dict[str, Any]) ->
                 "no runs of ours selected (only baselines sweeps and standalone runs count here)"
             )
         )
-    # paper-vs-ours delta for PAH
+    delta = _delta_row(t, paper, datasets, ours, by_method)
+    if delta is not None:
+        t.add(delta)
+    for d in datasets:  # keys such as schedule.eval_bn that differ between our rows
+        rows = [(ours[(m, d)]["acc"], by_method[m][d]) for m in order if (m, d) in ours]
+        row_protocol_notes(t, rows)
+    t.mark_best()
+    t.provenance = provenance(exp, runs, {"reported_from": paper.get("source")})
+    return t
+
+
+def _reported_row(t: Table, row: dict[str, Any], datasets: list[str]) -> dict[str, Cell | str]:
+    """A row of the paper's table, as reported (the paper is task-incremental only: no CIL)."""
+    dagger = t.note(DAGGER)
+    cells: dict[str, Cell | str] = {
+        "method": Cell(
+            text=row["method"] + ("†" if row.get("dagger") else ""),
+            notes=[dagger] if row.get("dagger") else [],
+        ),
+        "source": "reported",
+        "buffer": row.get("buffer", DASH),
+    }
+    for d in datasets:
+        for m in METRICS:
+            if m.short not in ("acc", "forgetting"):
+                only = t.note(TASK_IL_ONLY)
+                cells[f"{d}:{m.short}"] = Cell(text=DASH, notes=[only])
+            elif d not in row:
+                gap = t.note("the paper has no results on this dataset")
+                cells[f"{d}:{m.short}"] = Cell(text=DASH, notes=[gap])
+            else:
+                cells[f"{d}:{m.short}"] = _reported(t, row[d][m.short])
+        cells[f"{d}:n"] = Cell(text=DASH)
+    return cells
+
+
+def _our_cells(
+    t: Table, group: list[RunRecord], dataset: str, stats: dict, i: int
+) -> dict[str, Cell]:
+    """Our row's cells for one dataset: a statistic per column of ``METRICS``, the accuracy cell
+    carrying the row's footnotes (config differences within it, the paper's protocol)."""
+    cells = {m.short: metric_cell(t, group, m, stats, i) for m in METRICS}
+    cells["acc"].notes += config_note(t, group) + protocol_note(t, group, dataset)
+    return cells
+
+
+def _delta_row(
+    t: Table,
+    paper: dict[str, Any],
+    datasets: list[str],
+    ours: dict[tuple[str, str], dict[str, Cell]],
+    by_method: dict[str, dict[str, list[RunRecord]]],
+) -> dict[str, Cell | str] | None:
+    """Ours minus the paper's, for the method the paper file names (``delta``), per dataset."""
     spec = paper.get("delta", {})
     prow = next(
         (
@@ -139,33 +161,25 @@ def main_table(exp: Experiment, runs: list[RunRecord], paper: dict[str, Any]) ->
         ),
         None,
     )
-    if prow is not None and spec.get("ours") in by_method:
-        cells = {
-            "method": Cell(text=f"Δ {method_name(spec['ours'])}: ours − paper"),
-            "source": "delta (pp)",
-            "buffer": DASH,
-        }
-        for d in datasets:
-            for key, metric in (("acc", "acc"), ("forgetting", "f")):
-                ourcell = ours.get((spec["ours"], d) if metric == "acc" else (spec["ours"], d, "f"))  # type: ignore[arg-type]
-                theirs = prow.get(d, {}).get(key) if d in prow else None
-                if ourcell is None or ourcell.mean is None or theirs is None:
-                    cells[f"{d}:{key}"] = Cell(text=DASH, rank=False)
-                else:
-                    delta = ourcell.mean - float(str(theirs).split("±")[0])
-                    cells[f"{d}:{key}"] = Cell(
-                        mean=delta,
-                        text=f"{delta:+.2f}",
-                        rank=False,
-                        notes=protocol_note(t, by_method[spec["ours"]].get(d, []), d),
-                    )
-            cells[f"{d}:n"] = Cell(text=DASH)
-        t.add(cells)
-    for d in datasets:  # keys such as schedule.eval_bn that differ between our rows
-        row_protocol_notes(t, [(ours[(m, d)], by_method[m][d]) for m in order if (m, d) in ours])
-    t.mark_best()
-    t.provenance = provenance(exp, runs, {"reported_from": paper.get("source")})
-    return t
+    if prow is None or spec.get("ours") not in by_method:
+        return None
+    cells: dict[str, Cell | str] = {
+        "method": Cell(text=f"Δ {method_name(spec['ours'])}: ours − paper"),
+        "source": "delta (pp)",
+        "buffer": DASH,
+    }
+    for d in datasets:
+        for key in ("acc", "forgetting"):
+            ourcell = ours.get((spec["ours"], d), {}).get(key)
+            theirs = prow.get(d, {}).get(key) if d in prow else None
+            if ourcell is None or ourcell.mean is None or theirs is None:
+                cells[f"{d}:{key}"] = Cell(text=DASH, rank=False)
+                continue
+            delta = ourcell.mean - float(str(theirs).split("±")[0])
+            notes = protocol_note(t, by_method[spec["ours"]].get(d, []), d)
+            cells[f"{d}:{key}"] = Cell(mean=delta, text=f"{delta:+.2f}", rank=False, notes=notes)
+        cells[f"{d}:n"] = Cell(text=DASH)
+    return cells
 
 
 def main_differences(exp: Experiment, runs: list[RunRecord]) -> Table | None:

@@ -197,26 +197,53 @@ def stat(
     return cell
 
 
+@dataclass(frozen=True)
+class Metric:
+    """A column of final numbers, declared once: the metric as logged (its producer is
+    ``pah_core.metrics.final_metrics``), the column's key and header, which way is better, and,
+    for a metric added later, what older runs predate (they show n/a with a note, not a gap)."""
+
+    key: str
+    short: str
+    header: str
+    better: str | None = None
+    since: str | None = None
+
+
+# The final-number columns of the main, ablation and comparison tables, in order: a new column is
+# one entry here.
+METRICS = (
+    Metric("final_avg_acc", "acc", "Acc ↑", "max"),
+    Metric("final_forgetting", "forgetting", "Forg ↓", "min"),
+    Metric(
+        "final_cil_avg_acc",
+        "cil",
+        "CIL ↑",
+        "max",
+        since="the task-agnostic evaluation existed (pah-platform, November 2026)",
+    ),
+)
 CIL_KEY = "final_cil_avg_acc"
 
 
-def cil_stat(
-    table: Table, runs: list[RunRecord], stats: pd.DataFrame | None = None, i: int = 0
+def metric_stats(groups: list[list[RunRecord]]) -> dict[str, pd.DataFrame]:
+    """``group_stats`` of every column in ``METRICS``, by metric key."""
+    return {m.key: group_stats(groups, m.key) for m in METRICS}
+
+
+def metric_cell(
+    table: Table,
+    runs: list[RunRecord],
+    metric: Metric,
+    stats: dict[str, pd.DataFrame] | None = None,
+    i: int = 0,
 ) -> Cell:
-    """Class-IL (task-agnostic) average accuracy, as ``stat``; "n/a" where the runs finished but
-    were made before the task-agnostic evaluation existed (they have no class-IL numbers)."""
+    """``stat`` of ``metric``; "n/a" with a note where every finished run predates the metric."""
     finished = [r for r in runs if r.metric("final_avg_acc") is not None]
-    if finished and all(r.metric(CIL_KEY) is None for r in finished):
-        return Cell(
-            text=NA,
-            notes=[
-                table.note(
-                    "class-IL n/a: runs made before the task-agnostic evaluation existed "
-                    "(pah-platform, November 2026)"
-                )
-            ],
-        )
-    return stat(table, runs, CIL_KEY, stats, i)
+    if metric.since and finished and all(r.metric(metric.key) is None for r in finished):
+        note = f"{metric.header.split()[0]} n/a: runs made before {metric.since}"
+        return Cell(text=NA, notes=[table.note(note)])
+    return stat(table, runs, metric.key, None if stats is None else stats[metric.key], i)
 
 
 def config_note(table: Table, runs: list[RunRecord]) -> list[str]:

@@ -770,20 +770,23 @@ def test_variant_rows_and_a_full_row_from_another_sweep():
     assert shared == [] and "no such runs" in warnings[0]
 
 
-def test_class_il_of_runs_made_before_it_existed_is_na():
+def test_a_metric_added_later_is_na_for_runs_made_before_it():
+    """The generic "since" of a declared column (tables.METRICS): class-IL here."""
     from analysis.store import RunRecord
-    from analysis.tables import NA, Table, cil_stat
+    from analysis.tables import METRICS, NA, Table, metric_cell
+
+    cil = next(m for m in METRICS if m.key == "final_cil_avg_acc")
 
     def run(i, **metrics):
         return RunRecord(f"r{i}", f"r{i}", "FINISHED", {}, metrics, {}, "")
 
     t = Table("t", "t", [])
-    old = cil_stat(t, [run(0, final_avg_acc=0.5), run(1, final_avg_acc=0.6)])
+    old = metric_cell(t, [run(0, final_avg_acc=0.5), run(1, final_avg_acc=0.6)], cil)
     assert old.shown() == NA and "before the task-agnostic evaluation" in t.notes[old.notes[0]]
-    new = cil_stat(t, [run(2, final_avg_acc=0.5, final_cil_avg_acc=0.2)])
+    new = metric_cell(t, [run(2, final_avg_acc=0.5, final_cil_avg_acc=0.2)], cil)
     assert new.mean == pytest.approx(20.0) and new.n == 1
     # A run still going (no final numbers yet) is a gap with the usual note, not "made before".
-    going = cil_stat(t, [run(3)])
+    going = metric_cell(t, [run(3)], cil)
     assert "still running" in t.notes[going.notes[0]]
 
 
