@@ -29,6 +29,7 @@ from pah_core.checkpoints import (
 )
 from pah_core.config import Config
 from pah_core.data import Augment, BatchLoader, Normalize, Split, TaskStream
+from pah_core.device import pick_device
 from pah_core.distributed import LOCAL, Distributed
 from pah_core.losslog import LOG_EVERY, LossLog
 from pah_core.methods import Method, build_method
@@ -36,26 +37,6 @@ from pah_core.models import batchnorm_mode
 from pah_core.reporters import Reporter, RunStopped
 from pah_core.run_state import RunState, listed
 from pah_core.task_inference import LOGIT_RULES
-
-
-class DeviceError(ValueError):
-    pass
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise DeviceError(
-            f"run.device = {name!r} but CUDA is not available here: use run.device=auto or cpu"
-        )
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise DeviceError(
-            f"run.device = {name!r} but this machine has {torch.cuda.device_count()} GPU(s): "
-            f"use cuda:0..cuda:{torch.cuda.device_count() - 1} or auto"
-        )
-    return dev
 
 
 class Engine:
@@ -272,8 +253,11 @@ class Engine:
             out["class_il"] = s.class_il_results()
         if s.init_total:
             out["untrained_accuracy"] = s.untrained_accuracy()
-            if s.next_task == len(self.stream):  # the full T x T matrix exists
-                out["forward_transfer"] = metrics.forward_transfer(mat, out["untrained_accuracy"])
+            fwt = metrics.forward_transfer_if_full(mat, out["untrained_accuracy"])
+            if fwt is not None:
+                out["forward_transfer"] = fwt
+        if s.next_task:  # what MLflow logs and the tables read, by the same names
+            out["final"] = metrics.final_metrics(mat, out, out.get("untrained_accuracy"))
         return out
 
     def _evaluate_untrained(self) -> None:
@@ -315,11 +299,16 @@ class Engine:
         return self._wall_before + time.perf_counter() - self._segment_start
 
     def _train_task(self, t: int) -> None:
-        cfg, s = self.cfg, self.state
         task_started = time.perf_counter()
         task = self.stream.task(t)
         self._emit("task_start", t, task)
         self.method.begin_task(task, self.normalize)
+        epoch_stats = self._train_epochs(t, task)
+        self._finish_task(t, task, task_started, epoch_stats)
+
+    def _train_epochs(self, t: int, task) -> dict[str, Any]:
+        """Task t's epochs; the last epoch's stats (mean losses, seconds, images per second)."""
+        cfg, s = self.cfg, self.state
         d = cfg.data
         loader = BatchLoader(
             task.train,
@@ -332,6 +321,7 @@ class Engine:
             shard=(self.dist.rank, self.dist.world_size),
             min_last_batch=2,
         )
+        epoch_stats: dict[str, Any] = {}
         for epoch in range(cfg.schedule.epochs_per_task):
             loader.set_epoch(epoch)
             self._emit("epoch_start", t, epoch, len(loader))
@@ -351,6 +341,11 @@ class Engine:
             epoch_stats["seconds"] = seconds
             epoch_stats["images_per_second"] = images / seconds if seconds > 0 else 0.0
             self._emit("epoch_end", t, epoch, epoch_stats)
+        return epoch_stats
+
+    def _finish_task(self, t: int, task, task_started: float, epoch_stats: dict) -> None:
+        """After task t's training: evaluate, record, checkpoint, report the boundary."""
+        cfg, s = self.cfg, self.state
         self.method.end_task(task)
         self.dist.sync_buffers(self.method.model)
         upto = len(self.stream) if cfg.schedule.eval_future else t + 1

@@ -7,7 +7,7 @@ j > i are unknown (NaN). Every other module calls these functions; none re-imple
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -154,6 +154,47 @@ def summary(a: Matrix) -> dict[str, float | list[float]]:
         if isinstance(v, float) and math.isnan(v):
             raise ValueError(f"{k} is NaN: the matrix has a missing entry on or below the diagonal")
     return out
+
+
+def forward_transfer_if_full(a: Matrix, untrained: Sequence[float] | None) -> float | None:
+    """Forward transfer where it exists: the run trained and evaluated the whole stream (a
+    square matrix with every entry, ``schedule.eval_future``) and measured its untrained model."""
+    m = as_matrix(a)
+    if not untrained or m.shape[0] != m.shape[1] or np.isnan(m).any():
+        return None
+    return forward_transfer(m, untrained)
+
+
+def final_metrics(
+    a: Matrix, run_metrics: Mapping[str, float], untrained: Sequence[float] | None = None
+) -> dict[str, float]:
+    """A finished run's final numbers under the names MLflow logs and the tables read: the one
+    producer of every ``final_*`` metric. The matrix's summary, the task-agnostic numbers in
+    ``run_metrics`` (the engine's task metrics: the headline rule's and every rule's), and
+    forward transfer where the run has it (``forward_transfer_if_full``)."""
+    s = summary(a)
+    out = {
+        "final_avg_acc": s["avg_acc"],
+        "final_forgetting": s["forgetting"],
+        "final_bwt": s["bwt"],
+        "final_official_code_bwt": s["official_code_bwt"],
+        "final_cil_avg_acc": run_metrics.get("cil_avg_acc"),
+        "final_cil_forgetting": run_metrics.get("cil_forgetting"),
+        "final_task_inference_acc": run_metrics.get("task_inference_acc"),
+        "final_forward_transfer": forward_transfer_if_full(a, untrained),
+    }
+    for k, v in run_metrics.items():  # per rule: final_cil_avg_acc/min_entropy, ...
+        if k.startswith(("cil_avg_acc/", "task_inference_acc/")):
+            out[f"final_{k}"] = v
+    return {k: float(v) for k, v in out.items() if v is not None}
+
+
+# The validation splits' final numbers (what a search selected on), as MLflow logs them.
+VAL_FINAL = {
+    "val_avg_acc": "val/final_avg_acc",
+    "val_forgetting": "val/final_forgetting",
+    "val_cil_avg_acc": "val/final_cil_avg_acc",
+}
 
 
 # The fewest finished (COMPLETE) trials of a search whose parameter importances are drawn or

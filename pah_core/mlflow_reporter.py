@@ -206,25 +206,13 @@ class MLflowReporter(Reporter):
             self.logged_tasks.add(t)
         self._log_matrix(matrix, counts, t)
         if t + 1 >= counts["n_run"]:
-            summary = metrics.summary(matrix)
-            final = {k: summary[k] for k in ("avg_acc", "forgetting", "bwt", "official_code_bwt")}
-            # The task-agnostic numbers (every rule) and, with the full matrix, forward transfer.
-            final.update(
-                {k: v for k, v in task_metrics.items() if k.startswith(("cil_", "task_inf"))}
-            )
-            for k in ("val_avg_acc", "val_forgetting", "val_cil_avg_acc"):  # the selection split's
+            final = metrics.final_metrics(matrix, task_metrics, counts.get("untrained_accuracy"))
+            for k, name in metrics.VAL_FINAL.items():  # the selection split's
                 if k in task_metrics:
-                    final[f"val/final_{k[4:]}"] = task_metrics[k]
-            untrained = counts.get("untrained_accuracy")
-            if untrained and matrix.shape[0] == matrix.shape[1] and not np.isnan(matrix).any():
-                final["forward_transfer"] = metrics.forward_transfer(matrix, untrained)
+                    final[name] = task_metrics[k]
             now = int(time.time() * 1000)
             self.client.log_batch(
-                self.run_id,
-                metrics=[
-                    Metric(k if k.startswith("val/") else f"final_{k}", float(v), now, t)
-                    for k, v in final.items()
-                ],
+                self.run_id, metrics=[Metric(k, float(v), now, t) for k, v in final.items()]
             )
             self.client.set_terminated(self.run_id, status="FINISHED")
 

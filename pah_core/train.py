@@ -107,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from pah_core.checkpoints import CheckpointError
     from pah_core.data import DataError, TaskStream, load_source
-    from pah_core.engine import DeviceError, Engine, pick_device
+    from pah_core.device import DeviceError, pick_device
+    from pah_core.engine import Engine
     from pah_core.reporters import ConsoleReporter, JSONReporter
 
     out = Path(args.out).resolve()

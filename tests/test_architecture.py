@@ -263,3 +263,18 @@ def test_no_module_is_longer_than_a_few_screens_without_a_reason():
     }
     assert set(long) <= set(LONG_MODULES), f"modules over {MODULE_LINES} lines: {long}"
     assert all(long.get(k, 0) < 1.25 * MODULE_LINES for k in LONG_MODULES)
+
+
+def test_grep_finds_the_producer_of_every_metric_name_the_tables_read():
+    """Every metric name in analysis/ (a string such as "final_avg_acc", "val/final_forgetting",
+    "compute/trial_tasks") is written literally where it is produced, in pah_core/ or sweeps/."""
+    import re
+
+    pattern = re.compile(r"[\"']((?:final_|val/final_|compute/)[a-z_/]+)[\"']")
+    read = {m for p in (ROOT / "analysis").rglob("*.py") for m in pattern.findall(p.read_text())}
+    produced = "\n".join(
+        p.read_text() for folder in ("pah_core", "sweeps") for p in (ROOT / folder).rglob("*.py")
+    )
+    assert read, "no metric names found in analysis/"
+    missing = sorted(k for k in read if f'"{k}"' not in produced)
+    assert not missing, f"no literal producer of {missing} in pah_core/ or sweeps/"

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from pah_core.engine import DeviceError, Engine, pick_device
+from pah_core.device import DeviceError, pick_device
+from pah_core.engine import Engine
 from pah_core.methods import registered_methods
 from pah_core.models.batchnorm import batchnorm_mode
 from tests.helpers import tiny_config, tiny_stream

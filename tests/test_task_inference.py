@@ -221,6 +221,9 @@ def test_mlflow_run_holds_the_task_agnostic_numbers_and_forward_transfer(tmp_pat
     (run,) = client.search_runs([client.get_experiment_by_name("cil").experiment_id])
     m = run.data.metrics
     assert m["final_forward_transfer"] == pytest.approx(r["forward_transfer"])
+    # One definition of the final numbers (metrics.final_metrics): results.json's and MLflow's.
+    assert {k: pytest.approx(v) for k, v in r["final"].items()} == {k: m[k] for k in r["final"]}
+    assert {"final_avg_acc", "final_cil_avg_acc", "final_forward_transfer"} <= set(r["final"])
     assert m["final_cil_avg_acc"] == pytest.approx(r["cil_avg_acc"])
     for rule in r["class_il"]:
         assert m[f"final_cil_avg_acc/{rule}"] == pytest.approx(r[f"cil_avg_acc/{rule}"])
