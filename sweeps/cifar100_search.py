@@ -1,4 +1,4 @@
-"""PAH hyperparameter search on cifar100: `python sweeps/cifar100_search.py --preset smoke` (see --help).
+"""Hyperparameter search of a method (PAH by default, --method) on cifar100: `python sweeps/cifar100_search.py --preset smoke` (see --help).
 
 On a cluster: `ray job submit --working-dir . -- python sweeps/cifar100_search.py --preset paper`.
 """

@@ -34,8 +34,8 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         },
         # `make demo`: about two minutes of search on 2 CPU cores, enough training per task that
         # fine-tuning visibly forgets and PAH does not: 4 of 10 tasks, 200 images per class (180
-        # to train), a small CNN, 3 epochs of batch 32. Measured single runs (one thread each,
-        # seed 1): PAH 48.2% / 2.1% forgetting, fine-tune 37.1% / 15.8% (chance 10%).
+        # to train), a small CNN, 3 epochs of batch 32 (chance 10%); the fine-tune reference's
+        # numbers are in docs/results/demo/finetune_reference.json.
         "demo": {
             "data.train_per_class": 200,
             "data.test_per_class": 50,
@@ -221,7 +221,9 @@ def search_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "space in its file under pah_core/methods/ (pah, lwf, ewc, si, agem, hnet, finetune, "
         "joint); its published defaults are the first trial",
     )
-    p.add_argument("--num-samples", type=count, help="trials to run (default: 4 smoke, 64 paper)")
+    p.add_argument(
+        "--num-samples", type=count, help="trials to run (default: 4 smoke, 4 demo, 64 paper)"
+    )
     p.add_argument(
         "--startup-trials",
         type=count,
@@ -245,7 +247,7 @@ def search_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--points",
-        help="JSON file: a list of {config key: value} points to evaluate after the paper defaults",
+        help="JSON file: a list of {config key: value} points to evaluate after the method's published defaults",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the Optuna sampler")
     p.add_argument(

@@ -5,7 +5,7 @@ followed by its selection's final runs on the same fresh seeds, into one MLflow 
 MLflow-free export and the report built from it (the ``hpo_protocols`` table: what each protocol
 selected, its validation score, its test mean +- std over the final seeds, the compute it spent).
 
-    python sweeps/compare_protocols.py                    # start (~30 min on 2 CPU cores)
+    python sweeps/compare_protocols.py                    # start (61 min on 2 CPU cores, measured)
     python sweeps/compare_protocols.py --resume           # continue after a stop or a crash
     python analysis/paper_tables.py --from-export docs/results/hpo-protocols/export \\
         --out docs/results/hpo-protocols                  # the report again, no training

@@ -15,8 +15,8 @@ Parts (``--parts``), each one grid sweep with a fixed name, ``repro-<protocol>-<
             says so in the tag analysis.tables.FULL_FROM_TAG, which the analysis follows.
 
 Cells run seed by seed (every variant of seed 0 first), so a study cut short holds whole seeds.
-``--resume`` skips a part whose sweep finished, and continues an unfinished one through
-``sweeps/search.py``'s ``--resume`` path: finished cells are not retrained, an interrupted cell
+``--resume`` skips a part whose sweep finished, and continues an unfinished one through the grid
+sweep's ``--resume`` path (``sweeps/grid.py``, ``sweeps/launch.py``): finished cells are not retrained, an interrupted cell
 restarts from its last task checkpoint. Everything lands under ``--workdir`` (the MLflow store and
 Ray's results), the export and the report under ``--out``.
 

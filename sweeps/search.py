@@ -1,4 +1,4 @@
-"""The PAH hyperparameter search, shared by ``sweeps/cifar100_search.py`` and
+"""The hyperparameter search of any registered method (``--method``, PAH by default), shared by ``sweeps/cifar100_search.py`` and
 ``sweeps/tinyimagenet_search.py``:
 
     flags -> plan (validated) -> launch (data, Ray, resources, parent run) -> Tuner -> fit -> summary
@@ -45,7 +45,7 @@ def parser(dataset: str) -> argparse.ArgumentParser:
         common_arguments(
             argparse.ArgumentParser(
                 prog=f"python sweeps/{dataset}_search.py",
-                description=f"PAH hyperparameter search on {dataset} (Ray Tune + Optuna + ASHA, MLflow tracking).",
+                description=f"Hyperparameter search of a method (--method, default pah) on {dataset} (Ray Tune + Optuna + ASHA, MLflow tracking).",
             )
         )
     )

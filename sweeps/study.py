@@ -43,7 +43,7 @@ FULL_CIFAR100 = {
 PROTOCOLS: dict[str, Protocol] = {
     "cpu": Protocol(
         "full CIFAR-100, 10 tasks x 10 classes, ResNet-18 from scratch (no weights offline), "
-        "batch 64, 3 epochs per task; fits 2 CPU cores (a PAH run is about 6.5 min there)",
+        "batch 64, 3 epochs per task; fits 2 CPU cores (a PAH cell took 930-968 s there, two cells at a time)",
         {**FULL_CIFAR100, "model.pretrained": False, "schedule.epochs_per_task": 3},
     ),
     "paper": Protocol(

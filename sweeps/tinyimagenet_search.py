@@ -1,4 +1,4 @@
-"""PAH hyperparameter search on tinyimagenet: `python sweeps/tinyimagenet_search.py --preset smoke` (see --help).
+"""Hyperparameter search of a method (PAH by default, --method) on tinyimagenet: `python sweeps/tinyimagenet_search.py --preset smoke` (see --help).
 
 On a cluster: `ray job submit --working-dir . -- python sweeps/tinyimagenet_search.py --preset paper`.
 """
