@@ -74,8 +74,6 @@ def build(
 
     ``source`` is where runs, histories and matrices are read: by default MLflow at ``mlflow_uri``;
     an ``ExportSource`` reads an export folder instead."""
-    from pah_core import metrics
-
     if source is None:
         source = MlflowSource(client_for(resolve_uri(mlflow_uri)))
     experiment = experiment or source.default_experiment
@@ -83,7 +81,6 @@ def build(
         raise AnalysisError("name the MLflow experiment to analyse (--experiment)")
     exp = source.experiment(experiment)
     report = Report(Path(out))
-    figdir = report.out / "figures"
     if sweeps:
         parents = select_sweeps(exp, sweeps)
         selected = children(exp, parents)
@@ -95,7 +92,6 @@ def build(
     if not selected:
         raise AnalysisError(f"experiment {experiment!r} has sweep runs but no training runs")
     paper = load_paper()
-
     main_runs = [r for r in selected if r.kind in ("baselines", "standalone")]
     ablation_runs = [r for r in selected if r.kind == "ablation" and r.variant]
     ablation_parents = list(dict.fromkeys(r.parent for r in ablation_runs if r.parent))
@@ -110,9 +106,20 @@ def build(
     if protocols is not None:
         report.tables.append(protocols)
     report.tables += ablation_tables(exp, ablation_runs, paper, shared_full)
-
     search = [p for p in parents if exp.sweeps[p].tags.get("sweep_kind", "search") == "search"]
-    storage = optuna_storage or source.optuna_storage()
+    search_reports(report, exp, search, optuna_storage or source.optuna_storage())
+    accuracy_curves(report, source, main_runs)
+    heatmaps(report, source, main_runs + ablation_runs, max_heatmaps)
+    report.data_time = data_time(selected)
+    write(report)
+    return report
+
+
+def search_reports(report: Report, exp, search: list[str], storage: str | None) -> None:
+    """Each search's sensitivity tables, its sensitivity plot and its Pareto front."""
+    from pah_core import metrics
+
+    figdir = report.out / "figures"
     for pid in search:
         label = exp.sweep_label(pid)
         trials = children(exp, [pid])
@@ -137,7 +144,10 @@ def build(
         else:
             report.warnings.append(f"search sweep {label}: no finished trial, no Pareto front")
 
-    # average accuracy vs tasks seen, per dataset, from the avg_acc history of the main-table runs
+
+def accuracy_curves(report: Report, source, main_runs: list[RunRecord]) -> None:
+    """Average accuracy vs tasks seen, per dataset, one curve per main-table row (avg_acc history)."""
+    figdir = report.out / "figures"
     source.histories(main_runs, "avg_acc")
     for dataset in sorted({r.dataset for r in main_runs}):
         groups: dict[str, list[RunRecord]] = {}  # one curve per main-table row
@@ -146,11 +156,17 @@ def build(
                 groups.setdefault(row_key(r), []).append(r)
         report.figures += figures.avg_acc_curves(groups, dataset, figdir)
 
-    # one heatmap per run (main table and ablations), and PAH's drift figure beside it, capped
-    plotted = (main_runs + ablation_runs)[: max(0, max_heatmaps)]
-    if len(main_runs) + len(ablation_runs) > len(plotted):
+
+def heatmaps(report: Report, source, runs: list[RunRecord], max_heatmaps: int) -> None:
+    """One heatmap per run (main table and ablations), PAH's drift figure beside it, capped; a
+    warning where a run's logged final accuracy disagrees with its matrix."""
+    from pah_core import metrics
+
+    figdir = report.out / "figures"
+    plotted = runs[: max(0, max_heatmaps)]
+    if len(runs) > len(plotted):
         report.warnings.append(
-            f"heatmaps for the first {len(plotted)} of {len(main_runs) + len(ablation_runs)} runs (--max-heatmaps)"
+            f"heatmaps for the first {len(plotted)} of {len(runs)} runs (--max-heatmaps)"
         )
     for r in plotted:
         loaded = source.matrix(r)
@@ -169,10 +185,6 @@ def build(
         history = source.diagnostics(r)
         if history and "head_drift" in history[-1]:  # PAH: what explains its forgetting
             report.figures += figures.drift(r, history, figdir / "drift")
-
-    report.data_time = data_time(selected)
-    write(report)
-    return report
 
 
 def write(report: Report) -> None:

@@ -244,7 +244,16 @@ def _divisors(n: int) -> str:
 
 
 def validate(cfg: Config) -> Config:
-    d, m, o, s, r = cfg.data, cfg.model, cfg.optim, cfg.schedule, cfg.run
+    """Every value checked against what it may be, section by section; the first error names the
+    key, the value and what is allowed."""
+    _validate_data(cfg.data)
+    _validate_model(cfg.model, cfg.data)
+    _validate_methods(cfg)
+    _validate_run(cfg)
+    return cfg
+
+
+def _validate_data(d: DataConfig) -> None:
     require(d.n_tasks >= 1, "data.n_tasks", d.n_tasks, "an integer >= 1")
     if d.classes_per_task is not None:
         require(
@@ -292,6 +301,9 @@ def validate(cfg: Config) -> Config:
         require(
             d.train_per_class >= 2, "data.train_per_class", d.train_per_class, "an integer >= 2"
         )
+
+
+def _validate_model(m: ModelConfig, d: DataConfig) -> None:
     require(m.prototype_size >= 1, "model.prototype_size", m.prototype_size, "an integer >= 1")
     size = DATASET_IMAGE_SIZE[d.dataset]
     require(
@@ -312,12 +324,20 @@ def validate(cfg: Config) -> Config:
         )
     require(m.hyper_width > 0, "model.hyper_width", m.hyper_width, "an integer > 0")
     require(m.hyper_depth >= 0, "model.hyper_depth", m.hyper_depth, "an integer >= 0")
+
+
+def _validate_methods(cfg: Config) -> None:
     methods = _registered_methods()
     require(cfg.method.name in methods, "method.name", cfg.method.name, f"one of {sorted(methods)}")
-    # Every section, not only the chosen method's (as before): each is recorded with every run.
+    # Every section, not only the chosen method's: a bad value in a config file is an error even
+    # where another method runs (a run records its own section only, Config.to_dict).
     for f in fields(cfg.method):
         if f.name != "name":
             getattr(cfg.method, f.name).check()
+
+
+def _validate_run(cfg: Config) -> None:
+    d, o, s, r = cfg.data, cfg.optim, cfg.schedule, cfg.run
     require(o.batch_size >= 1, "optim.batch_size", o.batch_size, "an integer >= 1")
     for key in ("lr_backbone", "lr_hypernet", "lr_prototypes", "lr_head"):
         v = getattr(o, key)
@@ -346,7 +366,6 @@ def validate(cfg: Config) -> Config:
     require(0 <= r.seed < 2**32, "run.seed", r.seed, "an integer from 0 to 2**32 - 1")
     if r.threads is not None:
         require(r.threads >= 1, "run.threads", r.threads, "an integer >= 1, or null for all cores")
-    return cfg
 
 
 def from_dict(raw: dict[str, Any] | None, overrides: dict[str, Any] | None = None) -> Config:
