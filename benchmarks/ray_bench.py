@@ -40,7 +40,7 @@ class TaskClock(Reporter):
     def run_start(self, config, param_counts, first_task):
         self.times = [time.perf_counter()]
 
-    def task_end(self, t, accuracy_row, matrix, checkpoint_dir, task_metrics, counts):
+    def task_end(self, e):
         self.times.append(time.perf_counter())
 
 

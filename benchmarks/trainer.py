@@ -261,11 +261,14 @@ def bench_eval_cost(src, device, tasks: list[int]) -> dict[str, Any]:
 class PeakRSSProbe(Reporter):
     """Peak resident memory of this process after each task (stdlib only: getrusage)."""
 
-    def task_end(self, t, accuracy_row, matrix, checkpoint_dir, task_metrics, counts):
+    def task_end(self, e):
         import resource
 
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        row = {"task": t + 1, "peak_rss_mib": peak / (2**20 if sys.platform == "darwin" else 2**10)}
+        row = {
+            "task": e.t + 1,
+            "peak_rss_mib": peak / (2**20 if sys.platform == "darwin" else 2**10),
+        }
         if torch.cuda.is_available():
             row["cuda_peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
         self.rows.append(row)

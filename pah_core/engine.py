@@ -34,7 +34,7 @@ from pah_core.distributed import LOCAL, Distributed
 from pah_core.losslog import LOG_EVERY, LossLog
 from pah_core.methods import Method, build_method
 from pah_core.models import batchnorm_mode
-from pah_core.reporters import Reporter, RunStopped
+from pah_core.reporters import Reporter, RunStopped, TaskEnd
 from pah_core.run_state import RunState, listed
 from pah_core.task_inference import LOGIT_RULES
 
@@ -378,17 +378,20 @@ class Engine:
             "seconds": s.seconds_per_task[-1],
             "checkpoint_seconds": ckpt_seconds,
         }
-        counts = {
-            "correct": s.correct[: t + 1].tolist(),
-            "total": s.total[: t + 1].tolist(),
-            "n_run": self.n_run,
-            # The headline rule's class-incremental matrix, for the reporters' heatmaps.
-            "class_il_matrix": s.class_il_matrix(cfg.schedule.task_inference),
-            "task_inference": cfg.schedule.task_inference,
-            "untrained_accuracy": s.untrained_accuracy() or None,
-            "val_matrix": listed(s.val_matrix()) if self.has_val else None,
-            "val_class_il_matrix": listed(s.val_class_il_matrix()) if self.has_val else None,
-        }
+        event = TaskEnd(
+            t=t,
+            matrix=mat,
+            metrics=task_metrics,
+            checkpoint_dir=ckpt,
+            correct=s.correct[: t + 1].tolist(),
+            total=s.total[: t + 1].tolist(),
+            n_run=self.n_run,
+            class_il_matrix=s.class_il_matrix(cfg.schedule.task_inference),
+            task_inference=cfg.schedule.task_inference,
+            untrained_accuracy=s.untrained_accuracy() or None,
+            val_matrix=listed(s.val_matrix()) if self.has_val else None,
+            val_class_il_matrix=listed(s.val_class_il_matrix()) if self.has_val else None,
+        )
         # Before task_end: a scheduler may stop the trial right after task_end's Ray report.
         self._emit("task_diagnostics", t, list(s.diagnostics), self.method.pictures())
-        self._emit("task_end", t, mat[t, : t + 1].tolist(), mat, ckpt, task_metrics, counts)
+        self._emit("task_end", event)

@@ -14,12 +14,9 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-
-import numpy as np
 
 from pah_core import metrics
-from pah_core.reporters import Reporter
+from pah_core.reporters import Reporter, TaskEnd
 from pah_core.tracking import (
     EXPERIMENT_KIND_TAG,
     check_tracking_uri,
@@ -95,11 +92,10 @@ class MLflowReporter(Reporter):
         parent_run_id: str | None = None,
         tags: dict[str, str] | None = None,
         artifact_location: str | None = None,
-        extra_metrics: Callable[[int, Any, dict[str, float], dict[str, Any]], dict[str, float]]
-        | None = None,
+        extra_metrics: Callable[[TaskEnd], dict[str, float]] | None = None,
     ):
-        """``extra_metrics(t, accuracy_row, task_metrics, counts)``: more metrics to log at each
-        task boundary with the task's own (a sweep's objectives, which the core does not know)."""
+        """``extra_metrics(event)``: more metrics to log at each task boundary with the task's own
+        (a sweep's objectives, which the core does not know)."""
         from mlflow.tracking import MlflowClient
 
         self.client = MlflowClient(tracking_uri=check_tracking_uri(tracking_uri))
@@ -183,53 +179,53 @@ class MLflowReporter(Reporter):
             self.client.log_figure(self.run_id, fig, "prototypes.png")
             plt.close(fig)
 
-    def task_end(self, t, accuracy_row, matrix, checkpoint_dir, task_metrics, counts):
+    def task_end(self, e: TaskEnd) -> None:
         # Everything is logged at the task boundary, before the Ray report that follows it: a
         # scheduler may stop the trial right after that report, and run_end would never come.
         from mlflow.entities import Metric
 
-        now = int(time.time() * 1000)
+        t, now = e.t, int(time.time() * 1000)
         if t not in self.logged_tasks:
             batch = [
-                Metric(f"acc/task_{j:02d}", float(a), now, t) for j, a in enumerate(accuracy_row)
+                Metric(f"acc/task_{j:02d}", float(a), now, t) for j, a in enumerate(e.accuracy_row)
             ]
             batch += [
                 Metric(mlflow_name(k), float(v), now, t)
-                for k, v in task_metrics.items()
+                for k, v in e.metrics.items()
                 if k != "task"
             ]
             if self.extra_metrics is not None:
-                extra = self.extra_metrics(t, accuracy_row, task_metrics, counts)
-                batch += [Metric(k, float(v), now, t) for k, v in extra.items()]
+                batch += [Metric(k, float(v), now, t) for k, v in self.extra_metrics(e).items()]
             batch.append(Metric("tasks_done", float(t + 1), now, t))  # last: marks t as logged
             self.client.log_batch(self.run_id, metrics=batch)
             self.logged_tasks.add(t)
-        self._log_matrix(matrix, counts, t)
-        if t + 1 >= counts["n_run"]:
-            final = metrics.final_metrics(matrix, task_metrics, counts.get("untrained_accuracy"))
+        self._log_matrix(e)
+        if e.last:
+            final = metrics.final_metrics(e.matrix, e.metrics, e.untrained_accuracy)
             for k, name in metrics.VAL_FINAL.items():  # the selection split's
-                if k in task_metrics:
-                    final[name] = task_metrics[k]
+                if k in e.metrics:
+                    final[name] = e.metrics[k]
             now = int(time.time() * 1000)
             self.client.log_batch(
                 self.run_id, metrics=[Metric(k, float(v), now, t) for k, v in final.items()]
             )
             self.client.set_terminated(self.run_id, status="FINISHED")
 
-    def _log_matrix(self, matrix: np.ndarray, counts: dict[str, Any], t: int) -> None:
+    def _log_matrix(self, e: TaskEnd) -> None:
+        matrix, t = e.matrix, e.t
         listed = [[None if math.isnan(v) else float(v) for v in row] for row in matrix]
         self.client.log_dict(
             self.run_id,
             {
                 "acc_matrix": listed,
-                "correct": counts["correct"],
-                "total": counts["total"],
+                "correct": e.correct,
+                "total": e.total,
                 "tasks_done": t + 1,
-                "n_tasks": counts["n_run"],
+                "n_tasks": e.n_run,
                 # eval_future: the untrained model's accuracy per task (forward transfer's b).
-                "untrained_accuracy": counts.get("untrained_accuracy"),
+                "untrained_accuracy": e.untrained_accuracy,
                 # The validation splits' matrix (data.val_fraction > 0), what sweeps select on.
-                "val_acc_matrix": counts.get("val_matrix"),
+                "val_acc_matrix": e.val_matrix,
             },
             "acc_matrix.json",
         )
@@ -252,7 +248,7 @@ class MLflowReporter(Reporter):
 
         from pah_core import figures
 
-        n_run = counts["n_run"]
+        n_run = e.n_run
         fig = figures.accuracy_heatmap(matrix, n_run, "task-IL accuracy (%), test")
         self.client.log_figure(self.run_id, fig, "acc_matrix.png")
         plt.close(fig)
@@ -260,17 +256,17 @@ class MLflowReporter(Reporter):
         self.client.log_figure(self.run_id, fig, "forgetting_curves.png")
         plt.close(fig)
         # The task-agnostic (class-incremental) matrix beside it, under the headline rule.
-        cil = counts["class_il_matrix"]
+        cil = e.class_il_matrix
         self.client.log_dict(
             self.run_id,
             {
                 "acc_matrix": [[None if math.isnan(v) else float(v) for v in r] for r in cil],
-                "task_inference": counts["task_inference"],
+                "task_inference": e.task_inference,
                 "tasks_done": t + 1,
             },
             "cil_acc_matrix.json",
         )
-        title = f"class-IL accuracy (%), test\ntask inferred by {counts['task_inference']}"
+        title = f"class-IL accuracy (%), test\ntask inferred by {e.task_inference}"
         fig = figures.accuracy_heatmap(cil, n_run, title)
         self.client.log_figure(self.run_id, fig, "cil_acc_matrix.png")
         plt.close(fig)

@@ -1,8 +1,8 @@
 """Reporters receive the engine's events; a new destination is a new class, never a branch in the engine.
 
 Events: run_start(config, param_counts, first_task), task_start(t, task), epoch_start(t, epoch,
-n_batches), batch_end(t, epoch, stats), epoch_end(t, epoch, stats), task_end(t, accuracy_row, matrix,
-checkpoint_dir, task_metrics, counts), run_end(results), run_failed(partial_results, error);
+n_batches), batch_end(t, epoch, stats), epoch_end(t, epoch, stats), task_end(event: ``TaskEnd``, the
+one object a task boundary hands every reporter), run_end(results), run_failed(partial_results, error);
 task_diagnostics(t, history, pictures) comes just before task_end (history: the diagnostics of
 tasks 0..t; pictures: the method's tensors to show).
 ``batch_end``'s stats are empty except at the end of a logging interval (every ``LOG_EVERY``
@@ -15,10 +15,38 @@ import json
 import math
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+
+@dataclass(frozen=True)
+class TaskEnd:
+    """A task boundary, as every reporter receives it: what the run measured after task ``t``."""
+
+    t: int
+    matrix: np.ndarray  # the test accuracy matrix, rows 0..t (NaN where not evaluated)
+    metrics: dict[str, float]  # the engine's task metrics (avg_acc, forgetting, val_*, seconds...)
+    checkpoint_dir: Path | None  # this boundary's checkpoint, when written
+    correct: list[list[int]]  # the exact counts behind ``matrix``
+    total: list[list[int]]
+    n_run: int  # the tasks this run trains
+    class_il_matrix: np.ndarray  # under the headline task-inference rule
+    task_inference: str  # that rule
+    untrained_accuracy: list[float] | None  # eval_future's reference of forward transfer
+    val_matrix: list[list[float | None]] | None  # on the validation splits, where the run has them
+    val_class_il_matrix: list[list[float | None]] | None
+
+    @property
+    def accuracy_row(self) -> list[float]:
+        """Task t's row: every seen task's test accuracy after it."""
+        return self.matrix[self.t, : self.t + 1].tolist()
+
+    @property
+    def last(self) -> bool:
+        return self.t + 1 >= self.n_run
 
 
 class RunStopped(BaseException):
@@ -37,15 +65,7 @@ class Reporter:
     def task_diagnostics(
         self, t: int, history: list[dict[str, Any]], pictures: dict[str, Any]
     ) -> None: ...
-    def task_end(
-        self,
-        t: int,
-        accuracy_row: list[float],
-        matrix: np.ndarray,
-        checkpoint_dir: Path | None,
-        task_metrics: dict[str, float],
-        counts: dict[str, Any],
-    ) -> None: ...
+    def task_end(self, e: TaskEnd) -> None: ...
     def run_end(self, results: dict[str, Any]) -> None: ...
     def run_failed(self, results: dict[str, Any], error: BaseException) -> None: ...
 
@@ -108,13 +128,13 @@ class ConsoleReporter(Reporter):
             f"[pah] task {t + 1} epoch {epoch + 1}: {losses} ({stats['images_per_second']:.0f} img/s)"
         )
 
-    def task_end(self, t, accuracy_row, matrix, checkpoint_dir, task_metrics, counts):
-        row = " ".join(_pct(v) for v in accuracy_row)
+    def task_end(self, e: TaskEnd) -> None:
+        row = " ".join(_pct(v) for v in e.accuracy_row)
+        m = e.metrics
         self._print(
-            f"[pah] after task {t + 1}: avg acc {_pct(task_metrics['avg_acc'])}%  forgetting "
-            f"{_pct(task_metrics['forgetting'])}%  class-IL {_pct(task_metrics['cil_avg_acc'])}% "
-            f"(task picked {_pct(task_metrics['task_inference_acc'])}%)  "
-            f"({task_metrics['seconds']:.1f} s)  row: {row}"
+            f"[pah] after task {e.t + 1}: avg acc {_pct(m['avg_acc'])}%  forgetting "
+            f"{_pct(m['forgetting'])}%  class-IL {_pct(m['cil_avg_acc'])}% "
+            f"(task picked {_pct(m['task_inference_acc'])}%)  ({m['seconds']:.1f} s)  row: {row}"
         )
 
     def run_end(self, results):
@@ -166,15 +186,15 @@ class JSONReporter(Reporter):
         tmp.write_text(json.dumps(payload, indent=2, default=str))
         os.replace(tmp, self.path)
 
-    def task_end(self, t, accuracy_row, matrix, checkpoint_dir, task_metrics, counts):
+    def task_end(self, e: TaskEnd) -> None:
         self._write(
             {
                 "status": "running",
-                "tasks_completed": t + 1,
+                "tasks_completed": e.t + 1,
                 "accuracy_matrix": [
-                    [None if math.isnan(v) else float(v) for v in r] for r in matrix
+                    [None if math.isnan(v) else float(v) for v in r] for r in e.matrix
                 ],
-                **{k: v for k, v in task_metrics.items()},
+                **e.metrics,
                 "diagnostics": self.history,
             }
         )

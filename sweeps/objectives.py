@@ -4,7 +4,8 @@ value at a task boundary, computed so that trials stopped early rank fairly."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+
+from pah_core.reporters import TaskEnd
 
 
 @dataclass(frozen=True)
@@ -70,41 +71,30 @@ def objective_metrics(
     }
 
 
-def selection_numbers(
-    accuracy_row: list[float], task_metrics: dict[str, float], counts: dict[str, Any], t: int
-) -> tuple[list[float], float, list[float]]:
+def selection_numbers(e: TaskEnd) -> tuple[list[float], float, list[float]]:
     """The task-IL accuracy row, the forgetting and the class-IL row that objectives are computed
     from: the validation splits' when the run has them, else the test splits'."""
-    if counts.get("val_matrix") is not None:
+    t = e.t
+    if e.val_matrix is not None:
         return (
-            counts["val_matrix"][t][: t + 1],
-            task_metrics["val_forgetting"],
-            counts["val_class_il_matrix"][t][: t + 1],
+            e.val_matrix[t][: t + 1],
+            e.metrics["val_forgetting"],
+            e.val_class_il_matrix[t][: t + 1],
         )
-    return accuracy_row, task_metrics["forgetting"], counts["class_il_matrix"][t, : t + 1].tolist()
+    return e.accuracy_row, e.metrics["forgetting"], e.class_il_matrix[t, : t + 1].tolist()
 
 
-def trial_objectives(
-    t: int,
-    accuracy_row: list[float],
-    task_metrics: dict[str, float],
-    counts: dict[str, Any],
-    n_run: int,
-) -> dict[str, float]:
-    """``objective_metrics`` after task ``t``, from the numbers a sweep selects on
+def trial_objectives(e: TaskEnd) -> dict[str, float]:
+    """``objective_metrics`` after task ``e.t``, from the numbers a sweep selects on
     (``selection_numbers``)."""
-    return objective_metrics(
-        *selection_numbers(accuracy_row, task_metrics, counts, t), t + 1, n_run
-    )
+    return objective_metrics(*selection_numbers(e), e.t + 1, e.n_run)
 
 
-def mlflow_objectives(
-    t: int, accuracy_row: list[float], task_metrics: dict[str, float], counts: dict[str, Any]
-) -> dict[str, float]:
+def mlflow_objectives(e: TaskEnd) -> dict[str, float]:
     """The objectives under their MLflow names, for a trial's run: the number the search ranks
     trials on, so that sorting the runs table by it is the search's own ranking. Only for runs
     with validation splits: a grid without them selects nothing."""
-    if counts.get("val_matrix") is None:
+    if e.val_matrix is None:
         return {}
-    values = trial_objectives(t, accuracy_row, task_metrics, counts, counts["n_run"])
+    values = trial_objectives(e)
     return {o.mlflow_key: values[o.metric] for o in OBJECTIVES.values()}

@@ -86,27 +86,27 @@ class RayReporter(Reporter):
         self.n_run = config.tasks_to_run
         self._last_boundary = time.perf_counter()
 
-    def task_end(self, t, accuracy_row, matrix, checkpoint_dir, task_metrics, counts):
-        now = time.perf_counter()
+    def task_end(self, e):
+        now, m = time.perf_counter(), e.metrics
         report = {
-            "tasks_done": t + 1,
-            "avg_acc": task_metrics["avg_acc"],
-            "forgetting": task_metrics["forgetting"],
-            "bwt": task_metrics["bwt"],
-            "cil_avg_acc": task_metrics["cil_avg_acc"],
-            **{k: v for k, v in task_metrics.items() if k.startswith("val_")},
-            "task_seconds": task_metrics["seconds"],
+            "tasks_done": e.t + 1,
+            "avg_acc": m["avg_acc"],
+            "forgetting": m["forgetting"],
+            "bwt": m["bwt"],
+            "cil_avg_acc": m["cil_avg_acc"],
+            **{k: v for k, v in m.items() if k.startswith("val_")},
+            "task_seconds": m["seconds"],
             # What the trial really spent on this task where the engine runs: training,
             # evaluation, checkpointing and the previous report; Tune's time_this_iter_s is taken
             # when the report arrives, and jitters with delivery.
             "worker_seconds": now - self._last_boundary,
             # Search sweeps select on the validation splits (launch.plan_sweep requires them); a
             # grid selects nothing, and without them its objectives are the test numbers.
-            **trial_objectives(t, accuracy_row, task_metrics, counts, self.n_run),
+            **trial_objectives(e),
         }
         self._last_boundary = now
-        ckpt = checkpoint_dir if self.rank == 0 else None
-        self.send(report, ckpt, t, last=t + 1 >= self.n_run)
+        ckpt = e.checkpoint_dir if self.rank == 0 else None
+        self.send(report, ckpt, e.t, last=e.last)
 
     def send(self, report: dict[str, Any], checkpoint_dir, t: int, last: bool) -> None:
         """Tune's own report (the ``tune`` runner): the checkpoint is copied to the trial's

@@ -15,8 +15,8 @@ class Recorder(Reporter):
     def __init__(self):
         self.events = []
 
-    def task_end(self, t, accuracy_row, matrix, checkpoint_dir, task_metrics, counts):
-        self.events.append(("task_end", t, list(accuracy_row), checkpoint_dir))
+    def task_end(self, e):
+        self.events.append(("task_end", e.t, e.accuracy_row, e.checkpoint_dir))
 
     def run_end(self, results):
         self.events.append(("run_end", results["tasks_completed"]))

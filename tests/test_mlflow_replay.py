@@ -24,8 +24,8 @@ SCRIPT = textwrap.dedent(
     class KillAfterLogging(Reporter):
         # Runs after MLflowReporter.task_end: the process dies as if SIGKILLed before the
         # checkpoint of this task reached storage (Ray uploads it in the next reporter).
-        def task_end(self, t, *rest):
-            if t == kill_at:
+        def task_end(self, e):
+            if e.t == kill_at:
                 os._exit(9)
 
     cfg = tiny_config("schedule.epochs_per_task=1")

@@ -22,9 +22,8 @@ class Objectives(Reporter):
     def __init__(self, n_run):
         self.n_run, self.seen = n_run, []
 
-    def task_end(self, t, accuracy_row, matrix, checkpoint_dir, task_metrics, counts):
-        numbers = selection_numbers(accuracy_row, task_metrics, counts, t)
-        self.seen.append(objective_metrics(*numbers, t + 1, self.n_run))
+    def task_end(self, e):
+        self.seen.append(objective_metrics(*selection_numbers(e), e.t + 1, self.n_run))
 
 
 def _run(cfg, permute_test_labels=False):
