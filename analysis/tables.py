@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from pah_core.config import RUN_ONLY_KEYS, own_method_keys
+from pah_core.config import KEYS_ADDED, RUN_ONLY_KEYS, own_method_keys
 
 from .stats import t_half_width
 from .store import Experiment, RunRecord, short_id
@@ -320,9 +320,9 @@ PROTOCOL_KEYS = (
     "data.skip_tasks",
     "data.split_seed",
 )
-# Config keys added after runs were logged without them, with the value such a run ran under (not
-# always today's default: data.split_seed's runs before it drew their splits from data.order_seed).
-PROTOCOL_KEYS_ADDED = {"data.skip_tasks": "0", "data.split_seed": "order_seed"}
+# Config keys added after runs were logged without them, with the value such a run ran under, as
+# the run's params would show it (pah_core.config.KEYS_ADDED).
+PROTOCOL_KEYS_ADDED = {k: str(v) for k, v in KEYS_ADDED.items()}
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 # Where the paper's protocol differs from the shipped config: the config trains from scratch so that
 # it runs offline, the paper's backbone is ImageNet-pretrained (pah-method.md section 1.4).

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pah_core.config import RUN_ONLY_KEYS, own_method_keys
+from pah_core.config import RUN_ONLY_KEYS, own_method_keys, with_added_keys
 
 CHECKPOINT_FILE = "state.pt"
 # 2: tensors and plain Python data only, loaded with torch.load(weights_only=True), so a checkpoint
@@ -70,7 +70,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
 def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """What differs between a checkpoint's flat config and the run's, beyond what a resume may
     change; other methods' options are no part of a run (an older checkpoint still lists them)."""
-    saved, current = own_method_keys(saved), own_method_keys(current)
+    saved, current = own_method_keys(with_added_keys(saved)), own_method_keys(current)
     keys = (set(saved) | set(current)) - RESUME_FREE_KEYS
     return [
         f"{k}: {saved.get(k)!r} (checkpoint) vs {current.get(k)!r} (now)"

@@ -212,6 +212,22 @@ class Config:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
 
 
+# Keys added after runs and checkpoints were recorded without them, with the value such a run ran
+# under (not always today's default: before data.split_seed, splits came from data.order_seed). A
+# checkpoint's comparison and the tables read a missing key as this value.
+KEYS_ADDED: dict[str, Any] = {
+    "data.skip_tasks": 0,
+    "data.split_seed": "order_seed",
+    "schedule.task_inference": "max_softmax",
+    "schedule.eval_future": False,
+}
+
+
+def with_added_keys(flat: dict[str, Any]) -> dict[str, Any]:
+    """A recorded flat config completed with ``KEYS_ADDED`` where it predates them."""
+    return {**KEYS_ADDED, **flat}
+
+
 def own_method_keys(flat: dict[str, Any]) -> dict[str, Any]:
     """A flat config (a run's params, a checkpoint's config) without the option sections of the
     methods it did not run: runs recorded before ``Config.to_dict`` dropped them carry every
