@@ -4,16 +4,20 @@
     launch:  check the data -> start or join Ray -> fit the resources -> record (folder, parent run)
     execute: build (or restore) the Tuner -> fit -> summary onto the parent run
 
-Nothing is written before the record step, so a bad input leaves no trace. A failure after it
-marks the parent run FAILED, and removes the sweep folder when Tune wrote nothing into it yet, so
-the name stays free.
+Nothing is written before the record step, so a bad input leaves no trace (a resume takes the
+sweep's lock first: one driver per sweep). The record step creates the sweep folder exclusively,
+so two sweeps started with one name end in one clear error. A failure after it marks the parent
+run FAILED, and removes the sweep folder when this process created it and Tune wrote nothing into
+it yet, so the name stays free.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -22,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from pah_core.config import Config, load_config
+from pah_core.locks import FolderLock, LockError, lock_folder
 from pah_core.tracking import SQLITE, optuna_storage_beside
 from pah_core.typed_dicts import parse_overrides
 
@@ -33,17 +38,27 @@ from .record import (
     SweepState,
     absolute_storage,
     check_name,
+    check_parent_run,
     check_tracking_uri_or_default,
     create_parent_run,
     fail_parent_run,
     finish_parent_run,
     reopen_parent_run,
 )
-from .resources import check_resources, init_ray
+from .resources import check_ray_address, check_resources, init_ray
 from .space import search_space
 from .study_figures import log_study_figures
 from .summary import print_summary, summarise
-from .trial import TRAIN, TRIAL_RETRIES, TUNE, TrialPlumbing, trainable, trial_runner
+from .trial import (
+    PRIVATE_UMASK,
+    TRAIN,
+    TRIAL_RETRIES,
+    TUNE,
+    TrialPlumbing,
+    trainable,
+    trial_runner,
+)
+from .trust import TrustError, load_key, sign_sweep, verify_sweep
 
 
 @dataclass(kw_only=True)
@@ -63,6 +78,9 @@ class Plan:
     variants: dict[str, dict[str, Any]]
     started: float
     verbose: bool = False  # Ray's own console output (status table, worker lines, its warnings)
+    lock: FolderLock | None = None  # the sweep's one-writer lock, once taken
+    created_dir: bool = False  # this process created the sweep folder (clean-up may remove it)
+    status_before: str | None = None  # a resumed sweep's parent status before this resume
 
     @property
     def mlflow_uri(self) -> str:
@@ -114,6 +132,7 @@ def plan_sweep(
     """Every check that needs neither the data nor Ray: the base config with each variant and
     point, the MLflow store, the storage, the name, and a --resume against what was started."""
     started = time.perf_counter()
+    check_ray_address(args.address)
     base_path = Path(args.config) if args.config else REPO / "configs" / f"{dataset}_pah.yaml"
     # The HPO protocol's overrides (a search's first_task: one task per trial) win over --set.
     overrides = {
@@ -175,6 +194,12 @@ def check_sweep_dir(plan: Plan) -> None:
                 "it, or another --name"
             )
         return
+    if "://" in plan.storage:
+        raise SweepError(
+            f"--resume from {plan.storage}: the state of a sweep in a bucket cannot be verified "
+            "before Tune unpickles it (sweeps.trust), so it is not resumed: resume sweeps kept in "
+            "a shared folder, or start another --name"
+        )
     state_file = plan.sweep_dir / SWEEP_STATE
     if not state_file.is_file():
         raise SweepError(
@@ -184,6 +209,37 @@ def check_sweep_dir(plan: Plan) -> None:
     if stored.trial_runner is None:  # started before the runner was recorded: under Ray Train
         plan.state.trial_runner = TRAIN
     plan.state.check_resume(stored, plan.name)
+    take_lock(plan)
+    try:
+        check_resumable(plan, stored)
+    except BaseException:
+        plan.lock.release()
+        raise
+
+
+def take_lock(plan: Plan) -> None:
+    try:
+        plan.lock = lock_folder(plan.sweep_dir, f"sweep {plan.name!r} ({plan.sweep_dir})")
+    except LockError as e:
+        raise SweepError(str(e)) from None
+
+
+def check_resumable(plan: Plan, stored: SweepState) -> None:
+    """Under the lock, before Ray starts: the parent run is this sweep's, every file Tune will
+    unpickle is signed by this user's key, and there is a Tune experiment to restore."""
+    from pah_core.tracking import TrackingError, check_store
+
+    try:
+        check_store(plan.mlflow_uri, must_exist=True)
+    except TrackingError as e:
+        raise SweepError(f"--resume: {e}") from None
+    plan.status_before = check_parent_run(
+        plan.mlflow_uri, plan.experiment, plan.name, stored.parent_run_id
+    )
+    try:
+        verify_sweep(plan.sweep_dir)
+    except TrustError as e:
+        raise SweepError(str(e)) from None
     from ray import tune
 
     if not tune.Tuner.can_restore(str(plan.sweep_dir)):
@@ -213,6 +269,10 @@ def launch(plan: Plan, args: argparse.Namespace, tags: dict[str, str] | None = N
 
     import ray
 
+    # Everything a sweep writes (its folder, Tune's copies, the stores, the state files) is
+    # owner-only, as a single run's output is: before Ray starts, so that a local Ray's workers
+    # inherit it too.
+    os.umask(PRIVATE_UMASK)
     logs = init_ray(args.address, plan.verbose)
     if not plan.verbose:
         quiet_ray()
@@ -248,43 +308,78 @@ def launch(plan: Plan, args: argparse.Namespace, tags: dict[str, str] | None = N
 
 
 def record(plan: Plan, tags: dict[str, str]) -> str:
-    """The parent run, then the sweep folder with its state file; a resume reopens the parent."""
+    """The sweep folder (created here, exclusively) and its lock, the parent run, the state
+    file; a resume reopens the parent."""
     if plan.resume:
         parent_run_id = SweepState.read(plan.sweep_dir).parent_run_id
-        reopen_parent_run(plan.mlflow_uri, parent_run_id)
+        plan.status_before = reopen_parent_run(plan.mlflow_uri, parent_run_id)
         return parent_run_id
+    claim_sweep_dir(plan)
     sweep_config = {
         "base_config": plan.base.to_dict(),
         "argv": sys.argv,
         "search_space": sorted(search_space()),
     }
-    parent_run_id = create_parent_run(
-        plan.mlflow_uri,
-        plan.experiment,
-        plan.name,
-        {"objectives": ",".join(plan.objectives), **tags},
-        sweep_config,
-    )
     try:
-        plan.sweep_dir.mkdir(parents=True)
+        parent_run_id = create_parent_run(
+            plan.mlflow_uri,
+            plan.experiment,
+            plan.name,
+            {"objectives": ",".join(plan.objectives), **tags},
+            sweep_config,
+        )
+    except BaseException:
+        release_sweep_dir(plan)
+        raise
+    try:
         replace(plan.state, parent_run_id=parent_run_id).write(plan.sweep_dir)
+        load_key(create=True)  # the key that signs the sweep's state (sweeps.trust)
     except BaseException as e:
         abandon(plan, parent_run_id, e)
         raise
     return parent_run_id
 
 
-def abandon(plan: Plan, parent_run_id: str, error: BaseException) -> None:
-    """After a failure: the parent run FAILED (never left RUNNING), and the sweep folder removed
-    when Tune wrote nothing into it, so that the name is free again."""
-    from ray import tune
-
+def claim_sweep_dir(plan: Plan) -> None:
+    """Create the sweep folder, failing if it exists: the name is this process's from here on,
+    and a same-name sweep started meanwhile is one clear error, with nothing of it touched."""
+    Path(plan.storage).mkdir(parents=True, exist_ok=True)
     try:
-        fail_parent_run(plan.mlflow_uri, parent_run_id, error)
+        plan.sweep_dir.mkdir(mode=0o700)
+    except FileExistsError:
+        raise SweepError(
+            f"sweep {plan.name!r} was created in {plan.storage} by another process after this "
+            "one checked the name (two sweeps started with one name?): nothing was started; "
+            "pass --resume to continue it once it stops, or choose another --name"
+        ) from None
+    plan.created_dir = True
+    take_lock(plan)
+
+
+def release_sweep_dir(plan: Plan) -> None:
+    """The lock released, and the sweep folder removed when this process created it and it holds
+    nothing but the lock (Tune wrote nothing: the name is free again)."""
+    if plan.lock is not None:
+        plan.lock.release()
+    if plan.created_dir and plan.sweep_dir.is_dir():
+        from ray import tune
+
+        if not tune.Tuner.can_restore(str(plan.sweep_dir)):
+            shutil.rmtree(plan.sweep_dir, ignore_errors=True)
+
+
+def abandon(plan: Plan, parent_run_id: str, error: BaseException) -> None:
+    """After a failure: the parent run FAILED (never left RUNNING; KILLED when interrupted; the
+    status it had when a resume of it failed), and the sweep folder removed when this process
+    created it and Tune wrote nothing into it, so that the name is free again."""
+    status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
+    if plan.resume and plan.status_before in ("FINISHED", "KILLED") and status == "FAILED":
+        status = plan.status_before  # a failed resume never flips a finished sweep
+    try:
+        fail_parent_run(plan.mlflow_uri, parent_run_id, error, status)
     except Exception as e:  # noqa: BLE001 - the original error is the one to report
-        print(f"[sweep] could not mark the parent run FAILED: {e}", file=sys.stderr)
-    if not plan.resume and not tune.Tuner.can_restore(str(plan.sweep_dir)):
-        shutil.rmtree(plan.sweep_dir, ignore_errors=True)
+        print(f"[sweep] could not mark the parent run {status}: {e}", file=sys.stderr)
+    release_sweep_dir(plan)
 
 
 def execute(
@@ -312,6 +407,7 @@ def execute(
         f"(experiment {plan.experiment!r})",
         flush=True,
     )
+    stopped = StopSignals()
     try:
         if plan.resume:
             tuner = tune.Tuner.restore(
@@ -324,11 +420,17 @@ def execute(
             )
         else:
             tuner = make_tuner(trials, setup)
-        results = tuner.fit()
+        sign_sweep(plan.sweep_dir, load_key(create=False))  # tuner.pkl is written by now
+        with stopped:
+            results = tuner.fit()
     except BaseException as e:
         abandon(plan, setup.parent_run_id, e)
         raise
     summary = summarise(results, plan.objectives, plan.n_run, early_stopping=plan.kind == "search")
+    interrupted = mark_unfinished(
+        summary, trial_statuses(plan), plan.num_samples, bool(stopped.signal)
+    )
+    summary["interrupted"] = interrupted
     summary["experiment_id"] = finish_parent_run(
         plan.mlflow_uri, setup.parent_run_id, summary, plan.experiment
     )
@@ -336,7 +438,97 @@ def execute(
     if optuna:
         log_study_figures(plan.mlflow_uri, setup.parent_run_id, optuna, plan.name, plan.objectives)
     print_summary(summary, time.perf_counter() - plan.started, plan.mlflow_uri, optuna)
+    if plan.lock is not None:
+        plan.lock.release()
+    if interrupted:
+        name = signal.Signals(stopped.signal).name if stopped.signal else "a stop"
+        print(
+            f"[sweep] {plan.name} was interrupted ({name}) before every trial ended: its parent "
+            "run is KILLED, nothing was selected from it; --resume continues it",
+            file=sys.stderr,
+        )
+        return 128 + (stopped.signal or signal.SIGINT)
     return 0
+
+
+class StopSignals:
+    """Around ``tuner.fit()``: SIGTERM (``ray job stop``, a scheduler, ``kill``) stops the search as
+    Ctrl-C does: Tune's SIGINT handler ends the run gracefully and saves its state. Which signal
+    came is kept: Tune returns from an interrupted run as from a finished one."""
+
+    def __init__(self) -> None:
+        self.signal: int = 0
+
+    def _on_term(self, signum, frame) -> None:
+        self.signal = signum
+        handler = signal.getsignal(signal.SIGINT)
+        if callable(handler):
+            handler(signal.SIGINT, frame)
+        else:
+            raise KeyboardInterrupt
+
+    def _on_int(self, signum, frame) -> None:
+        # Before Tune installs its own handler, and again after it restored this one.
+        self.signal = signum
+        raise KeyboardInterrupt
+
+    def __enter__(self) -> StopSignals:
+        self._saved = {s: signal.signal(s, h) for s, h in ((signal.SIGTERM, self._on_term),)}
+        self._int_before = signal.getsignal(signal.SIGINT)
+        signal.signal(signal.SIGINT, self._on_int)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        interrupted = signal.getsignal(signal.SIGINT) == self._on_int
+        if interrupted and not self.signal and exc[0] is None:
+            # Tune's handler ran (it puts back the handler it found, this one) and returned.
+            self.signal = signal.SIGINT
+        signal.signal(signal.SIGINT, self._int_before)
+        for s, h in self._saved.items():
+            signal.signal(s, h)
+
+
+def trial_statuses(plan: Plan) -> dict[str, str] | None:
+    """Each trial's Tune status (trial id -> TERMINATED, ERROR, RUNNING, ...) as Tune's last
+    snapshot of the sweep holds it, which is what ``--resume`` continues from: Tune stops the
+    interrupted trials after that snapshot, and the ResultGrid then calls them TERMINATED, as it
+    does the trials ASHA stopped. Read as plain JSON (the snapshot's pickled parts are never
+    decoded); None when there is no readable snapshot."""
+    if "://" in plan.storage:
+        return None
+    snapshots = sorted(plan.sweep_dir.glob("experiment_state-*.json"))
+    try:
+        trials = json.loads(snapshots[-1].read_text())["trial_data"]
+        states = [json.loads(entry[0]) for entry in trials]
+        return {str(t["trial_id"]): str(t["status"]) for t in states}
+    except (IndexError, OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def mark_unfinished(
+    summary: dict[str, Any], statuses: dict[str, str] | None, wanted: int, signalled: bool
+) -> bool:
+    """Trials that an interrupt left unfinished are "not finished", never "stopped early (ASHA)",
+    and no best trial or Pareto set is taken from a partial sweep; whether the sweep is
+    unfinished (a signal stopped it, a trial did not end, or it has fewer trials than it was to
+    run). Without ``statuses``, after a signal, every trial short of its tasks is unfinished."""
+    ended = ("TERMINATED", "ERROR")
+    unfinished = [
+        t
+        for t in summary["trials"]
+        if t["status"] != "error"
+        and (
+            statuses.get(t["trial"], "TERMINATED") not in ended
+            if statuses is not None
+            else signalled and t["tasks_done"] < summary["n_run"]
+        )
+    ]
+    for t in unfinished:
+        t["status"] = "not finished"
+    partial = signalled or bool(unfinished) or len(summary["trials"]) < wanted
+    if partial:
+        summary["best"], summary["pareto"] = None, []
+    return partial
 
 
 def optuna_storage_url(plan: Plan) -> str:
@@ -347,6 +539,8 @@ def optuna_storage_url(plan: Plan) -> str:
 def run_config(plan: Plan):
     from ray import tune
 
+    from .trust_tune import TuneStateSigner
+
     return tune.RunConfig(
         name=plan.name,
         storage_path=plan.storage,
@@ -356,7 +550,10 @@ def run_config(plan: Plan):
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
         failure_config=tune.FailureConfig(max_failures=TRIAL_RETRIES if plan.runner == TUNE else 0),
         verbose=1 if plan.verbose else 0,
-        callbacks=[] if plan.verbose else [trial_lines(plan.n_run, plan.kind == "search")],
+        callbacks=[
+            *([] if plan.verbose else [trial_lines(plan.n_run, plan.kind == "search")]),
+            TuneStateSigner(plan.sweep_dir),
+        ],
     )
 
 
