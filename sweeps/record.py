@@ -40,7 +40,14 @@ def absolute_storage(storage: str) -> str:
 
 
 def check_name(name: str) -> str:
-    """A sweep name is searched for in MLflow filter strings, quoted (tracking.quote)."""
+    """A sweep name is one folder under --storage (never a path out of it), one line of printable
+    text (it becomes run names, file names, table cells), and is searched for in MLflow filter
+    strings, quoted (tracking.quote)."""
+    if name in ("", ".", "..") or "/" in name or "\\" in name or not name.isprintable():
+        raise SweepError(
+            f"--name {name!r}: a sweep name is one folder name of printable characters (no /, "
+            "no control characters or newlines, not . or ..): choose another"
+        )
     try:
         quote(name)
     except TrackingError as e:
