@@ -182,9 +182,12 @@ def write(report: Report) -> None:
     (out / "tables.tex").write_text(render.latex_document(report.tables, pdfs))
     md = [f"# PAH analysis ({time.strftime('%Y-%m-%d %H:%M')})", ""]
     md += [render.to_markdown(t) for t in report.tables]
-    md += ["## Figures", ""] + [f"- ![{p.stem}]({p.relative_to(out).as_posix()})" for p in pngs]
+    md += ["## Figures", ""] + [
+        f"- ![{render.md_escape(p.stem)}]({render.md_link(p.relative_to(out).as_posix())})"
+        for p in pngs
+    ]
     if report.warnings:
-        md += ["", "## Warnings", ""] + [f"- {w}" for w in report.warnings]
+        md += ["", "## Warnings", ""] + [f"- {render.md_escape(w)}" for w in report.warnings]
     (out / "report.md").write_text("\n".join(md) + "\n")
     (out / "index.json").write_text(
         json.dumps(
