@@ -14,9 +14,7 @@ it yet, so the name stays free.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import shutil
 import signal
 import sys
 import time
@@ -26,19 +24,19 @@ from pathlib import Path
 from typing import Any
 
 from pah_core.config import Config, load_config
-from pah_core.locks import FolderLock, LockError, lock_folder
+from pah_core.locks import FolderLock
 from pah_core.tracking import SQLITE, optuna_storage_beside
 from pah_core.typed_dicts import parse_overrides
 
 from . import REPO
+from .claim import check_sweep_dir, claim_sweep_dir, release_sweep_dir
 from .cli import PRESETS, SweepError
 from .console import quiet_ray, trial_lines
+from .interrupts import StopSignals, mark_unfinished, trial_statuses
 from .record import (
-    SWEEP_STATE,
     SweepState,
     absolute_storage,
     check_name,
-    check_parent_run,
     check_tracking_uri_or_default,
     create_parent_run,
     fail_parent_run,
@@ -51,14 +49,13 @@ from .study_figures import log_study_figures
 from .summary import print_summary, summarise
 from .trial import (
     PRIVATE_UMASK,
-    TRAIN,
     TRIAL_RETRIES,
     TUNE,
     TrialPlumbing,
     trainable,
     trial_runner,
 )
-from .trust import TrustError, load_key, sign_sweep, verify_sweep
+from .trust import load_key, sign_sweep
 
 
 @dataclass(kw_only=True)
@@ -185,67 +182,6 @@ def plan_sweep(
     return plan
 
 
-def check_sweep_dir(plan: Plan) -> None:
-    """A new sweep needs a free name; a resumed one its folder, its Tune state and its settings."""
-    if not plan.resume:
-        if plan.sweep_dir.exists():
-            raise SweepError(
-                f"sweep {plan.name!r} already exists in {plan.storage}: pass --resume to continue "
-                "it, or another --name"
-            )
-        return
-    if "://" in plan.storage:
-        raise SweepError(
-            f"--resume from {plan.storage}: the state of a sweep in a bucket cannot be verified "
-            "before Tune unpickles it (sweeps.trust), so it is not resumed: resume sweeps kept in "
-            "a shared folder, or start another --name"
-        )
-    state_file = plan.sweep_dir / SWEEP_STATE
-    if not state_file.is_file():
-        raise SweepError(
-            f"--resume: no sweep {plan.name!r} in {plan.storage} (missing {state_file})"
-        )
-    stored = SweepState.read(plan.sweep_dir)
-    if stored.trial_runner is None:  # started before the runner was recorded: under Ray Train
-        plan.state.trial_runner = TRAIN
-    plan.state.check_resume(stored, plan.name)
-    take_lock(plan)
-    try:
-        check_resumable(plan, stored)
-    except BaseException:
-        plan.lock.release()
-        raise
-
-
-def take_lock(plan: Plan) -> None:
-    try:
-        plan.lock = lock_folder(plan.sweep_dir, f"sweep {plan.name!r} ({plan.sweep_dir})")
-    except LockError as e:
-        raise SweepError(str(e)) from None
-
-
-def check_resumable(plan: Plan, stored: SweepState) -> None:
-    """Under the lock, before Ray starts: the parent run is this sweep's, every file Tune will
-    unpickle is signed by this user's key, and there is a Tune experiment to restore."""
-    from pah_core.tracking import TrackingError, check_store
-
-    try:
-        check_store(plan.mlflow_uri, must_exist=True)
-    except TrackingError as e:
-        raise SweepError(f"--resume: {e}") from None
-    plan.status_before = check_parent_run(
-        plan.mlflow_uri, plan.experiment, plan.name, stored.parent_run_id
-    )
-    try:
-        verify_sweep(plan.sweep_dir)
-    except TrustError as e:
-        raise SweepError(str(e)) from None
-    from ray import tune
-
-    if not tune.Tuner.can_restore(str(plan.sweep_dir)):
-        raise SweepError(f"--resume: {plan.sweep_dir} holds no restorable Tune experiment")
-
-
 def launch(plan: Plan, args: argparse.Namespace, tags: dict[str, str] | None = None) -> Setup:
     """Check the data, start or join Ray, fit the resources; only then write the sweep's record.
 
@@ -340,34 +276,6 @@ def record(plan: Plan, tags: dict[str, str]) -> str:
     return parent_run_id
 
 
-def claim_sweep_dir(plan: Plan) -> None:
-    """Create the sweep folder, failing if it exists: the name is this process's from here on,
-    and a same-name sweep started meanwhile is one clear error, with nothing of it touched."""
-    Path(plan.storage).mkdir(parents=True, exist_ok=True)
-    try:
-        plan.sweep_dir.mkdir(mode=0o700)
-    except FileExistsError:
-        raise SweepError(
-            f"sweep {plan.name!r} was created in {plan.storage} by another process after this "
-            "one checked the name (two sweeps started with one name?): nothing was started; "
-            "pass --resume to continue it once it stops, or choose another --name"
-        ) from None
-    plan.created_dir = True
-    take_lock(plan)
-
-
-def release_sweep_dir(plan: Plan) -> None:
-    """The lock released, and the sweep folder removed when this process created it and it holds
-    nothing but the lock (Tune wrote nothing: the name is free again)."""
-    if plan.lock is not None:
-        plan.lock.release()
-    if plan.created_dir and plan.sweep_dir.is_dir():
-        from ray import tune
-
-        if not tune.Tuner.can_restore(str(plan.sweep_dir)):
-            shutil.rmtree(plan.sweep_dir, ignore_errors=True)
-
-
 def abandon(plan: Plan, parent_run_id: str, error: BaseException) -> None:
     """After a failure: the parent run FAILED (never left RUNNING; KILLED when interrupted; the
     status it had when a resume of it failed), and the sweep folder removed when this process
@@ -449,86 +357,6 @@ def execute(
         )
         return 128 + (stopped.signal or signal.SIGINT)
     return 0
-
-
-class StopSignals:
-    """Around ``tuner.fit()``: SIGTERM (``ray job stop``, a scheduler, ``kill``) stops the search as
-    Ctrl-C does: Tune's SIGINT handler ends the run gracefully and saves its state. Which signal
-    came is kept: Tune returns from an interrupted run as from a finished one."""
-
-    def __init__(self) -> None:
-        self.signal: int = 0
-
-    def _on_term(self, signum, frame) -> None:
-        self.signal = signum
-        handler = signal.getsignal(signal.SIGINT)
-        if callable(handler):
-            handler(signal.SIGINT, frame)
-        else:
-            raise KeyboardInterrupt
-
-    def _on_int(self, signum, frame) -> None:
-        # Before Tune installs its own handler, and again after it restored this one.
-        self.signal = signum
-        raise KeyboardInterrupt
-
-    def __enter__(self) -> StopSignals:
-        self._saved = {s: signal.signal(s, h) for s, h in ((signal.SIGTERM, self._on_term),)}
-        self._int_before = signal.getsignal(signal.SIGINT)
-        signal.signal(signal.SIGINT, self._on_int)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        interrupted = signal.getsignal(signal.SIGINT) == self._on_int
-        if interrupted and not self.signal and exc[0] is None:
-            # Tune's handler ran (it puts back the handler it found, this one) and returned.
-            self.signal = signal.SIGINT
-        signal.signal(signal.SIGINT, self._int_before)
-        for s, h in self._saved.items():
-            signal.signal(s, h)
-
-
-def trial_statuses(plan: Plan) -> dict[str, str] | None:
-    """Each trial's Tune status (trial id -> TERMINATED, ERROR, RUNNING, ...) as Tune's last
-    snapshot of the sweep holds it, which is what ``--resume`` continues from: Tune stops the
-    interrupted trials after that snapshot, and the ResultGrid then calls them TERMINATED, as it
-    does the trials ASHA stopped. Read as plain JSON (the snapshot's pickled parts are never
-    decoded); None when there is no readable snapshot."""
-    if "://" in plan.storage:
-        return None
-    snapshots = sorted(plan.sweep_dir.glob("experiment_state-*.json"))
-    try:
-        trials = json.loads(snapshots[-1].read_text())["trial_data"]
-        states = [json.loads(entry[0]) for entry in trials]
-        return {str(t["trial_id"]): str(t["status"]) for t in states}
-    except (IndexError, OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def mark_unfinished(
-    summary: dict[str, Any], statuses: dict[str, str] | None, wanted: int, signalled: bool
-) -> bool:
-    """Trials that an interrupt left unfinished are "not finished", never "stopped early (ASHA)",
-    and no best trial or Pareto set is taken from a partial sweep; whether the sweep is
-    unfinished (a signal stopped it, a trial did not end, or it has fewer trials than it was to
-    run). Without ``statuses``, after a signal, every trial short of its tasks is unfinished."""
-    ended = ("TERMINATED", "ERROR")
-    unfinished = [
-        t
-        for t in summary["trials"]
-        if t["status"] != "error"
-        and (
-            statuses.get(t["trial"], "TERMINATED") not in ended
-            if statuses is not None
-            else signalled and t["tasks_done"] < summary["n_run"]
-        )
-    ]
-    for t in unfinished:
-        t["status"] = "not finished"
-    partial = signalled or bool(unfinished) or len(summary["trials"]) < wanted
-    if partial:
-        summary["best"], summary["pareto"] = None, []
-    return partial
 
 
 def optuna_storage_url(plan: Plan) -> str:
