@@ -15,12 +15,19 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
 # ConfigError lives below this module so that the methods' options can raise it without importing
 # the module that loads them; pah_core.config.ConfigError is the same class.
 from pah_core.checks import ConfigError, require
-from pah_core.typed_dicts import build, flatten, parse_overrides, set_dotted
+from pah_core.typed_dicts import (
+    MAX_YAML_BYTES,
+    build,
+    flatten,
+    parse_overrides,
+    plain_yaml,
+    set_dotted,
+)
+
+MAX_THREADS = 1024
 
 # Config keys that change where or how fast a run runs, never its numbers: a resumed run may change
 # them (pah_core.checkpoints), and the seeds of one table row may differ in them (analysis.tables).
@@ -322,7 +329,13 @@ def validate(cfg: Config) -> Config:
     )
     require(0 <= r.seed < 2**32, "run.seed", r.seed, "an integer from 0 to 2**32 - 1")
     if r.threads is not None:
-        require(r.threads >= 1, "run.threads", r.threads, "an integer >= 1, or null for all cores")
+        # An upper bound: torch starts that many threads, and 10**6 of them is not a setting.
+        require(
+            1 <= r.threads <= MAX_THREADS,
+            "run.threads",
+            r.threads,
+            f"an integer from 1 to {MAX_THREADS}, or null for all cores",
+        )
     return cfg
 
 
@@ -345,10 +358,9 @@ def load_config(
             raise ConfigError(
                 f"config file {str(p)!r} does not exist (shipped configs live in configs/)"
             )
-        try:
-            raw = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"config file {str(p)!r} is not valid YAML: {e}") from e
+        if p.stat().st_size > MAX_YAML_BYTES:
+            raise ConfigError(f"config file {str(p)!r} is too large to be a config")
+        raw = plain_yaml(p.read_text(), f"config file {str(p)!r}") or {}
         if not isinstance(raw, dict):
             raise ConfigError(
                 f"config file {str(p)!r} must be a mapping of sections (data:, model:, method:, "

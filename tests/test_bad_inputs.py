@@ -38,6 +38,11 @@ TRAIN_CASES = [
     (["model.pretrained_path=/x.pth"], "only with model.pretrained=true"),
     (["optim.batch_size=0"], "optim.batch_size = 0 is not allowed"),
     (["model.hyper_width"], "is not of the form key=value"),
+    # issue #26
+    (["run.threads=1000000"], "run.threads = 1000000 is not allowed: an integer from 1 to 1024"),
+    (["run.threads=0"], "run.threads = 0 is not allowed"),
+    (["model.hyper_width=*a"], "uses YAML anchors or aliases"),
+    (["model.hyper_width=[1,"], "is not valid YAML"),
 ]
 
 
@@ -60,6 +65,31 @@ def test_cuda_without_a_gpu_is_a_message(tmp_path, capsys):
     code = train_main(["--out", str(tmp_path / "r"), *BASE, "run.device=cuda"])
     err = capsys.readouterr().err
     assert code == 1 and "CUDA is not available here: use run.device=auto or cpu" in err
+
+
+def test_a_yaml_alias_bomb_is_refused_before_it_expands(tmp_path, capsys, monkeypatch):
+    """0.7 KB of nested aliases expand to about a gigabyte (9 levels of 10): refused unexpanded."""
+    import time
+
+    import yaml
+
+    lines = ['a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for i in range(1, 9):
+        lines.append(f"a{i}: &a{i} [{','.join([f'*a{i - 1}'] * 10)}]")
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("\n".join(lines) + "\n")
+    assert bomb.stat().st_size < 1000
+
+    def no_expansion(*args, **kwargs):
+        raise AssertionError("the aliases were expanded")
+
+    monkeypatch.setattr(yaml, "safe_load", no_expansion)
+    started = time.perf_counter()
+    code = train_main(["--out", str(tmp_path / "r"), "--config", str(bomb)])
+    err = capsys.readouterr().err
+    assert code == 2 and "bomb.yaml' uses YAML anchors or aliases" in err, err
+    assert time.perf_counter() - started < 5
+    assert not (tmp_path / "r").exists()
 
 
 def test_yaml_that_is_not_a_mapping(tmp_path, capsys):
