@@ -12,9 +12,10 @@ if TYPE_CHECKING:
 
 
 class StopSignals:
-    """Around ``tuner.fit()``: SIGTERM (``ray job stop``, a scheduler, ``kill``) stops the search as
-    Ctrl-C does: Tune's SIGINT handler ends the run gracefully and saves its state. Which signal
-    came is kept: Tune returns from an interrupted run as from a finished one."""
+    """Around the Tuner (its restore and fit): SIGTERM (``ray job stop``, a scheduler, ``kill``)
+    stops a sweep as Ctrl-C does: Tune's SIGINT handler ends the run gracefully and saves its
+    state. Which signal came is kept: Tune returns from an interrupted run as from a finished one.
+    A signal before Tune's handler is installed raises KeyboardInterrupt (the parent: KILLED)."""
 
     def __init__(self) -> None:
         self.signal: int = 0

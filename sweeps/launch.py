@@ -315,21 +315,21 @@ def execute(
         f"(experiment {plan.experiment!r})",
         flush=True,
     )
-    stopped = StopSignals()
+    stopped = StopSignals()  # from here a signal ends in a KILLED parent, never a RUNNING one
     try:
-        if plan.resume:
-            tuner = tune.Tuner.restore(
-                str(plan.sweep_dir),
-                trainable=trials,
-                param_space=param_space,
-                resume_unfinished=True,
-                resume_errored=False,
-                restart_errored=False,
-            )
-        else:
-            tuner = make_tuner(trials, setup)
-        sign_sweep(plan.sweep_dir, load_key(create=False))  # tuner.pkl is written by now
         with stopped:
+            if plan.resume:
+                tuner = tune.Tuner.restore(
+                    str(plan.sweep_dir),
+                    trainable=trials,
+                    param_space=param_space,
+                    resume_unfinished=True,
+                    resume_errored=False,
+                    restart_errored=False,
+                )
+            else:
+                tuner = make_tuner(trials, setup)
+            sign_sweep(plan.sweep_dir, load_key(create=False))  # tuner.pkl is written by now
             results = tuner.fit()
     except BaseException as e:
         abandon(plan, setup.parent_run_id, e)
