@@ -169,7 +169,10 @@ def check_parent_run(mlflow_uri: str, experiment: str, name: str, run_id: str) -
     parent, which the resume would then overwrite). Its status."""
     from mlflow.exceptions import MlflowException
 
-    fix = "the state file was edited or copied from another sweep: restore it, or start another --name"
+    fix = (
+        "the state file was edited or copied from another sweep: restore it, or start another "
+        "--name"
+    )
     if not isinstance(run_id, str) or len(run_id) != 32 or not run_id.isalnum():
         raise SweepError(f"--resume: the state file names no valid parent run ({run_id!r}): {fix}")
     try:
