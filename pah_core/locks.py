@@ -32,7 +32,7 @@ class LockError(RuntimeError):
 
 
 def _start_ticks(pid: int) -> str | None:
-    """The process's start time in clock ticks since boot (Linux), which tells a reused pid apart."""
+    """The process's start time in clock ticks since boot (Linux): it tells a reused pid apart."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:

@@ -1,9 +1,11 @@
-"""A sweep stopped by a signal: SIGTERM handled as Ctrl-C, and what an interrupted sweep's summary
-says (its unfinished trials, nothing selected from it)."""
+"""A sweep stopped by a signal (SIGTERM handled as Ctrl-C, what an interrupted sweep's summary
+says: its unfinished trials, nothing selected from it), or by a full disk."""
 
 from __future__ import annotations
 
+import errno
 import json
+import shutil
 import signal
 from typing import TYPE_CHECKING, Any
 
@@ -90,3 +92,32 @@ def mark_unfinished(
     if partial:
         summary["best"], summary["pareto"] = None, []
     return partial
+
+
+# Below this, a storage folder is full for a sweep's purposes: a task checkpoint, a snapshot of
+# Tune's state or an error file no longer fits.
+FULL_BYTES = 16 * 2**20
+
+
+def full_disk(plan: Plan, error: BaseException) -> str | None:
+    """Why a sweep failed when its storage filled up, in one line with what to do; None when the
+    disk is not the cause. Tune's own error is often a consequence (an error file cut short, then
+    unreadable), so the free space of --storage is checked as well as the error chain."""
+    chain, e = [], error
+    while e is not None and len(chain) < 20:
+        chain.append(e)
+        e = e.__cause__ or e.__context__
+    enospc = any(getattr(x, "errno", None) == errno.ENOSPC for x in chain)
+    try:
+        free = shutil.disk_usage(plan.storage).free if "://" not in plan.storage else None
+    except OSError:
+        free = None
+    if not enospc and (free is None or free >= FULL_BYTES):
+        return None
+    room = "" if free is None else f" ({free // 1024} KB free)"
+    last = (str(error).strip().splitlines() or [""])[-1][:200]
+    return (
+        f"the storage {plan.storage} is full{room}: sweep {plan.name!r} stopped "
+        f"({type(error).__name__}: {last}). Free space there, then start it again under another "
+        "--name (trials that failed on the full disk are not retried by --resume)"
+    )

@@ -32,7 +32,7 @@ from . import REPO
 from .claim import check_sweep_dir, claim_sweep_dir, release_sweep_dir
 from .cli import PRESETS, SweepError
 from .console import quiet_ray, trial_lines
-from .interrupts import StopSignals, mark_unfinished, trial_statuses
+from .interrupts import StopSignals, full_disk, mark_unfinished, trial_statuses
 from .record import (
     SweepState,
     absolute_storage,
@@ -332,7 +332,10 @@ def execute(
             sign_sweep(plan.sweep_dir, load_key(create=False))  # tuner.pkl is written by now
             results = tuner.fit()
     except BaseException as e:
-        abandon(plan, setup.parent_run_id, e)
+        why = full_disk(plan, e)
+        abandon(plan, setup.parent_run_id, SweepError(why) if why else e)
+        if why:
+            raise SweepError(why) from None
         raise
     summary = summarise(results, plan.objectives, plan.n_run, early_stopping=plan.kind == "search")
     interrupted = mark_unfinished(

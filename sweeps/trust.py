@@ -66,8 +66,8 @@ def load_key(create: bool) -> bytes:
     if not path.exists():
         if not create:
             raise TrustError(
-                f"no sweep key at {path}: the sweep was signed with a key that is not here (another "
-                "user or machine). Run the resume where the sweep was started, or set "
+                f"no sweep key at {path}: the sweep was signed with a key that is not here "
+                "(another user or machine). Run the resume where the sweep was started, or set "
                 "PAH_SWEEP_KEY_FILE to that key (a copy, owner-only), or start a new --name"
             )
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -149,7 +149,8 @@ def sign_sweep(sweep_dir: Path, key: bytes) -> None:
 FIX = (
     "A resume loads these files, and pickles run code when loaded: refused, nothing was run. If "
     "the folder was tampered with, start a new --name; if you know every file in it is your own "
-    "(e.g. a sweep started before signatures existed), sign it: python -m sweeps.trust --adopt {dir}"
+    "(e.g. a sweep started before signatures existed), sign it: "
+    "python -m sweeps.trust --adopt {dir}"
 )
 
 
@@ -177,7 +178,12 @@ def verify_sweep(sweep_dir: Path) -> None:
             if not known:
                 raise TrustError(f"{path} is not signed by this user's sweep key")
             if not any(hmac.compare_digest(actual, k) for k in known):
-                raise TrustError(f"{path} differs from what this user's sweep signed")
+                short = (
+                    " (it is empty: cut short, e.g. by a full disk)"
+                    if not path.stat().st_size
+                    else ""
+                )
+                raise TrustError(f"{path} differs from what this user's sweep signed{short}")
     except TrustError as e:
         raise TrustError(f"--resume: {e}. {fix}") from None
 
