@@ -176,9 +176,22 @@ def _resume(tmp_path, uri, name="s"):
         return e.code
 
 
+@pytest.fixture(scope="module")
+def parents_store(tmp_path_factory):
+    """A store with the parent runs of sweeps "s" and "other", made once (a new store's schema
+    takes seconds); each test gets a copy."""
+    folder = tmp_path_factory.mktemp("parents")
+    _, ids = _store_with_parents(folder, "s", "other")
+    return folder / "mlflow.db", ids
+
+
 @pytest.fixture
-def sweep(tmp_path):
-    uri, ids = _store_with_parents(tmp_path, "s", "other")
+def sweep(tmp_path, parents_store):
+    import shutil
+
+    db, ids = parents_store
+    shutil.copy(db, tmp_path / "mlflow.db")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     d = _sweep_folder(tmp_path / "ray", "s", uri, ids["s"])
     trust.adopt(d)  # signed as the sweep's own
     return {"dir": d, "uri": uri, "ids": ids}
