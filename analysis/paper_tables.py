@@ -202,9 +202,12 @@ def write(report: Report) -> None:
     runs = [r for t in report.tables for r in t.provenance.get("run_ids", [])]
     md = [f"# PAH analysis ({report.data_time or 'no runs'}; {len(set(runs))} runs)", ""]
     md += [render.to_markdown(t) for t in report.tables]
-    md += ["## Figures", ""] + [f"- ![{p.stem}]({p.relative_to(out).as_posix()})" for p in pngs]
+    md += ["## Figures", ""] + [
+        f"- ![{render.md_escape(p.stem)}]({render.md_link(p.relative_to(out).as_posix())})"
+        for p in pngs
+    ]
     if report.warnings:
-        md += ["", "## Warnings", ""] + [f"- {w}" for w in report.warnings]
+        md += ["", "## Warnings", ""] + [f"- {render.md_escape(w)}" for w in report.warnings]
     (out / "report.md").write_text("\n".join(md) + "\n")
     (out / "index.json").write_text(
         json.dumps(

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
+import re
+import urllib.parse
 from dataclasses import asdict
 from pathlib import Path
 
@@ -37,30 +40,56 @@ def _prov_lines(t: Table) -> list[str]:
     return lines
 
 
+# -- Escaping ------------------------------------------------------------------------------------
+# Names, tags and config values from a store reach every output; any of them may hold a newline
+# (a second line would escape a LaTeX comment or a markdown table row) or markup. Every string
+# goes through one of these, whole, on every line.
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def one_line(s: object) -> str:
+    """``s`` as one line: control characters (newlines, tabs, ...) become spaces."""
+    return _CONTROL.sub(" ", str(s))
+
+
+def md_escape(s: object) -> str:
+    """Text for markdown (and the HTML it may hold): one line, no markup (``<``, ``&``), no
+    table cell breaks (``|``)."""
+    return html.escape(one_line(s), quote=False).replace("|", "\\|")
+
+
+def md_link(path: str) -> str:
+    """A relative path as a markdown link target: percent-encoded, so that no ``)`` or space
+    ends it early."""
+    return urllib.parse.quote(path, safe="/._-")
+
+
 # -- Markdown ------------------------------------------------------------------------------------
 
 
 def _md_cell(c: Cell) -> str:
-    s = c.shown().replace("|", "\\|")
+    s = md_escape(c.shown())
     if c.bold:
         s = f"**{s}**"
     if c.notes:
-        s += f"<sup>{','.join(dict.fromkeys(c.notes))}</sup>"
+        s += f"<sup>{md_escape(','.join(dict.fromkeys(c.notes)))}</sup>"
     return s
 
 
 def to_markdown(t: Table) -> str:
-    heads = [f"{c.group} {c.header}".strip() for c in t.columns]
-    out = [f"### {t.title}", "", "| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
+    heads = [md_escape(f"{c.group} {c.header}".strip()) for c in t.columns]
+    out = [f"### {md_escape(t.title)}", "", "| " + " | ".join(heads) + " |"]
+    out.append("|" + "---|" * len(heads))
     for r in t.rows:
         out.append(
             "| " + " | ".join(_md_cell(r.get(c.key, Cell(text=""))) for c in t.columns) + " |"
         )
     out.append("")
     for k, v in t.notes.items():
-        out.append(f"<sup>{k}</sup> {v}  ")
+        out.append(f"<sup>{md_escape(k)}</sup> {md_escape(v)}  ")
     out += ["", "<details><summary>provenance</summary>", ""]
-    out += [f"- {line}" for line in _prov_lines(t)]
+    out += [f"- {md_escape(line)}" for line in _prov_lines(t)]
     out += ["", "</details>", ""]
     return "\n".join(out)
 
@@ -93,7 +122,7 @@ _TEX = {
 
 
 def tex_escape(s: str) -> str:
-    out = "".join(_TEX.get(ch, ch) for ch in s)
+    out = "".join(_TEX.get(ch, ch) for ch in one_line(s))
     return "".join(ch if ord(ch) < 128 else "?" for ch in out)  # nothing pdflatex cannot set
 
 
@@ -105,19 +134,33 @@ def _tex_cell(c: Cell) -> str:
     if c.bold:
         s = rf"\textbf{{{s}}}"
     if c.notes:
-        s += rf"\textsuperscript{{{','.join(dict.fromkeys(c.notes))}}}"
+        s += rf"\textsuperscript{{{tex_escape(','.join(dict.fromkeys(c.notes)))}}}"
     return s
+
+
+def _label(name: str) -> str:
+    """A table's name as a LaTeX label: letters, digits and hyphens only."""
+    return re.sub(r"[^A-Za-z0-9-]", "-", name)
+
+
+# Figure paths \includegraphics can take as they are: no LaTeX specials, no spaces, no newlines.
+_SAFE_PATH = re.compile(r"[A-Za-z0-9._/+-]+")
+
+
+def includable(path: Path) -> bool:
+    return _SAFE_PATH.fullmatch(path.as_posix()) is not None
 
 
 def to_latex(t: Table) -> str:
     cols = t.columns
     align = "".join("l" if i == 0 or c.key in LEFT else "r" for i, c in enumerate(cols))
-    lines = [f"% {line}" for line in _prov_lines(t)]
+    # Comments: one line each, or a newline in a name would start live LaTeX on the next line.
+    lines = [f"% {one_line(line)}" for line in _prov_lines(t)]
     lines += [
         r"\begin{table}[htbp]",
         r"\centering",
         rf"\caption{{{tex_escape(t.title)}}}",
-        rf"\label{{tab:{t.name.replace('_', '-')}}}",
+        rf"\label{{tab:{_label(t.name)}}}",
     ]
     wide = len(cols) > 8
     if wide:
@@ -145,7 +188,7 @@ def to_latex(t: Table) -> str:
     p = t.provenance
     sha = ", ".join(s[:12] for s in p.get("git_sha", [])) or "none"
     fp = ", ".join(s[:12] for s in p.get("dataset_fingerprint", [])) or "none"
-    foot = [rf"\textsuperscript{{{k}}}\,{tex_escape(v)}" for k, v in t.notes.items()]
+    foot = [rf"\textsuperscript{{{tex_escape(k)}}}\,{tex_escape(v)}" for k, v in t.notes.items()]
     foot.append(
         tex_escape(
             f"Source: MLflow experiment {p.get('experiment')}, {len(p.get('run_ids', []))} runs "
@@ -172,7 +215,7 @@ def latex_document(tables: list[Table], figures: list[Path] | None = None) -> st
         r"\begin{document}",
     ]
     body += [to_latex(t) for t in tables]
-    for f in figures or []:
+    for f in [f for f in figures or [] if includable(f)]:  # the others: report.md only
         body += [
             r"\begin{figure}[htbp]\centering",
             rf"\includegraphics[width=0.8\linewidth]{{{f.as_posix()}}}",

@@ -14,12 +14,17 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
 # ConfigError lives below this module so that the methods' options can raise it without importing
 # the module that loads them; pah_core.config.ConfigError is the same class.
 from pah_core.checks import ConfigError
-from pah_core.typed_dicts import build, flatten, parse_overrides, set_dotted
+from pah_core.typed_dicts import (
+    MAX_YAML_BYTES,
+    build,
+    flatten,
+    parse_overrides,
+    plain_yaml,
+    set_dotted,
+)
 
 # Config keys that change where or how fast a run runs, never its numbers: a resumed run may change
 # them (pah_core.checkpoints), and the seeds of one table row may differ in them (analysis.tables).
@@ -261,10 +266,9 @@ def load_config(
             raise ConfigError(
                 f"config file {str(p)!r} does not exist (shipped configs live in configs/)"
             )
-        try:
-            raw = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"config file {str(p)!r} is not valid YAML: {e}") from e
+        if p.stat().st_size > MAX_YAML_BYTES:
+            raise ConfigError(f"config file {str(p)!r} is too large to be a config")
+        raw = plain_yaml(p.read_text(), f"config file {str(p)!r}") or {}
         if not isinstance(raw, dict):
             raise ConfigError(
                 f"config file {str(p)!r} must be a mapping of sections (data:, model:, method:, "

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 
 from pah_core.checks import require
 
+MAX_THREADS = 1024
+
 if TYPE_CHECKING:  # types only: pah_core.config calls validate, so no import back at run time
     from pah_core.config import Config, DataConfig, ModelConfig
 
@@ -150,4 +152,10 @@ def _validate_run(cfg: Config) -> None:
     )
     require(0 <= r.seed < 2**32, "run.seed", r.seed, "an integer from 0 to 2**32 - 1")
     if r.threads is not None:
-        require(r.threads >= 1, "run.threads", r.threads, "an integer >= 1, or null for all cores")
+        # An upper bound: torch starts that many threads, and 10**6 of them is not a setting.
+        require(
+            1 <= r.threads <= MAX_THREADS,
+            "run.threads",
+            r.threads,
+            f"an integer from 1 to {MAX_THREADS}, or null for all cores",
+        )

@@ -124,13 +124,21 @@ def check_store(uri: str, must_exist: bool) -> str:
 
 
 def probe_server(url: str, timeout: float = PROBE_TIMEOUT_S) -> None:
-    """A TrackingError within ``timeout`` seconds when nothing answers at ``url``. Any HTTP answer
-    counts (an auth proxy's 401 too): the question is only whether a server is there."""
+    """A TrackingError within about ``timeout`` seconds when no usable server answers at ``url``:
+    nothing listens, it does not answer in time (a stalled server), or it answers with a server
+    error (5xx: a 503 from an overloaded server or a proxy without a backend, which MLflow's
+    client would retry for minutes). A 4xx answer counts (an auth proxy's 401 too): a server is
+    there."""
     try:
         with urllib.request.urlopen(f"{url.rstrip('/')}/health", timeout=timeout):
             return
-    except urllib.error.HTTPError:
-        return  # it answered
+    except urllib.error.HTTPError as e:
+        if e.code < 500:
+            return  # it answered
+        raise TrackingError(
+            f"the MLflow server at {url} answers {e.code} ({e.reason}): it is not serving; "
+            "check the server (its logs, its database), or --mlflow-uri"
+        ) from None
     except (OSError, ValueError) as e:
         reason = getattr(e, "reason", e)
         raise TrackingError(

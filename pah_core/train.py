@@ -7,6 +7,7 @@ counts) and DIR/checkpoints/task_NN/state.pt at each task boundary; ``--resume``
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import sys
@@ -105,11 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"config error: {e}", file=sys.stderr)
         return 2
 
-    from pah_core.checkpoints import CheckpointError
-    from pah_core.data import DataError, TaskStream, load_source
     from pah_core.device import DeviceError, pick_device
-    from pah_core.engine import Engine
-    from pah_core.reporters import ConsoleReporter, JSONReporter
 
     out = Path(args.out).resolve()
     try:
@@ -122,6 +119,53 @@ def main(argv: list[str] | None = None) -> int:
     except DeviceError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    try:
+        lock = claim_output_dir(out)
+    except OutputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    try:
+        # Again under the lock: a run that ended between the first check and the lock has left
+        # its results, which this run must not replace unasked.
+        check_output_dir(out, args.resume or bool(args.resume_from), args.overwrite)
+        return _run(args, cfg, out)
+    except OutputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    finally:
+        lock.release()
+
+
+def claim_output_dir(out: Path):
+    """One writer per --out: its lock (pah_core.locks), taken before anything in it is touched, so
+    a second run, a --resume or an --overwrite of a run still training is refused, naming it. A
+    folder created here only to hold the lock is removed again when the run leaves nothing."""
+    from pah_core.locks import LockError, lock_folder
+
+    created = not out.exists()
+    out.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        lock = lock_folder(out, f"--out {out}")
+    except LockError as e:
+        raise OutputError(str(e)) from None
+    if created:
+        release = lock.release
+
+        def release_and_tidy() -> None:
+            release()
+            with contextlib.suppress(OSError):  # only when empty: a run that wrote nothing
+                out.rmdir()
+
+        lock.release = release_and_tidy
+    return lock
+
+
+def _run(args, cfg, out: Path) -> int:
+    from pah_core.checkpoints import CheckpointError
+    from pah_core.data import DataError, TaskStream, load_source
+    from pah_core.engine import Engine
+    from pah_core.reporters import ConsoleReporter, JSONReporter
+
     resume = Path(args.resume_from) if args.resume_from else None
     if args.resume and resume is None:
         resume = _latest_checkpoint(out)

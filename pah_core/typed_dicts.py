@@ -145,5 +145,29 @@ def parse_overrides(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
             raise ConfigError(
                 f"override {item!r} is not of the form key=value (e.g. model.hyper_width=64)"
             )
-        out[key.strip()] = yaml.safe_load(text) if text.strip() else ""
+        out[key.strip()] = plain_yaml(text, f"override {item!r}") if text.strip() else ""
     return out
+
+
+# A config is a few KB; anything far larger is not one (and is not read into memory whole).
+MAX_YAML_BYTES = 1_000_000
+
+
+def plain_yaml(text: str, what: str) -> Any:
+    """``yaml.safe_load(text)``, refusing anchors and aliases first: an alias expands to a copy of
+    what it names, so a few hundred bytes of nested aliases become gigabytes before any value
+    could be checked (a "billion laughs"). Configs never need them."""
+    if len(text) > MAX_YAML_BYTES:
+        raise ConfigError(
+            f"{what} is {len(text)} characters, not a config: at most {MAX_YAML_BYTES}"
+        )
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+                raise ConfigError(
+                    f"{what} uses YAML anchors or aliases (&name / *name), which configs do not "
+                    "allow: write the values out"
+                )
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{what} is not valid YAML: {e}") from e

@@ -4,16 +4,18 @@
     launch:  check the data -> start or join Ray -> fit the resources -> record (folder, parent run)
     execute: build (or restore) the Tuner -> fit -> summary onto the parent run
 
-Nothing is written before the record step, so a bad input leaves no trace. A failure after it
-marks the parent run FAILED, and removes the sweep folder when Tune wrote nothing into it yet, so
-the name stays free.
+Nothing is written before the record step, so a bad input leaves no trace (a resume takes the
+sweep's lock first: one driver per sweep). The record step creates the sweep folder exclusively,
+so two sweeps started with one name end in one clear error. A failure after it marks the parent
+run FAILED, and removes the sweep folder when this process created it and Tune wrote nothing into
+it yet, so the name stays free.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import shutil
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -22,16 +24,18 @@ from pathlib import Path
 from typing import Any
 
 from pah_core.config import Config, load_config
+from pah_core.locks import FolderLock
 from pah_core.search_space import Param, describe
 from pah_core.tracking import SQLITE, optuna_storage_beside
 from pah_core.typed_dicts import parse_overrides
 
 from . import REPO
+from .claim import check_sweep_dir, claim_sweep_dir, release_sweep_dir
 from .cli import PRESETS, SweepError, parse_tags
 from .console import quiet_ray, trial_lines
+from .interrupts import StopSignals, full_disk, mark_unfinished, trial_statuses
 from .leaderboard import describe_sweep
 from .record import (
-    SWEEP_STATE,
     SweepState,
     absolute_storage,
     check_name,
@@ -41,10 +45,18 @@ from .record import (
     finish_parent_run,
     reopen_parent_run,
 )
-from .resources import check_resources, init_ray
+from .resources import check_ray_address, check_resources, init_ray
 from .study_figures import log_study_figures
 from .summary import print_summary, summarise
-from .trial import TRAIN, TRIAL_RETRIES, TUNE, TrialPlumbing, trainable, trial_runner
+from .trial import (
+    PRIVATE_UMASK,
+    TRIAL_RETRIES,
+    TUNE,
+    TrialPlumbing,
+    trainable,
+    trial_runner,
+)
+from .trust import load_key, sign_sweep
 
 
 @dataclass(kw_only=True)
@@ -65,6 +77,9 @@ class Plan:
     started: float
     verbose: bool = False  # Ray's own console output (status table, worker lines, its warnings)
     space: dict[str, Param] = field(default_factory=dict)  # a search's, as sampled (sweeps.space)
+    lock: FolderLock | None = None  # the sweep's one-writer lock, once taken
+    created_dir: bool = False  # this process created the sweep folder (clean-up may remove it)
+    status_before: str | None = None  # a resumed sweep's parent status before this resume
 
     @property
     def mlflow_uri(self) -> str:
@@ -117,6 +132,7 @@ def plan_sweep(
     point, the MLflow store, the storage, the name, and a --resume against what was started."""
     started = time.perf_counter()
     parse_tags(getattr(args, "tags", []))  # a malformed --tag fails before anything starts
+    check_ray_address(args.address)
     base_path = Path(args.config) if args.config else REPO / "configs" / f"{dataset}_pah.yaml"
     # The HPO protocol's overrides (a search's first_task: one task per trial) win over --set.
     overrides = {
@@ -169,30 +185,6 @@ def plan_sweep(
     return plan
 
 
-def check_sweep_dir(plan: Plan) -> None:
-    """A new sweep needs a free name; a resumed one its folder, its Tune state and its settings."""
-    if not plan.resume:
-        if plan.sweep_dir.exists():
-            raise SweepError(
-                f"sweep {plan.name!r} already exists in {plan.storage}: pass --resume to continue "
-                "it, or another --name"
-            )
-        return
-    state_file = plan.sweep_dir / SWEEP_STATE
-    if not state_file.is_file():
-        raise SweepError(
-            f"--resume: no sweep {plan.name!r} in {plan.storage} (missing {state_file})"
-        )
-    stored = SweepState.read(plan.sweep_dir)
-    if stored.trial_runner is None:  # started before the runner was recorded: under Ray Train
-        plan.state.trial_runner = TRAIN
-    plan.state.check_resume(stored, plan.name)
-    from ray import tune
-
-    if not tune.Tuner.can_restore(str(plan.sweep_dir)):
-        raise SweepError(f"--resume: {plan.sweep_dir} holds no restorable Tune experiment")
-
-
 def launch(plan: Plan, args: argparse.Namespace, tags: dict[str, str] | None = None) -> Setup:
     """Check the data, start or join Ray, fit the resources; only then write the sweep's record.
 
@@ -218,6 +210,10 @@ def launch(plan: Plan, args: argparse.Namespace, tags: dict[str, str] | None = N
 
     import ray
 
+    # Everything a sweep writes (its folder, Tune's copies, the stores, the state files) is
+    # owner-only, as a single run's output is: before Ray starts, so that a local Ray's workers
+    # inherit it too.
+    os.umask(PRIVATE_UMASK)
     logs = init_ray(args.address, plan.verbose)
     if not plan.verbose:
         quiet_ray()
@@ -254,26 +250,32 @@ def launch(plan: Plan, args: argparse.Namespace, tags: dict[str, str] | None = N
 
 
 def record(plan: Plan, tags: dict[str, str]) -> str:
-    """The parent run, then the sweep folder with its state file; a resume reopens the parent."""
+    """The sweep folder (created here, exclusively) and its lock, the parent run, the state
+    file; a resume reopens the parent."""
     if plan.resume:
         parent_run_id = SweepState.read(plan.sweep_dir).parent_run_id
-        reopen_parent_run(plan.mlflow_uri, parent_run_id)
+        plan.status_before = reopen_parent_run(plan.mlflow_uri, parent_run_id)
         return parent_run_id
+    claim_sweep_dir(plan)
     sweep_config = {
         "base_config": plan.base.to_dict(),
         "argv": sys.argv,
         "search_space": describe(plan.space),
     }
-    parent_run_id = create_parent_run(
-        plan.mlflow_uri,
-        plan.experiment,
-        plan.name,
-        {"objectives": ",".join(plan.objectives), **tags},
-        sweep_config,
-    )
     try:
-        plan.sweep_dir.mkdir(parents=True)
+        parent_run_id = create_parent_run(
+            plan.mlflow_uri,
+            plan.experiment,
+            plan.name,
+            {"objectives": ",".join(plan.objectives), **tags},
+            sweep_config,
+        )
+    except BaseException:
+        release_sweep_dir(plan)
+        raise
+    try:
         replace(plan.state, parent_run_id=parent_run_id).write(plan.sweep_dir)
+        load_key(create=True)  # the key that signs the sweep's state (sweeps.trust)
     except BaseException as e:
         abandon(plan, parent_run_id, e)
         raise
@@ -281,16 +283,17 @@ def record(plan: Plan, tags: dict[str, str]) -> str:
 
 
 def abandon(plan: Plan, parent_run_id: str, error: BaseException) -> None:
-    """After a failure: the parent run FAILED (never left RUNNING), and the sweep folder removed
-    when Tune wrote nothing into it, so that the name is free again."""
-    from ray import tune
-
+    """After a failure: the parent run FAILED (never left RUNNING; KILLED when interrupted; the
+    status it had when a resume of it failed), and the sweep folder removed when this process
+    created it and Tune wrote nothing into it, so that the name is free again."""
+    status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
+    if plan.resume and plan.status_before in ("FINISHED", "KILLED") and status == "FAILED":
+        status = plan.status_before  # a failed resume never flips a finished sweep
     try:
-        fail_parent_run(plan.mlflow_uri, parent_run_id, error)
+        fail_parent_run(plan.mlflow_uri, parent_run_id, error, status)
     except Exception as e:  # noqa: BLE001 - the original error is the one to report
-        print(f"[sweep] could not mark the parent run FAILED: {e}", file=sys.stderr)
-    if not plan.resume and not tune.Tuner.can_restore(str(plan.sweep_dir)):
-        shutil.rmtree(plan.sweep_dir, ignore_errors=True)
+        print(f"[sweep] could not mark the parent run {status}: {e}", file=sys.stderr)
+    release_sweep_dir(plan)
 
 
 def execute(
@@ -318,23 +321,33 @@ def execute(
         f"(experiment {plan.experiment!r})",
         flush=True,
     )
+    stopped = StopSignals()  # from here a signal ends in a KILLED parent, never a RUNNING one
     try:
-        if plan.resume:
-            tuner = tune.Tuner.restore(
-                str(plan.sweep_dir),
-                trainable=trials,
-                param_space=param_space,
-                resume_unfinished=True,
-                resume_errored=False,
-                restart_errored=False,
-            )
-        else:
-            tuner = make_tuner(trials, setup)
-        results = tuner.fit()
+        with stopped:
+            if plan.resume:
+                tuner = tune.Tuner.restore(
+                    str(plan.sweep_dir),
+                    trainable=trials,
+                    param_space=param_space,
+                    resume_unfinished=True,
+                    resume_errored=False,
+                    restart_errored=False,
+                )
+            else:
+                tuner = make_tuner(trials, setup)
+            sign_sweep(plan.sweep_dir, load_key(create=False))  # tuner.pkl is written by now
+            results = tuner.fit()
     except BaseException as e:
-        abandon(plan, setup.parent_run_id, e)
+        why = full_disk(plan, e)
+        abandon(plan, setup.parent_run_id, SweepError(why) if why else e)
+        if why:
+            raise SweepError(why) from None
         raise
     summary = summarise(results, plan.objectives, plan.n_run, early_stopping=plan.kind == "search")
+    interrupted = mark_unfinished(
+        summary, trial_statuses(plan), plan.num_samples, bool(stopped.signal)
+    )
+    summary["interrupted"] = interrupted
     summary["experiment_id"] = finish_parent_run(
         plan.mlflow_uri, setup.parent_run_id, summary, plan.experiment
     )
@@ -343,6 +356,16 @@ def execute(
         log_study_figures(plan.mlflow_uri, setup.parent_run_id, optuna, plan.name, plan.objectives)
     summary["links"] = describe_sweep(plan.mlflow_uri, setup.parent_run_id, summary, optuna)
     print_summary(summary, time.perf_counter() - plan.started, plan.mlflow_uri, optuna)
+    if plan.lock is not None:
+        plan.lock.release()
+    if interrupted:
+        name = signal.Signals(stopped.signal).name if stopped.signal else "a stop"
+        print(
+            f"[sweep] {plan.name} was interrupted ({name}) before every trial ended: its parent "
+            "run is KILLED, nothing was selected from it; --resume continues it",
+            file=sys.stderr,
+        )
+        return 128 + (stopped.signal or signal.SIGINT)
     return 0
 
 
@@ -354,6 +377,8 @@ def optuna_storage_url(plan: Plan) -> str:
 def run_config(plan: Plan):
     from ray import tune
 
+    from .trust_tune import TuneStateSigner
+
     return tune.RunConfig(
         name=plan.name,
         storage_path=plan.storage,
@@ -363,7 +388,10 @@ def run_config(plan: Plan):
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
         failure_config=tune.FailureConfig(max_failures=TRIAL_RETRIES if plan.runner == TUNE else 0),
         verbose=1 if plan.verbose else 0,
-        callbacks=[] if plan.verbose else [trial_lines(plan.n_run, plan.kind == "search")],
+        callbacks=[
+            *([] if plan.verbose else [trial_lines(plan.n_run, plan.kind == "search")]),
+            TuneStateSigner(plan.sweep_dir),
+        ],
     )
 
 

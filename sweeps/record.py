@@ -40,7 +40,14 @@ def absolute_storage(storage: str) -> str:
 
 
 def check_name(name: str) -> str:
-    """A sweep name is searched for in MLflow filter strings, quoted (tracking.quote)."""
+    """A sweep name is one folder under --storage (never a path out of it), one line of printable
+    text (it becomes run names, file names, table cells), and is searched for in MLflow filter
+    strings, quoted (tracking.quote)."""
+    if name in ("", ".", "..") or "/" in name or "\\" in name or not name.isprintable():
+        raise SweepError(
+            f"--name {name!r}: a sweep name is one folder name of printable characters (no /, "
+            "no control characters or newlines, not . or ..): choose another"
+        )
     try:
         quote(name)
     except TrackingError as e:
@@ -72,8 +79,32 @@ class SweepState:
 
     @classmethod
     def read(cls, sweep_dir: Path) -> SweepState:
-        data = json.loads((sweep_dir / SWEEP_STATE).read_text())
-        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+        """The state file, or a SweepError that says it is damaged (never a traceback)."""
+        path = sweep_dir / SWEEP_STATE
+        try:
+            data = json.loads(path.read_text())
+            if not isinstance(data, dict):
+                raise TypeError(f"a JSON {type(data).__name__}, not an object")
+            state = cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+            state.check_types()
+        except (OSError, ValueError, TypeError) as e:
+            raise SweepError(
+                f"--resume: the sweep's state file {path} is damaged ({e}): restore it from a "
+                "backup, or start the sweep again under another --name"
+            ) from None
+        return state
+
+    def check_types(self) -> None:
+        """TypeError naming the first field of the wrong type (a hand-edited or damaged file)."""
+        texts = ("mlflow_uri", "experiment", "dataset", "preset", "kind", "parent_run_id")
+        for name in texts:
+            if not isinstance(getattr(self, name), str):
+                raise TypeError(f"{name} is not a string")
+        if not isinstance(self.overrides, dict | None):
+            raise TypeError("overrides is not an object")
+        objectives = self.objectives
+        if not (isinstance(objectives, list) and all(isinstance(o, str) for o in objectives)):
+            raise TypeError("objectives is not a list of names")
 
     def write(self, sweep_dir: Path) -> None:
         (sweep_dir / SWEEP_STATE).write_text(json.dumps(asdict(self), indent=2))
@@ -132,15 +163,57 @@ def create_parent_run(
     return run_id
 
 
-def reopen_parent_run(mlflow_uri: str, run_id: str) -> None:
-    """A resumed sweep runs again (its parent may say FAILED from an earlier failure)."""
-    _client(mlflow_uri).update_run(run_id, status="RUNNING")
+def check_parent_run(mlflow_uri: str, experiment: str, name: str, run_id: str) -> str:
+    """The parent run a resume would reopen, checked to be this sweep's: its tags name this
+    sweep, in this experiment (an edited or copied state file could point at another sweep's
+    parent, which the resume would then overwrite). Its status."""
+    from mlflow.exceptions import MlflowException
+
+    fix = (
+        "the state file was edited or copied from another sweep: restore it, or start another "
+        "--name"
+    )
+    if not isinstance(run_id, str) or len(run_id) != 32 or not run_id.isalnum():
+        raise SweepError(f"--resume: the state file names no valid parent run ({run_id!r}): {fix}")
+    try:
+        run = _client(mlflow_uri).get_run(run_id)
+        exp = _client(mlflow_uri).get_experiment(run.info.experiment_id)
+    except MlflowException as e:
+        raise SweepError(
+            f"--resume: the parent run {run_id} of sweep {name!r} is not in {mlflow_uri} "
+            f"({str(e).splitlines()[0][:200]}): {fix}"
+        ) from None
+    tags = run.data.tags
+    owner = tags.get("sweep")
+    if tags.get("pah.role") != "sweep" or owner != name or exp.name != experiment:
+        raise SweepError(
+            f"--resume: the state file of sweep {name!r} names parent run {run_id}, which is "
+            f"{'the parent of sweep ' + repr(owner) if owner else 'not a sweep parent'} "
+            f"in experiment {exp.name!r}: {fix}"
+        )
+    return run.info.status
 
 
-def fail_parent_run(mlflow_uri: str, run_id: str, error: BaseException) -> None:
+def reopen_parent_run(mlflow_uri: str, run_id: str) -> str:
+    """A resumed sweep runs again (its parent may say FAILED from an earlier failure); the
+    status it had, which a failed resume puts back."""
     client = _client(mlflow_uri)
-    client.set_tag(run_id, "error", f"{type(error).__name__}: {error}"[:5000])
-    client.set_terminated(run_id, status="FAILED")
+    before = client.get_run(run_id).info.status
+    client.update_run(run_id, status="RUNNING")
+    return before
+
+
+def fail_parent_run(
+    mlflow_uri: str, run_id: str, error: BaseException, status: str = "FAILED"
+) -> None:
+    """``status``: FAILED, KILLED (interrupted), or the status a resumed sweep had before this
+    resume failed (a finished sweep stays FINISHED; the error is kept in ``pah.resume_error``)."""
+    client = _client(mlflow_uri)
+    tag = "error" if status == "FAILED" else "pah.resume_error"
+    if status == "KILLED":
+        tag = "pah.interrupted"
+    client.set_tag(run_id, tag, f"{type(error).__name__}: {error}"[:5000])
+    client.set_terminated(run_id, status=status)
 
 
 def finish_parent_run(
@@ -193,7 +266,9 @@ def finish_parent_run(
                 run.info.run_id, status="FAILED" if t["status"] == "error" else "KILLED"
             )
     close_lost_trials(client, exp_id, parent_run_id, {t["trial"] for t in summary["trials"]})
-    interrupted = any(t["status"] == "not finished" for t in summary["trials"])
+    interrupted = summary.get("interrupted") or any(
+        t["status"] == "not finished" for t in summary["trials"]
+    )
     client.set_terminated(parent_run_id, status="KILLED" if interrupted else "FINISHED")
     return exp_id
 

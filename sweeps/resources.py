@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 
 from . import REPO
 from .cli import SweepError
@@ -39,6 +40,36 @@ def job_env(local: bool) -> dict[str, str]:
         p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p
     )
     return env
+
+
+# Seconds a Ray address gets to accept a connection before the sweep stops with an error; ray.init
+# itself retries an address where nothing listens for minutes.
+RAY_PROBE_TIMEOUT_S = 5.0
+
+
+def check_ray_address(address: str | None) -> None:
+    """A clear SweepError, within seconds, when nothing listens at ``address`` (else
+    $RAY_ADDRESS): ``host:port`` of a GCS, ``ray://host:port`` of a Ray Client server, or an
+    ``http(s)://`` dashboard. "auto" and "local" are Ray's own to resolve."""
+    flag = "--address" if address else "RAY_ADDRESS"
+    address = address or os.environ.get("RAY_ADDRESS")
+    if not address or address in ("auto", "local"):
+        return
+    hostport = address.split("://", 1)[-1].split("/", 1)[0]
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise SweepError(
+            f"{flag} {address!r} is not a Ray address: pass host:port (e.g. 10.0.0.1:6379), "
+            "ray://host:10001, or auto"
+        )
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=RAY_PROBE_TIMEOUT_S):
+            return
+    except OSError as e:
+        raise SweepError(
+            f"no Ray cluster answers at {flag} {address} ({e}): start it (ray start --head), or "
+            "fix the address"
+        ) from None
 
 
 def init_ray(address: str | None, verbose: bool = True) -> str | None:

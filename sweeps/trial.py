@@ -19,6 +19,7 @@ logged once.
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -46,6 +47,10 @@ DRIVER_CPUS = 0.01
 TRIAL_RETRIES = 1
 # Where a trial's engine runs (module docstring): the values recorded in pah_sweep.json.
 TUNE, TRAIN = "tune", "train"
+# What a trial writes (its checkpoints, its copies in --storage, MLflow artifacts) is owner-only,
+# as the driver's files are (launch.SWEEP_UMASK): the processes of a joined cluster do not inherit
+# the driver's umask.
+PRIVATE_UMASK = 0o077
 
 
 def trial_runner(workers: int, ray_train: str) -> str:
@@ -206,6 +211,7 @@ def train_fn_per_worker(loop: dict[str, Any]) -> None:
     import ray.train
     import ray.train.torch
 
+    os.umask(PRIVATE_UMASK)
     rank = ray.train.get_context().get_world_rank()
     device = str(ray.train.torch.get_device())
     run_engine(loop, TrainReporter(rank), device, ray.train.get_checkpoint())
@@ -221,6 +227,7 @@ def trial_loop(config: dict[str, Any], plumbing: TrialPlumbing) -> dict[str, Any
     from .names import PAPER_DEFAULTS_TAG, TRIAL_NUMBER, TRIAL_NUMBER_TAG, differences
     from .space import method_class, overrides_of, published_defaults, run_name
 
+    os.umask(PRIVATE_UMASK)
     trial_id = ray.tune.get_context().get_trial_id()
     variant = config.get("variant")
     overrides = {**plumbing.variants.get(variant, {}), **overrides_of(config)}

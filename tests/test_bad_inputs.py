@@ -38,6 +38,11 @@ TRAIN_CASES = [
     (["model.pretrained_path=/x.pth"], "only with model.pretrained=true"),
     (["optim.batch_size=0"], "optim.batch_size = 0 is not allowed"),
     (["model.hyper_width"], "is not of the form key=value"),
+    # issue #26
+    (["run.threads=1000000"], "run.threads = 1000000 is not allowed: an integer from 1 to 1024"),
+    (["run.threads=0"], "run.threads = 0 is not allowed"),
+    (["model.hyper_width=*a"], "uses YAML anchors or aliases"),
+    (["model.hyper_width=[1,"], "is not valid YAML"),
 ]
 
 
@@ -60,6 +65,31 @@ def test_cuda_without_a_gpu_is_a_message(tmp_path, capsys):
     code = train_main(["--out", str(tmp_path / "r"), *BASE, "run.device=cuda"])
     err = capsys.readouterr().err
     assert code == 1 and "CUDA is not available here: use run.device=auto or cpu" in err
+
+
+def test_a_yaml_alias_bomb_is_refused_before_it_expands(tmp_path, capsys, monkeypatch):
+    """0.7 KB of nested aliases expand to about a gigabyte (9 levels of 10): refused unexpanded."""
+    import time
+
+    import yaml
+
+    lines = ['a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for i in range(1, 9):
+        lines.append(f"a{i}: &a{i} [{','.join([f'*a{i - 1}'] * 10)}]")
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("\n".join(lines) + "\n")
+    assert bomb.stat().st_size < 1000
+
+    def no_expansion(*args, **kwargs):
+        raise AssertionError("the aliases were expanded")
+
+    monkeypatch.setattr(yaml, "safe_load", no_expansion)
+    started = time.perf_counter()
+    code = train_main(["--out", str(tmp_path / "r"), "--config", str(bomb)])
+    err = capsys.readouterr().err
+    assert code == 2 and "bomb.yaml' uses YAML anchors or aliases" in err, err
+    assert time.perf_counter() - started < 5
+    assert not (tmp_path / "r").exists()
 
 
 def test_yaml_that_is_not_a_mapping(tmp_path, capsys):
@@ -116,6 +146,22 @@ SWEEP_CASES = [
     (["--ray-train", "never"], "argument --ray-train: invalid choice: 'never'"),
     (["--name", "old"], "sweep 'old' already exists in"),
     (["--name", "a'b\"c"], "holds both kinds of quote"),
+    # issue #26: names that leave --storage or break outputs; damaged or foreign sweep state;
+    # network addresses that do not answer (each a clear error within seconds).
+    (["--name", "../escape"], "--name '../escape': a sweep name is one folder name"),
+    (["--name", ".."], "--name '..': a sweep name is one folder name"),
+    (["--name", "a\nb"], "--name 'a\\nb': a sweep name is one folder name"),
+    (["--resume", "--name", "broken"], "pah_sweep.json is damaged (Expecting"),
+    (["--resume", "--name", "listed"], "pah_sweep.json is damaged (a JSON list, not an object)"),
+    (
+        ["--resume", "--name", "old", "--set", "model.hyper_width=64"],
+        "--resume: no MLflow store at",
+    ),
+    (["--resume", "--name", "x", "--storage", "s3://bucket/r"], "cannot be verified before Tune"),
+    (["--address", "{deadray}"], "no Ray cluster answers at --address 127.0.0.1:"),
+    (["--address", "nowhere"], "--address 'nowhere' is not a Ray address"),
+    (["--mlflow-uri", "{http503}"], "answers 503 (Service Unavailable): it is not serving"),
+    (["--mlflow-uri", "{stall}"], "no MLflow server answers at http://127.0.0.1:"),
 ]
 BASELINES_CASES = [
     (["--methods", ""], "--methods '': name at least one, from"),
@@ -124,6 +170,9 @@ BASELINES_CASES = [
     (["--max-concurrent", "0"], "argument --max-concurrent: 0 is not allowed"),
     (["--mlflow-uri", "{tmp}/text.db"], "text.db is not an SQLite database"),
     (["--name", "a'b\"c"], "holds both kinds of quote"),
+    (["--name", "x/y"], "--name 'x/y': a sweep name is one folder name"),
+    (["--address", "{deadray}"], "no Ray cluster answers at --address"),
+    (["--mlflow-uri", "{http503}"], "answers 503"),
 ]
 ABLATION_CASES = [
     (["--variants", ""], "--variants '': name at least one, from"),
@@ -131,6 +180,8 @@ ABLATION_CASES = [
     (["--from-sweep", "x", "--mlflow-uri", "file:///tmp/m"], "'file:///tmp/m' is not supported"),
     (["--from-sweep", "x", "--mlflow-uri", "{http}"], "no MLflow server answers at"),
     (["--gpus-per-worker", "-0.5"], "argument --gpus-per-worker: -0.5 is not allowed"),
+    (["--from-sweep", "x", "--mlflow-uri", "{http503}"], "answers 503"),
+    (["--address", "{deadray}"], "no Ray cluster answers at --address"),
 ]
 REPRODUCE_CASES = [
     (["--parts", ""], "--parts '': name at least one, from main"),
@@ -156,6 +207,8 @@ COMPARE_CASES = [
 ]
 ANALYSIS_CASES = [
     (["--experiment", "e", "--mlflow-uri", "{http}"], "no MLflow server answers at"),
+    (["--experiment", "e", "--mlflow-uri", "{http503}"], "answers 503"),
+    (["--experiment", "e", "--mlflow-uri", "{stall}"], "no MLflow server answers at"),
     (["--experiment", "e", "--mlflow-uri", "{tmp}/text.db"], "text.db is not an SQLite database"),
     (["--experiment", "e", "--mlflow-uri", "file:///tmp/mlruns"], "is not supported"),
     (["--experiment", "e", "--mlflow-uri", "{tmp}/mlruns"], "mlruns is a folder"),
@@ -175,8 +228,38 @@ def empty_store(tmp_path_factory) -> str:
     return str(path)
 
 
+@pytest.fixture(scope="module")
+def bad_servers():
+    """On 127.0.0.1: an HTTP server that answers 503 to everything, and one that accepts
+    connections and never answers (a stalled server or proxy)."""
+    import http.server
+    import socket
+    import threading
+
+    class Unavailable(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_error(503)
+
+        do_POST = do_GET
+
+        def log_message(self, *args):
+            pass
+
+    down = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Unavailable)
+    threading.Thread(target=down.serve_forever, daemon=True).start()
+    stall = socket.socket()
+    stall.bind(("127.0.0.1", 0))
+    stall.listen(16)  # accepted by the kernel, never read or answered
+    yield {
+        "http503": f"http://127.0.0.1:{down.server_address[1]}",
+        "stall": f"http://127.0.0.1:{stall.getsockname()[1]}",
+    }
+    down.shutdown()
+    stall.close()
+
+
 @pytest.fixture
-def workspace(tmp_path, monkeypatch, empty_store):
+def workspace(tmp_path, monkeypatch, empty_store, bad_servers):
     """Bad files to point flags at, earlier sweeps' folders (name "old": started with --set
     model.hyper_width=64 and the smoke preset; "tuned": the same, its trials in Tune's
     processes), a port nothing listens on; and Ray that must not
@@ -212,10 +295,19 @@ def workspace(tmp_path, monkeypatch, empty_store):
     tuned = tmp_path / "ray" / "tuned"  # one whose trials trained in Tune's own processes
     tuned.mkdir()
     (tuned / "pah_sweep.json").write_text(json.dumps({**state, "trial_runner": "tune"}))
+    for name, text in (("broken", '{"parent_run_id": '), ("listed", "[1, 2]")):
+        (tmp_path / "ray" / name).mkdir()
+        (tmp_path / "ray" / name / "pah_sweep.json").write_text(text)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         http = f"http://127.0.0.1:{s.getsockname()[1]}"  # closed again: nothing answers there
-    return {"tmp": str(tmp_path), "http": http, "store": empty_store}
+    return {
+        "tmp": str(tmp_path),
+        "http": http,
+        "deadray": http.removeprefix("http://"),
+        "store": empty_store,
+        **bad_servers,
+    }
 
 
 def _fill(argv: list[str], ws: dict[str, str]) -> list[str]:
@@ -235,7 +327,9 @@ def _check_nothing_written(tmp) -> None:
     from pathlib import Path
 
     tmp = Path(tmp)
-    assert sorted(p.name for p in (tmp / "ray").iterdir()) == ["old", "tuned"]  # no new folder
+    # No new folder, and nothing new in the earlier sweeps' (a lock taken is released again).
+    assert sorted(p.name for p in (tmp / "ray").iterdir()) == ["broken", "listed", "old", "tuned"]
+    assert [p.name for p in (tmp / "ray" / "old").iterdir()] == ["pah_sweep.json"]
     assert not (tmp / "mlflow.db").exists()  # no store, so no parent run either
 
 
@@ -366,3 +460,33 @@ def test_a_sweep_named_its_is_found_in_mlflow(tmp_path):
     assert best_config_of_sweep(uri, "e", "it's") == {"model.hyper_width": 4}
     assert find_run(client, exp, "it's/trial_1").data.tags["sweep"] == "it's"
     assert find_run(client, exp, "it's/trial_2") is None
+
+
+# -- network deadlines (issue #26) -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("env", "argv", "message"),
+    [
+        ({"RAY_ADDRESS": "{deadray}"}, [], "no Ray cluster answers at RAY_ADDRESS 127.0.0.1:"),
+        ({}, ["--mlflow-uri", "{http503}"], "the MLflow server at http://127.0.0.1:"),
+        ({}, ["--mlflow-uri", "{stall}"], "timed out"),
+    ],
+    ids=["RAY_ADDRESS dead", "MLflow 503", "MLflow stalled"],
+)
+def test_an_address_that_does_not_answer_fails_within_seconds(
+    workspace, capsys, monkeypatch, env, argv, message
+):
+    import time
+
+    from sweeps.search import main
+
+    for key, value in env.items():
+        monkeypatch.setenv(key, _fill([value], workspace)[0])
+    started = time.perf_counter()
+    code = _exit_code(lambda a: main("cifar100", a), _sweep_argv(workspace, argv))
+    seconds = time.perf_counter() - started
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err, err
+    assert seconds < 30, seconds
+    _check_nothing_written(workspace["tmp"])
