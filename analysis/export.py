@@ -45,6 +45,19 @@ def _dump(data: dict[str, Any]) -> str:
     return json.dumps(data, indent=1, sort_keys=True) + "\n"
 
 
+def portable(uri: str) -> str:
+    """A store or artifact location without the machine's own folders (an export is shipped):
+    ``sqlite:////work/x/runs/s/mlflow.db`` -> ``sqlite:///.../s/mlflow.db``, an artifact folder from
+    its ``mlartifacts`` on; servers and buckets as they are."""
+    for scheme in ("sqlite:///", "file://"):
+        if uri.startswith(scheme) and uri[len(scheme) :].startswith("/"):
+            parts = Path(uri[len(scheme) :]).parts
+            if "mlartifacts" in parts:
+                return "/".join(parts[parts.index("mlartifacts") :])
+            return f"{scheme}.../" + "/".join(parts[-2:])
+    return uri if not uri.startswith("/") else ".../" + "/".join(Path(uri).parts[-2:])
+
+
 def _record(r: RunRecord) -> dict[str, Any]:
     return {
         "format": FORMAT,
@@ -52,7 +65,7 @@ def _record(r: RunRecord) -> dict[str, Any]:
         "name": r.name,
         "status": r.status,
         "start_time": r.start_time,
-        "artifact_uri": r.artifact_uri,
+        "artifact_uri": portable(r.artifact_uri),
         "params": r.params,
         "metrics": r.metrics,
         "tags": r.tags,
@@ -111,7 +124,7 @@ def write_export(
     written |= kept.files
     meta = {
         "format": FORMAT,
-        "mlflow_uri": exp.uri,
+        "mlflow_uri": portable(exp.uri),
         "experiment": exp.name,
         "experiment_id": exp.experiment_id,
         "sweeps": kept.sweeps + parents,
