@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from analysis import paper_tables
+from analysis.export import portable
 from analysis.tables import FULL_FROM_TAG
 from sweeps import reproduce
 from sweeps.ablation import VARIANTS
@@ -271,7 +272,7 @@ def test_report_from_export_equals_report_from_mlflow(study, tmp_path):
             for a, b in zip(want, got, strict=True):  # equal but for provenance lines
                 assert a == b or any(m in a for m in PROVENANCE), (other, name, a, b)
     prov = json.loads((out / "main_table.json").read_text())["provenance"]
-    assert prov["mlflow_uri"] == f"export {out / 'export'} of {study['uri']}"
+    assert prov["mlflow_uri"] == f"export {out / 'export'} of {portable(study['uri'])}"
     assert prov == {
         **json.loads((via_mlflow / "main_table.json").read_text())["provenance"],
         "mlflow_uri": prov["mlflow_uri"],
