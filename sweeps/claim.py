@@ -16,7 +16,7 @@ from .trial import TRAIN
 from .trust import TrustError, verify_sweep
 
 if TYPE_CHECKING:
-    from .launch import Plan
+    from .plan import Plan
 
 
 def check_sweep_dir(plan: Plan) -> None:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .launch import Setup, execute, launch, plan_sweep, run_config, trial_name
+from .launch import Setup, execute, launch, run_config, trial_name
+from .plan import plan_sweep
 
 
 def run_grid(

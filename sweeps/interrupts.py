@@ -10,7 +10,7 @@ import signal
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .launch import Plan
+    from .plan import Plan
 
 
 class StopSignals:

@@ -19,33 +19,27 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from dataclasses import dataclass, replace
 from typing import Any
 
-from pah_core.config import Config, load_config
-from pah_core.locks import FolderLock
-from pah_core.search_space import Param, describe
+from pah_core.search_space import describe
 from pah_core.tracking import SQLITE, optuna_storage_beside
-from pah_core.typed_dicts import parse_overrides
 
 from . import REPO
-from .claim import check_sweep_dir, claim_sweep_dir, release_sweep_dir
-from .cli import PRESETS, SweepError, parse_tags
+from .claim import claim_sweep_dir, release_sweep_dir
+from .cli import SweepError, parse_tags
 from .console import quiet_ray, trial_lines
 from .interrupts import StopSignals, full_disk, mark_unfinished, trial_statuses
 from .leaderboard import describe_sweep
+from .plan import Plan
 from .record import (
     SweepState,
-    absolute_storage,
-    check_name,
-    check_tracking_uri_or_default,
     create_parent_run,
     fail_parent_run,
     finish_parent_run,
     reopen_parent_run,
 )
-from .resources import check_ray_address, check_resources, init_ray
+from .resources import check_resources, init_ray
 from .study_figures import log_study_figures
 from .summary import print_summary, summarise
 from .trial import (
@@ -54,54 +48,8 @@ from .trial import (
     TUNE,
     TrialPlumbing,
     trainable,
-    trial_runner,
 )
 from .trust import load_key, sign_sweep
-
-
-@dataclass(kw_only=True)
-class Plan:
-    """A sweep validated: what it runs and where it records it. Nothing is started or written yet."""
-
-    name: str
-    kind: str  # search, ablation, baselines
-    dataset: str
-    base: Config
-    n_run: int  # tasks each trial runs
-    num_samples: int
-    storage: str
-    sweep_dir: Path
-    state: SweepState  # pah_sweep.json to be (or as) written, parent run id still unknown
-    resume: bool
-    variants: dict[str, dict[str, Any]]
-    started: float
-    verbose: bool = False  # Ray's own console output (status table, worker lines, its warnings)
-    space: dict[str, Param] = field(default_factory=dict)  # a search's, as sampled (sweeps.space)
-    lock: FolderLock | None = None  # the sweep's one-writer lock, once taken
-    created_dir: bool = False  # this process created the sweep folder (clean-up may remove it)
-    status_before: str | None = None  # a resumed sweep's parent status before this resume
-
-    @property
-    def mlflow_uri(self) -> str:
-        return self.state.mlflow_uri
-
-    @property
-    def experiment(self) -> str:
-        return self.state.experiment
-
-    @property
-    def objectives(self) -> list[str]:
-        return self.state.objectives
-
-    @property
-    def runner(self) -> str:
-        return self.state.trial_runner
-
-    @property
-    def reuse_actors(self) -> bool:
-        """A ``tune`` trial's process serves the next trial (torch imported, data cached by the OS):
-        Tune resets it rather than start another."""
-        return self.runner == TUNE
 
 
 @dataclass(kw_only=True)
@@ -117,97 +65,13 @@ class Setup:
         return self.plumbing.parent_run_id
 
 
-def plan_sweep(
-    dataset: str,
-    args: argparse.Namespace,
-    *,
-    num_samples: int,
-    kind: str = "search",
-    base_overrides: dict[str, Any] | None = None,
-    variants: dict[str, dict[str, Any]] | None = None,
-    points: list[dict[str, Any]] | None = None,
-    protocol_overrides: dict[str, Any] | None = None,
-) -> Plan:
-    """Every check that needs neither the data nor Ray: the base config with each variant and
-    point, the MLflow store, the storage, the name, and a --resume against what was started."""
-    started = time.perf_counter()
-    parse_tags(getattr(args, "tags", []))  # a malformed --tag fails before anything starts
-    check_ray_address(args.address)
-    base_path = Path(args.config) if args.config else REPO / "configs" / f"{dataset}_pah.yaml"
-    # The HPO protocol's overrides (a search's first_task: one task per trial) win over --set.
-    overrides = {
-        **(base_overrides or {}),
-        **parse_overrides(args.overrides),
-        **(protocol_overrides or {}),
-    }
-    preset = PRESETS[dataset][args.preset]
-    base = load_config(base_path, {**preset, **overrides})
-    if kind == "search" and base.data.val_fraction <= 0:
-        raise SweepError(
-            "a search selects on the validation splits, and data.val_fraction is 0: set it above "
-            "0 (e.g. --set data.val_fraction=0.1), so that no trial is chosen on test data"
-        )
-    for extra in [*(variants or {}).values(), *(points or [])]:
-        load_config(base_path, {**preset, **overrides, **extra})  # each trial's config is valid
-    storage = absolute_storage(args.storage)
-    if "://" not in storage and Path(storage).is_file():
-        raise SweepError(f"--storage {storage} is a file: pass a folder (or an s3:// URI)")
-    name = check_name(
-        args.name or f"pah-{dataset}-{kind}-{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
-    )
-    state = SweepState(
-        mlflow_uri=check_tracking_uri_or_default(args.mlflow_uri),
-        experiment=args.experiment or f"pah-{dataset}",
-        dataset=dataset,
-        preset=args.preset,
-        objectives=getattr(args, "objectives", "acc").split(","),
-        kind=kind,
-        overrides=overrides,
-        config=args.config or "",
-        trial_runner=trial_runner(args.workers_per_trial, getattr(args, "ray_train", "auto")),
-    )
-    plan = Plan(
-        name=name,
-        kind=kind,
-        dataset=dataset,
-        base=base,
-        n_run=base.tasks_to_run,
-        num_samples=num_samples,
-        storage=storage,
-        sweep_dir=Path(storage) / name,
-        state=state,
-        resume=args.resume,
-        verbose=getattr(args, "verbose", False),
-        variants=dict(variants or {}),
-        started=started,
-    )
-    check_sweep_dir(plan)
-    return plan
-
-
 def launch(plan: Plan, args: argparse.Namespace, tags: dict[str, str] | None = None) -> Setup:
     """Check the data, start or join Ray, fit the resources; only then write the sweep's record.
 
     ``tags`` go on the parent run and on every trial's run, after (and over) the standard ones."""
-    from pah_core.data import DataError, TaskStream, load_source, resolve_data_root
     from pah_core.mlflow_reporter import git_sha
 
-    data_root = str(resolve_data_root(args.data_root or plan.base.data.root))
-    try:  # a missing dataset fails here, once, not in every trial
-        stream = TaskStream(
-            load_source(plan.base.data, data_root), plan.base.data, plan.base.run.seed
-        )
-    except DataError as e:
-        raise SweepError(str(e)) from None
-    spec = stream.spec
-    if plan.kind == "search" and len(stream.val_split(0)) == 0:
-        d = plan.base.data
-        raise SweepError(
-            f"a search selects on the validation splits, and data.val_fraction = {d.val_fraction} "
-            f"of {d.train_per_class or 'all'} training images per class rounds to none: raise "
-            "data.val_fraction or data.train_per_class"
-        )
-
+    data_root, spec = check_data(plan, args)
     import ray
 
     # Everything a sweep writes (its folder, Tune's copies, the stores, the state files) is
@@ -247,6 +111,28 @@ def launch(plan: Plan, args: argparse.Namespace, tags: dict[str, str] | None = N
     )
     wanted = fits if args.max_concurrent is None else min(args.max_concurrent, fits)
     return Setup(plan=plan, max_concurrent=wanted, plumbing=plumbing)
+
+
+def check_data(plan: Plan, args: argparse.Namespace):
+    """The data folder and the stream's spec: a missing dataset fails here, once, not in every
+    trial; a search needs validation images."""
+    from pah_core.data import DataError, TaskStream, load_source, resolve_data_root
+
+    data_root = str(resolve_data_root(args.data_root or plan.base.data.root))
+    try:
+        stream = TaskStream(
+            load_source(plan.base.data, data_root), plan.base.data, plan.base.run.seed
+        )
+    except DataError as e:
+        raise SweepError(str(e)) from None
+    if plan.kind == "search" and len(stream.val_split(0)) == 0:
+        d = plan.base.data
+        raise SweepError(
+            f"a search selects on the validation splits, and data.val_fraction = {d.val_fraction} "
+            f"of {d.train_per_class or 'all'} training images per class rounds to none: raise "
+            "data.val_fraction or data.train_per_class"
+        )
+    return data_root, stream.spec
 
 
 def record(plan: Plan, tags: dict[str, str]) -> str:
@@ -306,8 +192,6 @@ def execute(
     ``param_space``: the Tuner's param space, when it holds functions (``tune.sample_from``): Tune
     stores them as placeholders, and a restored sweep resolves them only from the space passed
     again (else a trial not started yet gets the placeholder as its value)."""
-    from ray import tune
-
     plan = setup.plan
     trials = trainable(setup.plumbing)
     # Tune snapshots the sweep's state (its trials, the searcher's) at most every 10 s by default;
@@ -322,6 +206,16 @@ def execute(
         flush=True,
     )
     stopped = StopSignals()  # from here a signal ends in a KILLED parent, never a RUNNING one
+    results = fit(setup, trials, make_tuner, param_space, stopped)
+    return finish(setup, results, stopped)
+
+
+def fit(setup: Setup, trials, make_tuner, param_space, stopped: StopSignals):
+    """The Tuner built (or restored from the sweep's signed state) and run, under ``stopped``'s
+    signal handlers; a failure marks the parent FAILED (a full disk says so)."""
+    from ray import tune
+
+    plan = setup.plan
     try:
         with stopped:
             if plan.resume:
@@ -336,13 +230,19 @@ def execute(
             else:
                 tuner = make_tuner(trials, setup)
             sign_sweep(plan.sweep_dir, load_key(create=False))  # tuner.pkl is written by now
-            results = tuner.fit()
+            return tuner.fit()
     except BaseException as e:
         why = full_disk(plan, e)
         abandon(plan, setup.parent_run_id, SweepError(why) if why else e)
         if why:
             raise SweepError(why) from None
         raise
+
+
+def finish(setup: Setup, results, stopped: StopSignals) -> int:
+    """The summary onto the parent run (its leaderboard, Optuna's figures), the console's last
+    lines, the lock released; 128 + the signal for a sweep a signal interrupted."""
+    plan = setup.plan
     summary = summarise(results, plan.objectives, plan.n_run, early_stopping=plan.kind == "search")
     interrupted = mark_unfinished(
         summary, trial_statuses(plan), plan.num_samples, bool(stopped.signal)

@@ -27,15 +27,8 @@ from .cli import (
     protocol_overrides,
     search_arguments,
 )
-from .launch import (
-    Setup,
-    execute,
-    launch,
-    optuna_storage_url,
-    plan_sweep,
-    run_config,
-    trial_name,
-)
+from .launch import Setup, execute, launch, optuna_storage_url, run_config, trial_name
+from .plan import plan_sweep
 from .space import method_space, published_defaults, searchable
 from .trial import OBJECTIVES
 
@@ -51,76 +44,103 @@ def parser(dataset: str) -> argparse.ArgumentParser:
     )
 
 
+@dataclass(frozen=True)
+class TunerSettings:
+    seed: int  # the TPE sampler's
+    grace_tasks: int  # ASHA's (check_grace)
+    startup_trials: int  # TPE's random start-up trials
+
+
+@dataclass
+class SearchPlan:
+    """A search checked before anything starts: the sweep's plan, the points evaluated first, the
+    tuner's settings, the final runs' seeds and overrides, and the parent run's tags."""
+
+    plan: Any
+    points: list[dict[str, Any]]
+    tuner: TunerSettings
+    final_seeds: int
+    final_overrides: dict[str, Any]
+    tags: dict[str, str]
+
+
 def main(dataset: str, argv: list[str] | None = None) -> int:
     args = parser(dataset).parse_args(argv)
     try:
-        num_samples = DEFAULT_SAMPLES[args.preset] if args.num_samples is None else args.num_samples
-        trial_overrides, final_overrides = protocol_overrides(args.hpo_protocol, args.first_k)
-        final_seeds = args.final_seeds
-        if final_seeds is None:
-            final_seeds = 0 if args.hpo_protocol == "end_of_training" else 3
-        full_space = method_space(args.method)
-        defaults = published_defaults(args.method)
-        extra = load_points(args.points, full_space) if args.points else []
-        plan = plan_sweep(
-            dataset,
-            args,
-            num_samples=num_samples,
-            base_overrides=method_override(args.method),
-            points=[defaults, *({**defaults, **p} for p in extra)],
-            protocol_overrides=trial_overrides,
-        )
-        if plan.base.method.name != args.method:
-            raise SweepError(
-                f"--set method.name={plan.base.method.name} and --method {args.method} disagree: "
-                "name the method with --method only"
-            )
-        space, fixed = searchable(args.method, plan.n_run, args.hpo_protocol)
-        pinned = sorted({k for p in extra for k in p} & set(fixed))
-        if pinned:
-            raise SweepError(
-                f"--points set {pinned}, which --hpo-protocol {args.hpo_protocol} does not search "
-                "(they act only after the tasks a trial trains): drop them from the file"
-            )
-        # The method's published defaults first, then the --points, each completed with them.
-        points = [{k: p[k] for k in space} for p in [defaults, *({**defaults, **q} for q in extra)]]
-        plan.space = space
-        grace = check_grace(args.grace_tasks, space, plan.n_run)
-        startup = args.startup_trials or min(10, max(1, num_samples // 4))
-        if startup >= num_samples > 1:
-            raise SweepError(
-                f"--startup-trials {startup}: with {num_samples} trials the sampler would never "
-                f"model the results; use 1 to {num_samples - 1}"
-            )
-        if final_seeds:  # the final sweep is checked too (config, name), before anything starts
-            final_plan(dataset, args, plan, final_seeds, final_overrides)
-        if "forgetting" in plan.objectives and plan.n_run == 1:
-            raise SweepError(
-                f"--objectives {','.join(plan.objectives)}: with --hpo-protocol "
-                f"{args.hpo_protocol} a trial trains one task, whose forgetting is always 0: "
-                "choose acc or cil_acc"
-            )
-        tags = {
-            "hpo_protocol": args.hpo_protocol,
-            "method": args.method,
-            "asha_grace_tasks": str(grace),
-            "tpe_startup_trials": str(startup),
-            "sampler_seed": str(args.seed),
-            **({"fixed_at_defaults": ",".join(fixed)} if fixed else {}),
-        }
-        setup = launch(plan, args, tags)
-        rc = execute(
-            setup,
-            lambda trainable, s: optuna_tuner(
-                trainable, s, points, TunerSettings(args.seed, grace, startup)
-            ),
-        )
-        if rc == 0 and final_seeds:
-            rc = run_final(dataset, args, plan, final_seeds, final_overrides)
+        sp = plan_search(dataset, args)
+        setup = launch(sp.plan, args, sp.tags)
+        rc = execute(setup, lambda trainable, s: optuna_tuner(trainable, s, sp.points, sp.tuner))
+        if rc == 0 and sp.final_seeds:
+            rc = run_final(dataset, args, sp.plan, sp.final_seeds, sp.final_overrides)
         return rc
     except (SweepError, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+
+
+def plan_search(dataset: str, args: argparse.Namespace) -> SearchPlan:
+    """Every check of a search (and of its final runs) that needs neither data nor Ray."""
+    num_samples = DEFAULT_SAMPLES[args.preset] if args.num_samples is None else args.num_samples
+    trial_overrides, final_overrides = protocol_overrides(args.hpo_protocol, args.first_k)
+    final_seeds = args.final_seeds
+    if final_seeds is None:
+        final_seeds = 0 if args.hpo_protocol == "end_of_training" else 3
+    defaults = published_defaults(args.method)
+    extra = load_points(args.points, method_space(args.method)) if args.points else []
+    plan = plan_sweep(
+        dataset,
+        args,
+        num_samples=num_samples,
+        base_overrides=method_override(args.method),
+        points=[defaults, *({**defaults, **p} for p in extra)],
+        protocol_overrides=trial_overrides,
+    )
+    if plan.base.method.name != args.method:
+        raise SweepError(
+            f"--set method.name={plan.base.method.name} and --method {args.method} disagree: "
+            "name the method with --method only"
+        )
+    space, fixed = searchable(args.method, plan.n_run, args.hpo_protocol)
+    pinned = sorted({k for p in extra for k in p} & set(fixed))
+    if pinned:
+        raise SweepError(
+            f"--points set {pinned}, which --hpo-protocol {args.hpo_protocol} does not search "
+            "(they act only after the tasks a trial trains): drop them from the file"
+        )
+    plan.space = space
+    tuner = TunerSettings(
+        args.seed, check_grace(args.grace_tasks, space, plan.n_run), startup(args, num_samples)
+    )
+    if final_seeds:  # the final sweep is checked too (config, name), before anything starts
+        final_plan(dataset, args, plan, final_seeds, final_overrides)
+    if "forgetting" in plan.objectives and plan.n_run == 1:
+        raise SweepError(
+            f"--objectives {','.join(plan.objectives)}: with --hpo-protocol "
+            f"{args.hpo_protocol} a trial trains one task, whose forgetting is always 0: "
+            "choose acc or cil_acc"
+        )
+    tags = {
+        "hpo_protocol": args.hpo_protocol,
+        "method": args.method,
+        "asha_grace_tasks": str(tuner.grace_tasks),
+        "tpe_startup_trials": str(tuner.startup_trials),
+        "sampler_seed": str(args.seed),
+        **({"fixed_at_defaults": ",".join(fixed)} if fixed else {}),
+    }
+    # The method's published defaults first, then the --points, each completed with them.
+    points = [{k: p[k] for k in space} for p in [defaults, *({**defaults, **q} for q in extra)]]
+    return SearchPlan(plan, points, tuner, final_seeds, final_overrides, tags)
+
+
+def startup(args: argparse.Namespace, num_samples: int) -> int:
+    """TPE's random start-up trials: fewer than the trials, so that the sampler models the rest."""
+    n = args.startup_trials or min(10, max(1, num_samples // 4))
+    if n >= num_samples > 1:
+        raise SweepError(
+            f"--startup-trials {n}: with {num_samples} trials the sampler would never "
+            f"model the results; use 1 to {num_samples - 1}"
+        )
+    return n
 
 
 def method_override(method: str) -> dict[str, Any]:
@@ -159,8 +179,6 @@ def _final_args(args: argparse.Namespace, plan) -> argparse.Namespace:
 def final_plan(dataset: str, args: argparse.Namespace, plan, seeds: int, overrides: dict[str, Any]):
     """The final sweep planned exactly as ``run_final`` will run it (its overrides win over
     --set, as the trials' protocol overrides do): a bad config or a taken name fails now."""
-    from .launch import plan_sweep
-
     return plan_sweep(
         dataset,
         _final_args(args, plan),
@@ -223,13 +241,6 @@ def selection_provenance(mlflow_uri: str, experiment: str, parent_filter: str) -
         "selected_on": parent.data.tags.get("selected_on", "validation"),
         "selected_val_avg_acc": "" if score is None else f"{score:.6f}",
     }
-
-
-@dataclass(frozen=True)
-class TunerSettings:
-    seed: int  # the TPE sampler's
-    grace_tasks: int  # ASHA's (check_grace)
-    startup_trials: int  # TPE's random start-up trials
 
 
 def optuna_tuner(trainable, s: Setup, points: list[dict[str, Any]], t: TunerSettings):

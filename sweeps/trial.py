@@ -105,7 +105,7 @@ class RayReporter(Reporter):
             # evaluation, checkpointing and the previous report; Tune's time_this_iter_s is taken
             # when the report arrives, and jitters with delivery.
             "worker_seconds": now - self._last_boundary,
-            # Search sweeps select on the validation splits (launch.plan_sweep requires them); a
+            # Search sweeps select on the validation splits (plan.plan_sweep requires them); a
             # grid selects nothing, and without them its objectives are the test numbers.
             **trial_objectives(e),
         }

@@ -311,7 +311,8 @@ def test_a_sweep_folder_made_by_another_process_survives_a_failed_start(tmp_path
     """The name was free when checked; another sweep created the folder before this one's record
     step: one clear error, the other sweep's folder and files untouched, no parent run made."""
     from sweeps.cli import SweepError
-    from sweeps.launch import plan_sweep, record
+    from sweeps.launch import record
+    from sweeps.plan import plan_sweep
     from sweeps.search import parser
 
     args = parser("cifar100").parse_args(
@@ -333,7 +334,8 @@ def test_a_failed_start_removes_only_a_folder_it_created(tmp_path):
     a resumed sweep's folder stays, and its finished parent is not flipped to FAILED."""
     from mlflow.tracking import MlflowClient
 
-    from sweeps.launch import abandon, plan_sweep, record
+    from sweeps.launch import abandon, record
+    from sweeps.plan import plan_sweep
     from sweeps.search import parser
 
     uri = f"sqlite:///{tmp_path / 'm.db'}"
