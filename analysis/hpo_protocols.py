@@ -31,7 +31,6 @@ def protocol_table(exp: Experiment, searched_keys: list[str]) -> Table | None:
     }
     if not finals:
         return None
-    by_name = {p.sweep or p.name: pid for pid, p in exp.sweeps.items()}
     t = Table(
         "hpo_protocols",
         "HPO protocols: the configuration each selected on validation data, and its test numbers "
@@ -51,42 +50,54 @@ def protocol_table(exp: Experiment, searched_keys: list[str]) -> Table | None:
         ],
     )
     used: list[RunRecord] = []
+    by_name = {p.sweep or p.name: pid for pid, p in exp.sweeps.items()}
     for fid, final in finals.items():
-        search_name = final.tags.get("selected_from", "?")
-        search = exp.sweeps.get(by_name.get(search_name, ""))
-        trials = children(exp, [by_name[search_name]]) if search_name in by_name else []
-        chosen = next(
-            (r for r in trials if r.tags.get("ray_trial_id") == final.tags.get("selected_trial")),
-            None,
-        )
         runs = children(exp, [fid])
         used += runs
-        val = final.tags.get("selected_val_avg_acc")
-        acc = stat(t, runs, "final_avg_acc")
-        acc.notes.append(
-            t.note(
-                f"{final.sweep or final.name}: trial {final.tags.get('selected_trial', '?')} of "
-                f"{search_name}, selected on its {final.tags.get('selected_on', 'validation')} "
-                "splits, re-run on fresh seeds"
-            )
-        )
-        metric = (lambda k: None) if search is None else search.metric
-        t.add(
-            {
-                "protocol": final.tags.get("hpo_protocol", "?"),
-                "search": search_name,
-                "selected": _config_text(search, chosen, searched_keys),
-                "val": Cell(mean=100 * float(val)) if val else Cell(text=DASH),
-                "acc": acc,
-                "forgetting": stat(t, runs, "final_forgetting"),
-                "n": Cell(text=str(len(runs)), run_ids=[r.run_id for r in runs]),
-                "tasks": _number(metric("compute/trial_tasks"), "{:.0f}"),  # ranked: cost
-                "seconds": _number(metric("compute/trial_seconds"), "{:.0f}"),
-            }
-        )
+        t.add(_protocol_row(t, exp, final, runs, by_name, searched_keys))
     t.mark_best()
     t.provenance = provenance(exp, used)
     return t
+
+
+def _protocol_row(
+    t: Table,
+    exp: Experiment,
+    final: RunRecord,
+    runs: list[RunRecord],
+    by_name: dict[str, str],
+    searched_keys: list[str],
+) -> dict[str, Cell | str]:
+    """One search's row: what it selected, on which validation score, its final runs' test
+    numbers, and the compute the search spent."""
+    search_name = final.tags.get("selected_from", "?")
+    search = exp.sweeps.get(by_name.get(search_name, ""))
+    trials = children(exp, [by_name[search_name]]) if search_name in by_name else []
+    chosen = next(
+        (r for r in trials if r.tags.get("ray_trial_id") == final.tags.get("selected_trial")),
+        None,
+    )
+    val = final.tags.get("selected_val_avg_acc")
+    acc = stat(t, runs, "final_avg_acc")
+    acc.notes.append(
+        t.note(
+            f"{final.sweep or final.name}: trial {final.tags.get('selected_trial', '?')} of "
+            f"{search_name}, selected on its {final.tags.get('selected_on', 'validation')} "
+            "splits, re-run on fresh seeds"
+        )
+    )
+    metric = (lambda k: None) if search is None else search.metric
+    return {
+        "protocol": final.tags.get("hpo_protocol", "?"),
+        "search": search_name,
+        "selected": _config_text(search, chosen, searched_keys),
+        "val": Cell(mean=100 * float(val)) if val else Cell(text=DASH),
+        "acc": acc,
+        "forgetting": stat(t, runs, "final_forgetting"),
+        "n": Cell(text=str(len(runs)), run_ids=[r.run_id for r in runs]),
+        "tasks": _number(metric("compute/trial_tasks"), "{:.0f}"),  # ranked: cost
+        "seconds": _number(metric("compute/trial_seconds"), "{:.0f}"),
+    }
 
 
 def _number(v: float | None, fmt: str) -> Cell:

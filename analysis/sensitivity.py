@@ -67,6 +67,18 @@ def sensitivity_tables(
     """Per-parameter summary (range, Spearman rho with the final metrics, Optuna importance) and the
     per-trial table behind it, on the validation splits' numbers (what the search selected on),
     or on the test numbers for searches made before validation existed (the title says which)."""
+    summary = summary_table(exp, sweep_label, trials, importances, importance_note, keys)
+    return summary, trials_table(exp, sweep_label, trials, keys)
+
+
+def summary_table(
+    exp: Experiment,
+    sweep_label: str,
+    trials: list[RunRecord],
+    importances: dict[str, float] | None,
+    importance_note: str,
+    keys: list[str],
+) -> Table:
     acc_key, forg_key, split = selection_keys(trials)
     done = [r for r in trials if r.metric(acc_key) is not None]
     summary = Table(
@@ -113,7 +125,15 @@ def sensitivity_tables(
             }
         )
     summary.provenance = provenance(exp, trials, {"sweep": sweep_label})
+    return summary
 
+
+def trials_table(
+    exp: Experiment, sweep_label: str, trials: list[RunRecord], keys: list[str]
+) -> Table:
+    """Every trial: its settings and its numbers on the split the search selected on."""
+    acc_key, forg_key, split = selection_keys(trials)
+    single = "a single run: no standard deviation"
     detail = Table(
         f"sensitivity_trials_{_slug(sweep_label)}",
         f"Trials of search sweep {sweep_label}, on the {split} splits (%)",
@@ -128,16 +148,12 @@ def sensitivity_tables(
         row["acc"] = stat(detail, [r], acc_key)
         row["forgetting"] = stat(detail, [r], forg_key)
         for c in (row["acc"], row["forgetting"]):
-            c.notes = [
-                n for n in c.notes if detail.notes[n] != "a single run: no standard deviation"
-            ]
+            c.notes = [n for n in c.notes if detail.notes[n] != single]
         detail.add(row)
-    detail.notes = {
-        k: v for k, v in detail.notes.items() if v != "a single run: no standard deviation"
-    }
+    detail.notes = {k: v for k, v in detail.notes.items() if v != single}
     detail.mark_best()
     detail.provenance = provenance(exp, trials, {"sweep": sweep_label})
-    return summary, detail
+    return detail
 
 
 def _status(r: RunRecord) -> str:

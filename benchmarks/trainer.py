@@ -335,7 +335,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ft10 = results["step_ratio"]["rows"][-1]["pah_images_per_s"]
     results["loader_vs_training"] = bench_loader_vs_training(src, device, ft10)
     results["eval_cost"] = bench_eval_cost(src, device, [0, 4, 9])
+    print_results(results)
+    save("trainer", results)
+    return results
 
+
+def print_results(results: dict[str, Any]) -> None:
     print(
         "\n1. training step, images/s (median)        task  PAH    fine-tune  time ratio (target <= 1.4 at task 10)"
     )
@@ -370,8 +375,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         + ", ".join(f"{r['task']}: {r['peak_rss_mib']:.0f}" for r in mem["rows"])
         + f"; growth after task 2: {mem['growth_after_task_2_mib']:+.0f} MiB"
     )
-    save("trainer", results)
-    return results
 
 
 if __name__ == "__main__":

@@ -122,22 +122,7 @@ def final_lines(
 def main(argv: list[str] | None = None) -> int:
     # Reading the parent runs' summaries must not draw a progress bar per file.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    p = argparse.ArgumentParser(prog="python sweeps/demo.py", description=__doc__.splitlines()[0])
-    p.add_argument("--storage", default="runs/ray_results")
-    p.add_argument("--mlflow-uri", default="runs/mlflow.db")
-    p.add_argument("--experiment", default="pah-demo")
-    p.add_argument("--data-root")
-    p.add_argument("--verbose", action="store_true", help="Ray's own output too")
-    which = p.add_mutually_exclusive_group()
-    which.add_argument(
-        "--run-reference", action="store_true", help="train the fine-tune reference here"
-    )
-    which.add_argument(
-        "--write-reference",
-        action="store_true",
-        help=f"train only the fine-tune reference and write {REFERENCE.relative_to(REPO)}",
-    )
-    args = p.parse_args(argv)
+    args = parser().parse_args(argv)
     started = time.perf_counter()
     stamp = time.strftime("%Y%m%d-%H%M%S")
     names = {"search": f"demo-search-{stamp}", "finetune": f"demo-finetune-{stamp}"}
@@ -183,8 +168,36 @@ def main(argv: list[str] | None = None) -> int:
         if finetune is None:
             return 1
     pah = parent_summary(uri, args.experiment, names["search"])
-    n_run = int(pah["best"]["tasks_done"])  # the best trial is one that ran every task
     print(f"\n[demo] done in {time.perf_counter() - started:.0f} s. What you just saw:")
+    print_what_happened(pah, finetune, reference, uri)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python sweeps/demo.py", description=__doc__.splitlines()[0])
+    p.add_argument("--storage", default="runs/ray_results")
+    p.add_argument("--mlflow-uri", default="runs/mlflow.db")
+    p.add_argument("--experiment", default="pah-demo")
+    p.add_argument("--data-root")
+    p.add_argument("--verbose", action="store_true", help="Ray's own output too")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument(
+        "--run-reference", action="store_true", help="train the fine-tune reference here"
+    )
+    which.add_argument(
+        "--write-reference",
+        action="store_true",
+        help=f"train only the fine-tune reference and write {REFERENCE.relative_to(REPO)}",
+    )
+    return p
+
+
+def print_what_happened(
+    pah: dict[str, Any], finetune: dict[str, Any], reference: str, uri: str
+) -> None:
+    """The demo's last lines: PAH's defaults and best trial against the fine-tune reference,
+    what ASHA saved, and where to look."""
+    n_run = int(pah["best"]["tasks_done"])  # the best trial is one that ran every task
     for line in final_lines(pah, finetune, n_run, reference):
         print(f"  {line}")
     print("  browse the runs (parent run per sweep, one child per trial):")
@@ -193,7 +206,6 @@ def main(argv: list[str] | None = None) -> int:
     for what, url in pah["links"].items():
         print(f"    {LINK_WORDS[what]}: {url}")
     print(f"  the Optuna study: optuna-dashboard {optuna_storage_beside(uri)}")
-    return 0
 
 
 def write_reference(finetune: dict[str, Any], config: dict[str, Any], sweep: str) -> None:

@@ -69,9 +69,10 @@ def finished_note(study: Study, status: PartStatus, part: str) -> str:
     return f"; not finished (a resume does not retrain failed cells): {', '.join(missing)}"
 
 
-def run_part(study: Study, part: str, args: argparse.Namespace) -> None:
-    spec, name = PARTS[part], study.sweep(part)
-    status = part_status(study, part)
+def skipped(study: Study, part: str, args: argparse.Namespace, status) -> bool:
+    """Under --resume, whether ``part`` finished already (in the store, or in the export of a
+    study continued in a new store), saying so."""
+    name = study.sweep(part)
     if args.resume and not status.started:
         exported = exported_status(study, part)
         if exported.finished:
@@ -80,7 +81,7 @@ def run_part(study: Study, part: str, args: argparse.Namespace) -> None:
                 f"(its store is not in --workdir), skipped{finished_note(study, exported, part)}",
                 flush=True,
             )
-            return
+            return True
         if exported.started:
             print(
                 f"[repro] {part}: sweep {name} is unfinished in the export and its store is not "
@@ -94,6 +95,14 @@ def run_part(study: Study, part: str, args: argparse.Namespace) -> None:
             + finished_note(study, status, part),
             flush=True,
         )
+        return True
+    return False
+
+
+def run_part(study: Study, part: str, args: argparse.Namespace) -> None:
+    spec, name = PARTS[part], study.sweep(part)
+    status = part_status(study, part)
+    if skipped(study, part, args, status):
         return
     protocol = PROTOCOLS[study.protocol]
     study_name = f"repro-{study.protocol}"

@@ -278,3 +278,19 @@ def test_grep_finds_the_producer_of_every_metric_name_the_tables_read():
     assert read, "no metric names found in analysis/"
     missing = sorted(k for k in read if f'"{k}"' not in produced)
     assert not missing, f"no literal producer of {missing} in pah_core/ or sweeps/"
+
+
+# A function longer than this is several jobs: split it (issue #25).
+FUNCTION_LINES = 60
+
+
+def test_no_function_is_longer_than_a_screen():
+    long = []
+    for folder in ("pah_core", "sweeps", "analysis", "benchmarks"):
+        for p in (ROOT / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(p.read_text())):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    n = node.end_lineno - node.lineno + 1
+                    if n > FUNCTION_LINES:
+                        long.append(f"{p.relative_to(ROOT)}:{node.lineno} {node.name} ({n} lines)")
+    assert not long, f"functions over {FUNCTION_LINES} lines: {long}"

@@ -283,33 +283,8 @@ def load_tinyimagenet(
         _download(url, root, "tiny-imagenet-200.zip", TINY_MD5, "Tiny-ImageNet-200", folder)
     wnids, train, val = _tiny_listing(folder)
     key = _listing_key(folder, train, val)
-    cache_dir = cache_dir or (root / ".pah-cache")
-    cache_file = cache_dir / f"tinyimagenet-{key}.pt"
-    arrays = None
-    if cache_file.is_file():
-        try:
-            arrays = torch.load(cache_file, weights_only=True)
-        except Exception:  # noqa: BLE001 - a broken cache is rebuilt, never trusted
-            arrays = None
-    if arrays is None:
-        t0 = time.perf_counter()
-        arrays = {
-            "train_x": _decode_jpegs([p for p, _ in train]),
-            "train_y": torch.tensor([y for _, y in train], dtype=torch.int64),
-            "test_x": _decode_jpegs([p for p, _ in val]),
-            "test_y": torch.tensor([y for _, y in val], dtype=torch.int64),
-        }
-        arrays["fingerprint"] = content_fingerprint(
-            arrays["train_x"], arrays["train_y"], arrays["test_x"], arrays["test_y"]
-        )
-        arrays["decode_seconds"] = time.perf_counter() - t0
-        try:
-            cache_dir.mkdir(parents=True, exist_ok=True)
-            tmp = cache_file.with_suffix(f".tmp{os.getpid()}")
-            torch.save(arrays, tmp)
-            os.replace(tmp, cache_file)  # atomic: concurrent trials never read half a file
-        except OSError:
-            pass  # a read-only data root still works, only slower on the next load
+    cache_file = (cache_dir or (root / ".pah-cache")) / f"tinyimagenet-{key}.pt"
+    arrays = _tiny_arrays(cache_file, train, val)
     words = {}
     words_file = folder / "words.txt"
     if words_file.is_file():
@@ -333,6 +308,35 @@ def load_tinyimagenet(
         official_std=IMAGENET_STD,
         fingerprint=str(arrays["fingerprint"]),
     )
+
+
+def _tiny_arrays(cache_file: Path, train: list, val: list) -> dict:
+    """The decoded images and labels: from the cache (tensors only) when it reads, else decoded
+    and cached, atomically, where the folder is writable."""
+    if cache_file.is_file():
+        try:
+            return torch.load(cache_file, weights_only=True)
+        except Exception:  # noqa: BLE001 - a broken cache is rebuilt, never trusted
+            pass
+    t0 = time.perf_counter()
+    arrays = {
+        "train_x": _decode_jpegs([p for p, _ in train]),
+        "train_y": torch.tensor([y for _, y in train], dtype=torch.int64),
+        "test_x": _decode_jpegs([p for p, _ in val]),
+        "test_y": torch.tensor([y for _, y in val], dtype=torch.int64),
+    }
+    arrays["fingerprint"] = content_fingerprint(
+        arrays["train_x"], arrays["train_y"], arrays["test_x"], arrays["test_y"]
+    )
+    arrays["decode_seconds"] = time.perf_counter() - t0
+    try:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache_file.with_suffix(f".tmp{os.getpid()}")
+        torch.save(arrays, tmp)
+        os.replace(tmp, cache_file)  # atomic: concurrent trials never read half a file
+    except OSError:
+        pass  # a read-only data root still works, only slower on the next load
+    return arrays
 
 
 def is_cached_tinyimagenet(root: Path, cache_dir: Path | None = None) -> bool:
