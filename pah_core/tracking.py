@@ -13,6 +13,7 @@ import os
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 SQLITE = "sqlite:///"
 # The first 16 bytes of every SQLite database file (https://www.sqlite.org/fileformat.html).
@@ -159,3 +160,17 @@ def quote(value: str) -> str:
         f"{value!r} holds both kinds of quote, which an MLflow filter string cannot express: "
         "rename it without one of them"
     )
+
+
+def load_run_json(tracking_uri: str, run_id: str, path: str) -> Any:
+    """A JSON artifact of a run, read through the run's own tracking server: with an
+    ``http://`` store the artifact URI is ``mlflow-artifacts:/...``, which only that server's
+    client resolves (``mlflow.artifacts.load_dict`` would ask the process-wide default store)."""
+    import json
+    import tempfile
+
+    from mlflow.tracking import MlflowClient
+
+    with tempfile.TemporaryDirectory(prefix="pah-artifact-") as folder:
+        local = MlflowClient(tracking_uri=tracking_uri).download_artifacts(run_id, path, folder)
+        return json.loads(Path(local).read_text())

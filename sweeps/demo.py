@@ -29,7 +29,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a plain checkout too
 
 from pah_core.config import load_config, own_method_keys  # noqa: E402
-from pah_core.tracking import optuna_storage_beside, ui_commands  # noqa: E402
+from pah_core.tracking import load_run_json, optuna_storage_beside, ui_commands  # noqa: E402
 from pah_core.typed_dicts import flatten  # noqa: E402
 from sweeps import (  # noqa: E402
     REPO,  # noqa: E402
@@ -66,7 +66,6 @@ def shipped_reference(config: dict[str, Any]) -> dict[str, Any] | None:
 
 def parent_summary(mlflow_uri: str, experiment: str, sweep: str) -> dict[str, Any]:
     """A finished sweep's trials and best trial, as its parent run holds them."""
-    from mlflow.artifacts import load_dict
     from mlflow.tracking import MlflowClient
 
     from pah_core.mlflow_reporter import find_run
@@ -75,8 +74,7 @@ def parent_summary(mlflow_uri: str, experiment: str, sweep: str) -> dict[str, An
     client = MlflowClient(tracking_uri=mlflow_uri)
     exp = client.get_experiment_by_name(experiment)
     (parent,) = client.search_runs([exp.experiment_id], filter_string=sweep_parent_filter(sweep))
-    base = parent.info.artifact_uri
-    best = load_dict(f"{base}/best_config.json")
+    best = load_run_json(mlflow_uri, parent.info.run_id, "best_config.json")
     best_run = find_run(client, exp.experiment_id, f"{sweep}/{best['trial']}")
     if best_run is not None:  # its run name says which trial it is (sweeps.names)
         best["name"] = best_run.info.run_name
@@ -84,7 +82,7 @@ def parent_summary(mlflow_uri: str, experiment: str, sweep: str) -> dict[str, An
     return {
         "experiment_id": exp.experiment_id,
         "parent_run_id": parent.info.run_id,
-        "trials": load_dict(f"{base}/trials.json"),
+        "trials": load_run_json(mlflow_uri, parent.info.run_id, "trials.json"),
         "best": best,
         "links": sweep_links(mlflow_uri, exp.experiment_id, parent.info.run_id, best_id),
     }

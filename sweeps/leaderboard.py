@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from pah_core.tracking import quote, ui_commands, ui_page
+from pah_core.tracking import load_run_json, quote, ui_commands, ui_page
 
 from .names import (
     OPTUNA_NUMBER_TAG,
@@ -258,7 +258,6 @@ def describe_sweep(
 ) -> dict[str, str]:
     """The parent run's description, leaderboard and search space; the UI links of the parent
     and of the best trial (``{"parent": url, "best": url}``, best only when there is one)."""
-    import mlflow.artifacts
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=mlflow_uri)
@@ -270,10 +269,7 @@ def describe_sweep(
     best = next((r for r in rows if r.best), None)
     matrix = None
     if best is not None:
-        run = client.get_run(best.run_id)
-        matrix = mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/acc_matrix.json")[
-            "acc_matrix"
-        ]
+        matrix = load_run_json(mlflow_uri, best.run_id, "acc_matrix.json")["acc_matrix"]
     distributions = study_space(optuna_url, sweep)
     space = {k: describe_distribution(d) for k, d in distributions.items()}
     if distributions:

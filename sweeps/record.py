@@ -18,6 +18,7 @@ from pah_core.tracking import (
     check_store,
     check_tracking_uri,
     default_tracking_uri,
+    load_run_json,
     quote,
 )
 
@@ -318,10 +319,8 @@ def best_config_of_sweep(mlflow_uri: str, experiment: str, sweep: str) -> dict[s
         raise SweepError(
             f"--from-sweep {sweep!r}: no such sweep in experiment {experiment!r} at {mlflow_uri}"
         )
-    import mlflow.artifacts
-
     try:
-        best = mlflow.artifacts.load_dict(f"{runs[0].info.artifact_uri}/best_config.json")
+        best = load_run_json(mlflow_uri, runs[0].info.run_id, "best_config.json")
     except Exception as e:  # noqa: BLE001
         raise SweepError(
             f"--from-sweep {sweep!r}: it has no best_config.json (did it finish a trial?)"

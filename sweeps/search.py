@@ -18,6 +18,7 @@ from typing import Any
 
 from pah_core.config import ConfigError
 from pah_core.search_space import Param, first_task_all_act, to_tune
+from pah_core.tracking import load_run_json
 
 from .cli import (
     DEFAULT_SAMPLES,
@@ -232,9 +233,7 @@ def selection_provenance(mlflow_uri: str, experiment: str, parent_filter: str) -
     client = MlflowClient(tracking_uri=mlflow_uri)
     exp = client.get_experiment_by_name(experiment)
     (parent,) = client.search_runs([exp.experiment_id], filter_string=parent_filter, max_results=1)
-    import mlflow.artifacts
-
-    best = mlflow.artifacts.load_dict(f"{parent.info.artifact_uri}/best_config.json")
+    best = load_run_json(mlflow_uri, parent.info.run_id, "best_config.json")
     score = best.get("val_avg_acc")
     return {
         "selected_trial": str(best.get("trial")),

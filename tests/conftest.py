@@ -23,6 +23,9 @@ INTEGRATION_FIXTURES = {
     "postgres_mlflow",
 }
 DATA_FIXTURES = {"data_root", "cifar"}
+# Test files that start their own Ray (a head by `ray start`, a two-node cluster): they run before
+# the session's Ray (ray_cluster) starts, so that two local Rays never overlap.
+OWN_RAY_FIRST = {"test_cluster.py", "test_node_loss.py"}
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -37,7 +40,7 @@ def pytest_collection_modifyitems(config, items):
     # The session's Ray (ray_cluster) stays up from its first user to the end; test_cluster.py's
     # own `ray start --head` runs first, so that two local Rays never overlap. Last of all hooks,
     # so that --ff/--nf/--sw do not reorder it.
-    items.sort(key=lambda item: item.path.name != "test_cluster.py")
+    items.sort(key=lambda item: item.path.name not in OWN_RAY_FIRST)
     return result
 
 

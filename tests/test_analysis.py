@@ -13,6 +13,7 @@ import subprocess
 
 import numpy as np
 import pytest
+import scipy.stats
 
 from analysis import paper_tables, store
 from analysis.export import portable
@@ -205,7 +206,11 @@ def test_main_table_cells_match_runs(built, mlstore):
             cell = t.cell(label, f"synthetic:{col}")
             assert cell.mean == pytest.approx(mean, abs=1e-9)
             assert cell.std == pytest.approx(std, abs=1e-9)
-            assert cell.shown() == f"{mean:.2f} ± {std:.2f}"
+            # the 95% t-interval of the mean: t(0.975, n-1) * std / sqrt(n) either side
+            n = len(runs)
+            half = scipy.stats.t.ppf(0.975, n - 1) * std / math.sqrt(n)
+            assert cell.half == pytest.approx(half, abs=1e-9)
+            assert cell.shown() == f"{mean:.2f} ± {std:.2f} [{mean - half:.2f}, {mean + half:.2f}]"
             assert sorted(cell.run_ids) == sorted(r.info.run_id for r in runs)
         assert t.cell(label, "synthetic:n").shown() == str(len(runs))
     # ablation and search runs are not pooled into the main table
