@@ -13,11 +13,22 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_faults import LONGER, _children, _config_of, _uninterrupted
+from tests.helpers import set_flags
+from tests.test_faults import _children, _config_of, _uninterrupted
 
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
+# 2 tasks of real CIFAR-100 (300 training images per class, 2 epochs, a small CNN): a task is a few
+# seconds on one core, long enough that the trials are still training when the node goes.
+CELLS = set_flags(
+    data__train_per_class=300,
+    data__test_per_class=20,
+    schedule__max_tasks=2,
+    model__backbone="small_cnn",
+    schedule__epochs_per_task=2,
+    schedule__eval_future="true",
+)
 
 
 @pytest.fixture
@@ -63,7 +74,7 @@ def test_a_sweep_survives_losing_a_node(two_nodes, tmp_path):
     argv = [
         sys.executable, str(REPO / "sweeps" / "baselines.py"), "--address", cluster.address,
         "--methods", "pah", "--seeds", "0,1,2", "--max-concurrent", "3",
-        "--storage", str(tmp_path / "ray"), "--mlflow-uri", uri, "--name", "nodeloss", *LONGER,
+        "--storage", str(tmp_path / "ray"), "--mlflow-uri", uri, "--name", "nodeloss", *CELLS,
     ]  # fmt: skip
     proc = subprocess.Popen(
         argv, stdout=(tmp_path / "sweep.log").open("w"), stderr=subprocess.STDOUT
