@@ -7,6 +7,7 @@ import warnings
 
 import pandas as pd
 
+from pah_core.metrics import MIN_TRIALS_FOR_IMPORTANCE, MIN_TRIALS_FOR_SENSITIVITY
 from pah_core.tracking import sqlite_path
 
 from .store import Experiment, RunRecord
@@ -95,9 +96,13 @@ def summary_table(
             Column("importance", "Optuna importance"),
         ],
     )
+    enough = len(done) >= MIN_TRIALS_FOR_SENSITIVITY
     rho_note = summary.note(
         f"ρ: Spearman rank correlation over the finished trials ({acc_key}, {forg_key}); n/a "
-        "below 3 trials or without variation"
+        "without variation"
+        if enough
+        else f"ρ n/a: {len(done)} finished trial(s); rank correlations are shown from "
+        f"{MIN_TRIALS_FOR_SENSITIVITY} (below that their 95% interval spans most of [-1, 1])"
     )
     imp_marker = summary.note(importance_note)
     best = max(done, key=lambda r: r.metric(acc_key), default=None)
@@ -105,9 +110,11 @@ def summary_table(
         pts = [(_num(r.params.get(k)), r) for r in done]
         pts = [(x, r) for x, r in pts if x is not None]
         xs = [x for x, _ in pts]
-        ra = spearman(xs, [100 * r.metric(acc_key) for _, r in pts])
         fpts = [(x, r) for x, r in pts if r.metric(forg_key) is not None]
-        rf = spearman([x for x, _ in fpts], [100 * r.metric(forg_key) for _, r in fpts])
+        ra = rf = None
+        if enough:
+            ra = spearman(xs, [100 * r.metric(acc_key) for _, r in pts])
+            rf = spearman([x for x, _ in fpts], [100 * r.metric(forg_key) for _, r in fpts])
         imp = None if importances is None else importances.get(k)
         summary.add(
             {
@@ -198,10 +205,11 @@ def optuna_importances(
     except KeyError:
         return None, f"no Optuna study named {study_name!r} in {storage_url}"
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    if len(complete) < 2:
+    if len(complete) < MIN_TRIALS_FOR_IMPORTANCE:
         return (
             None,
-            f"Optuna study {study_name!r} has {len(complete)} complete trial(s): importances need 2 or more",
+            f"Optuna study {study_name!r} has {len(complete)} complete trial(s): importances are "
+            f"shown from {MIN_TRIALS_FOR_IMPORTANCE} (below that they are noise)",
         )
     try:
         imp = optuna.importance.get_param_importances(

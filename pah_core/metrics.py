@@ -202,6 +202,9 @@ VAL_FINAL = {
 # trials with the rest, and Optuna's docs want several trials in that top group: below 20 trials
 # it is one trial, and the importances of 10 searched settings are noise that reads as a finding.
 MIN_TRIALS_FOR_IMPORTANCE = 20
+# The fewest finished trials whose rank correlation with a setting a report shows: below 10, a
+# Spearman rho's 95% interval spans most of [-1, 1] (at n = 5, a rho of 0.9 is not significant).
+MIN_TRIALS_FOR_SENSITIVITY = 10
 
 
 def pareto_front(points: list[tuple[str, float, float]]) -> list[tuple[str, float, float]]:

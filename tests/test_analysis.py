@@ -304,13 +304,6 @@ def test_ablation_tables(built, mlstore):
     assert "no loss-term ablation" in " ".join(loss.notes.values())
 
 
-def _spearman(x, y):
-    import pandas as pd
-
-    rx, ry = pd.Series(x).rank(), pd.Series(y).rank()
-    return float(np.corrcoef(rx, ry)[0, 1])
-
-
 def test_sensitivity_and_importances(built, mlstore):
     summary = _table(built, f"sensitivity_{SEARCH_SWEEP}")
     runs = [
@@ -319,16 +312,14 @@ def test_sensitivity_and_importances(built, mlstore):
         if "final_avg_acc" in r.data.metrics
     ]
     assert len(runs) == len(SEARCH_POINTS)
-    for key, label in (
-        ("model.hyper_width", "HN width"),
-        ("method.pah.temperature", "temperature"),
-    ):
-        x = [float(r.data.params[key]) for r in runs]
-        rho = _spearman(x, [r.data.metrics["final_avg_acc"] for r in runs])
+    # 4 finished trials: no rank correlation and no importance (below the stated minimums), a
+    # note that says why.
+    for label in ("HN width", "temperature"):
         cell = summary.cell(label, "rho_acc")
-        assert cell.mean == pytest.approx(rho, abs=1e-9)
+        assert cell.mean is None and cell.shown() == "n/a"
+        assert "rank correlations are shown from 10" in summary.notes[cell.notes[0]]
         imp = summary.cell(label, "importance")
-        assert imp.mean is not None and 0 <= imp.mean <= 1
+        assert imp.mean is None and "importances are shown from 20" in summary.notes[imp.notes[0]]
     assert "4 of 5 trials finished" in summary.title
     detail = _table(built, f"sensitivity_trials_{SEARCH_SWEEP}")
     stopped = detail.cell("trial_stopped", "acc", "trial")
@@ -872,8 +863,10 @@ def test_sensitivity_ranks_trials_on_their_validation_numbers(tmp_path):
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     exp_id = client.create_experiment("e", artifact_location=(tmp_path / "art").as_uri())
     search = _parent(client, exp_id, "s", "search")
-    # test accuracy rises with the width, validation accuracy falls with it
-    for width, test_acc, val_acc in ((16, 0.40, 0.60), (32, 0.45, 0.55), (64, 0.50, 0.50)):
+    # test accuracy rises with the width, validation accuracy falls with it (10 trials: the
+    # fewest a report computes rank correlations on)
+    for i in range(10):
+        width, test_acc, val_acc = 16 * (i + 1), 0.40 + 0.01 * i, 0.60 - 0.01 * i
         r = client.create_run(exp_id, tags={"mlflow.parentRunId": search, "sweep": "s"})
         rid = r.info.run_id
         client.log_param(rid, "model.hyper_width", width)
