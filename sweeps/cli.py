@@ -316,3 +316,27 @@ def load_points(path: str, searched: Iterable[str]) -> list[dict[str, Any]]:
                 f"--points: {sorted(unknown)} are not searched keys; searched: {sorted(keys)}"
             )
     return points
+
+
+def study_arguments(
+    p: argparse.ArgumentParser, workdir: str, experiment: str, out: str | None
+) -> argparse.ArgumentParser:
+    """The flags of a study driver (compare_protocols.py, compare_methods.py): where it trains
+    and records, where its export and report go, resume, report only."""
+    p.add_argument("--workdir", default=workdir, help="MLflow store and Ray results")
+    p.add_argument("--experiment", default=experiment)
+    p.add_argument("--out", default=out, help=f"export and report folder (default: {out})")
+    p.add_argument("--resume", action="store_true", help="continue the study in --workdir")
+    p.add_argument("--report-only", action="store_true", help="export and report, train nothing")
+    p.add_argument("--verbose", action="store_true", help="Ray's own output too")
+    set_argument(p, "a config override for every sweep of the study (repeatable)")
+    return p
+
+
+def open_workdir(workdir: Path, resume: bool) -> None:
+    """A study's --workdir: a new one, or with --resume the one holding the study."""
+    if (workdir / "mlflow.db").exists() and not resume:
+        raise SweepError(
+            f"{workdir} holds a study: pass --resume to continue it, or another --workdir"
+        )
+    workdir.mkdir(parents=True, exist_ok=True)

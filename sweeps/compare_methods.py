@@ -37,9 +37,10 @@ from sweeps.cli import (  # noqa: E402
     HPO_PROTOCOLS,
     SweepError,
     count,
+    open_workdir,
     parse_names,
     protocol_overrides,
-    set_argument,
+    study_arguments,
 )
 from sweeps.compare_protocols import finished  # noqa: E402
 from sweeps.grid import run_grid  # noqa: E402
@@ -185,14 +186,7 @@ def parser() -> argparse.ArgumentParser:
         "--set; default: the shipped config with --set",
     )
     p.add_argument("--max-concurrent", type=count, help="trials in flight (default: what fits)")
-    p.add_argument("--workdir", default="runs/compare", help="MLflow store and Ray results")
-    p.add_argument("--experiment", default="compare-methods")
-    p.add_argument("--out", default=None, help="export and report folder (default: none)")
-    p.add_argument("--resume", action="store_true", help="continue the comparison in --workdir")
-    p.add_argument("--report-only", action="store_true", help="export and report, train nothing")
-    p.add_argument("--verbose", action="store_true", help="Ray's own output too")
-    set_argument(p, "a config override for every sweep (repeatable)")
-    return p
+    return study_arguments(p, "runs/compare", "compare-methods", None)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -211,12 +205,7 @@ def main(argv: list[str] | None = None) -> int:
             method_space(m)  # every tuned method can be searched, before anything starts
         seeds = final_seeds(args)
         if not args.report_only:
-            if (workdir / "mlflow.db").exists() and not args.resume:
-                raise SweepError(
-                    f"{workdir} holds a comparison: pass --resume to continue it, or another "
-                    "--workdir"
-                )
-            workdir.mkdir(parents=True, exist_ok=True)
+            open_workdir(workdir, args.resume)
             storage = workdir / "ray"
             for m in methods:
                 rc = tune_method(m, args, storage, uri)

@@ -30,7 +30,14 @@ from analysis.store import AnalysisError  # noqa: E402
 from pah_core.config import ConfigError  # noqa: E402
 from pah_core.typed_dicts import parse_overrides  # noqa: E402
 from sweeps import search  # noqa: E402
-from sweeps.cli import HPO_PROTOCOLS, SweepError, count, parse_names, set_argument  # noqa: E402
+from sweeps.cli import (  # noqa: E402
+    HPO_PROTOCOLS,
+    SweepError,
+    count,
+    open_workdir,
+    parse_names,
+    study_arguments,
+)
 from sweeps.record import check_tracking_uri_or_default, sweep_parent_filter  # noqa: E402
 
 # Small but learning on 2 CPU cores: every task's full training data, a few epochs, a small CNN.
@@ -110,14 +117,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--final-seeds", type=count, default=3, help="final runs per selection (3)")
     p.add_argument("--first-k", type=count, default=3, help="first_k: the tuning tasks (3)")
     p.add_argument("--seed", type=int, default=0, help="the Optuna sampler's seed (default 0)")
-    p.add_argument("--workdir", default="runs/hpo-protocols", help="MLflow store and Ray results")
-    p.add_argument("--experiment", default=EXPERIMENT)
-    p.add_argument("--out", default="docs/results/hpo-protocols", help="export and report folder")
-    p.add_argument("--resume", action="store_true", help="continue the comparison in --workdir")
-    p.add_argument("--report-only", action="store_true", help="export and report, train nothing")
-    p.add_argument("--verbose", action="store_true", help="Ray's own output too")
-    set_argument(p, "a config override on top of the comparison's scale (repeatable)")
-    return p
+    return study_arguments(p, "runs/hpo-protocols", EXPERIMENT, "docs/results/hpo-protocols")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -130,12 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides = parse_overrides(args.overrides)
         protocols = parse_names(args.protocols, HPO_PROTOCOLS, "--protocols")
         if not args.report_only:
-            if (workdir / "mlflow.db").exists() and not args.resume:
-                raise SweepError(
-                    f"{workdir} holds a comparison: pass --resume to continue it, or another "
-                    "--workdir"
-                )
-            workdir.mkdir(parents=True, exist_ok=True)
+            open_workdir(workdir, args.resume)
             for protocol in protocols:
                 rc = run_protocol(protocol, args, uri, workdir / "ray")
                 if rc != 0:

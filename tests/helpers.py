@@ -37,6 +37,23 @@ def set_flags(**overrides) -> list[str]:
     return out
 
 
+def longer_tasks(**changes) -> list[str]:
+    """Sweep flags for 2 tasks of real CIFAR-100 (300 training images per class, 4 epochs, a
+    small CNN, the untrained model measured): a task takes a few seconds on one core, long enough to
+    kill or stop a trial in the middle of one (tests of faults, interrupts, a lost node)."""
+    return set_flags(
+        **{
+            "data__train_per_class": 300,
+            "data__test_per_class": 20,
+            "schedule__max_tasks": 2,
+            "model__backbone": "small_cnn",
+            "schedule__epochs_per_task": 4,
+            "schedule__eval_future": "true",
+            **changes,
+        }
+    )
+
+
 def tiny_config(*overrides: str):
     return load_config(
         None,

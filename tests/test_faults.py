@@ -16,23 +16,14 @@ import numpy as np
 import pytest
 
 from sweeps.trial import TRAIN, TUNE
-from tests.helpers import mlflow_server, set_flags
+from tests.helpers import longer_tasks, mlflow_server, set_flags
 from tests.postgres import postgres_bin, postgres_server
 
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
-# 2 tasks of real CIFAR-100 (300 training images per class, 4 epochs, a small CNN): a task takes a
-# few seconds on one core, long enough to kill its process in the middle of the second. With
-# eval_future: the untrained model's accuracies, measured once before task 1, must survive it.
-LONGER = set_flags(
-    data__train_per_class=300,
-    data__test_per_class=20,
-    schedule__max_tasks=2,
-    model__backbone="small_cnn",
-    schedule__epochs_per_task=4,
-    schedule__eval_future="true",
-)
+# The untrained model's accuracies (eval_future), measured once before task 1, must survive a kill.
+LONGER = longer_tasks()
 TINY = set_flags(
     data__train_per_class=60,
     data__test_per_class=10,

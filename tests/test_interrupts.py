@@ -14,20 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import set_flags
+from tests.helpers import longer_tasks
 
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
-# 2 tasks, 300 training images per class, 4 epochs: a task takes a few seconds on one core, long
-# enough to stop the search in the middle of a trial.
-LONGER = set_flags(
-    data__train_per_class=300,
-    data__test_per_class=20,
-    schedule__max_tasks=2,
-    model__backbone="small_cnn",
-    schedule__epochs_per_task=4,
-)
+LONGER = longer_tasks(schedule__eval_future="false")  # stopped in the middle of a trial
 
 
 def _runs(uri: str):

@@ -13,22 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import set_flags
+from tests.helpers import longer_tasks
 from tests.test_faults import _children, _config_of, _uninterrupted
 
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
-# 2 tasks of real CIFAR-100 (300 training images per class, 2 epochs, a small CNN): a task is a few
-# seconds on one core, long enough that the trials are still training when the node goes.
-CELLS = set_flags(
-    data__train_per_class=300,
-    data__test_per_class=20,
-    schedule__max_tasks=2,
-    model__backbone="small_cnn",
-    schedule__epochs_per_task=2,
-    schedule__eval_future="true",
-)
+CELLS = longer_tasks(schedule__epochs_per_task=2)  # the trials still train when the node goes
 
 
 @pytest.fixture
