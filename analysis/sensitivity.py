@@ -110,11 +110,7 @@ def summary_table(
         pts = [(_num(r.params.get(k)), r) for r in done]
         pts = [(x, r) for x, r in pts if x is not None]
         xs = [x for x, _ in pts]
-        fpts = [(x, r) for x, r in pts if r.metric(forg_key) is not None]
-        ra = rf = None
-        if enough:
-            ra = spearman(xs, [100 * r.metric(acc_key) for _, r in pts])
-            rf = spearman([x for x, _ in fpts], [100 * r.metric(forg_key) for _, r in fpts])
+        ra, rf = _rhos(pts, acc_key, forg_key) if enough else (None, None)
         imp = None if importances is None else importances.get(k)
         summary.add(
             {
@@ -133,6 +129,14 @@ def summary_table(
         )
     summary.provenance = provenance(exp, trials, {"sweep": sweep_label})
     return summary
+
+
+def _rhos(pts: list, acc_key: str, forg_key: str) -> tuple[float | None, float | None]:
+    """Spearman's rho of a setting's values with accuracy and with forgetting (x 100)."""
+    ra = spearman([x for x, _ in pts], [100 * r.metric(acc_key) for _, r in pts])
+    fpts = [(x, r) for x, r in pts if r.metric(forg_key) is not None]
+    rf = spearman([x for x, _ in fpts], [100 * r.metric(forg_key) for _, r in fpts])
+    return ra, rf
 
 
 def trials_table(
