@@ -173,7 +173,7 @@ def _kept_sweeps(folder: Path, exp: Experiment, parents: list[str]) -> _Kept:
         if old.record(rid)["tags"].get("mlflow.parentRunId") in kept.sweeps:
             kept.runs.append(rid)
             kept.files.add(folder / "runs" / f"{rid}.json")
-    kept.merged_from = [{"mlflow_uri": u, "sweeps": n} for u, n in by_store.items()]
+    kept.merged_from = [{"mlflow_uri": portable(u), "sweeps": n} for u, n in by_store.items()]
     return kept
 
 

@@ -644,8 +644,9 @@ def test_an_export_written_over_an_earlier_one_keeps_the_sweeps_the_store_lacks(
     write_export(source, EXP, merged, [ABL_SWEEP], keep_other_sweeps=True)
 
     m, b = ExportSource(merged), ExportSource(both)
-    assert m.merged_from == [{"mlflow_uri": lost, "sweeps": [BASE_SWEEP]}]
-    assert m.uri == f"export {merged} of {mlstore['uri']} and {lost}"
+    # Stores by their last folders only: an export holds no path of the machine that made it.
+    assert m.merged_from == [{"mlflow_uri": portable(lost), "sweeps": [BASE_SWEEP]}]
+    assert m.uri == f"export {merged} of {portable(mlstore['uri'])} and {portable(lost)}"
     assert sorted(m.meta["sweeps"]) == sorted(b.meta["sweeps"])
     assert sorted(m.meta["runs"]) == sorted(b.meta["runs"])
     for sub in ("sweeps", "runs"):
@@ -658,7 +659,9 @@ def test_an_export_written_over_an_earlier_one_keeps_the_sweeps_the_store_lacks(
     assert _shown(rep_m) == _shown(rep_b)
     # the kept sweep's store is remembered through a second merge
     write_export(source, EXP, merged, [ABL_SWEEP], keep_other_sweeps=True)
-    assert ExportSource(merged).merged_from == [{"mlflow_uri": lost, "sweeps": [BASE_SWEEP]}]
+    assert ExportSource(merged).merged_from == [
+        {"mlflow_uri": portable(lost), "sweeps": [BASE_SWEEP]}
+    ]
     # without the flag, the export is replaced: only the exported sweep is left
     write_export(source, EXP, merged, [ABL_SWEEP])
     assert len(ExportSource(merged).meta["sweeps"]) == 1
