@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from pah_core.methods import registered_methods
+
 from .store import Experiment, RunRecord
 from .tables import (
     DASH,
@@ -29,6 +31,20 @@ def _truthy(v: str | None) -> bool | None:
     return None if v is None else str(v).lower() in ("true", "1", "yes")
 
 
+def variants_changing(params: Iterable[str]) -> set[str]:
+    """The ablation variants (every method's, declared in its file) that change only ``params``:
+    the dedicated variants of the table over those keys."""
+    keys = set(params)
+    return {
+        name
+        for cls in registered_methods().values()
+        for name, overrides in cls.ablation_variants.items()
+        if overrides and set(overrides) <= keys
+    }
+
+
+# Each table groups runs by the values of its ``params``; its dedicated variants are those that
+# change nothing else (``variants_changing``).
 ABLATIONS: dict[str, dict[str, Any]] = {
     "prototype_size": {
         "title": "Ablation: prototype size",
@@ -37,7 +53,6 @@ ABLATIONS: dict[str, dict[str, Any]] = {
             int(r.params["model.prototype_size"]) if "model.prototype_size" in r.params else None
         ),
         "params": ("model.prototype_size",),
-        "variants": lambda v: v.startswith("proto_") and v[6:].isdigit(),
         "levels": [5, 10, 16, 20],
         "label": lambda k: f"{k}×{k}",
         "paper": lambda k, p: p.get(k),
@@ -47,7 +62,6 @@ ABLATIONS: dict[str, dict[str, Any]] = {
         "header": "Initialisation",
         "key": lambda r: r.params.get("model.prototype_init"),
         "params": ("model.prototype_init",),
-        "variants": lambda v: v.startswith("init_"),
         "levels": ["semantic_crop", "semantic_resize", "random"],
         "label": lambda k: {
             "semantic_crop": "semantic (centre crop)",
@@ -64,7 +78,6 @@ ABLATIONS: dict[str, dict[str, Any]] = {
             _truthy(r.params.get("method.pah.use_sp")),
         ),
         "params": ("method.pah.use_sm", "method.pah.use_sp"),
-        "variants": lambda v: v in ("ce_only", "ce+sm", "ce+sp"),
         "levels": [(False, False), (True, False), (False, True), (True, True)],
         "label": lambda k: {
             (False, False): "CE only",
@@ -115,7 +128,7 @@ def ablation_tables(
     for dataset in datasets:
         ds_runs = [r for r in runs if r.dataset == dataset]
         for name, spec in ABLATIONS.items():
-            dedicated = [r for r in ds_runs if r.variant and spec["variants"](r.variant)]
+            dedicated = [r for r in ds_runs if r.variant in variants_changing(spec["params"])]
             if not dedicated:
                 continue  # this ablation was not run
             full = [r for r in ds_runs if r.variant == "full"]

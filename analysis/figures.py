@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .sensitivity import PARAM_NAMES
+from pah_core.methods import param_label
+
 from .store import RunRecord, short_id
 from .tables import dataset_name, method_name
 
@@ -147,7 +148,7 @@ def sensitivity_plot(trials: list[RunRecord], keys: list[str], sweep: str, out: 
         ax.scatter(xs, ys, s=14, color="C0")
         if xs and min(xs) > 0 and max(xs) / min(xs) > 20:
             ax.set_xscale("log")
-        ax.set_xlabel(PARAM_NAMES.get(k, k), fontsize=8)
+        ax.set_xlabel(param_label(k), fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel(f"final average accuracy, {split} (%)", fontsize=8)

@@ -5,6 +5,7 @@ Crowley and Storkey, "Hyperparameter Selection in Continual Learning" (arXiv 240
 
 from __future__ import annotations
 
+from .sensitivity import search_keys
 from .store import Experiment, RunRecord, children
 from .tables import DASH, Cell, Column, Table, provenance, stat
 
@@ -21,7 +22,7 @@ def _config_text(search: RunRecord | None, trial: RunRecord | None, keys: list[s
     return ", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in chosen.items()) or DASH
 
 
-def protocol_table(exp: Experiment, searched_keys: list[str]) -> Table | None:
+def protocol_table(exp: Experiment) -> Table | None:
     """One row per search with final runs; None when the experiment has none."""
     # A method comparison's final runs have their own tables (analysis/comparison.py).
     finals = {
@@ -54,7 +55,7 @@ def protocol_table(exp: Experiment, searched_keys: list[str]) -> Table | None:
     for fid, final in finals.items():
         runs = children(exp, [fid])
         used += runs
-        t.add(_protocol_row(t, exp, final, runs, by_name, searched_keys))
+        t.add(_protocol_row(t, exp, final, runs, by_name))
     t.mark_best()
     t.provenance = provenance(exp, used)
     return t
@@ -66,7 +67,6 @@ def _protocol_row(
     final: RunRecord,
     runs: list[RunRecord],
     by_name: dict[str, str],
-    searched_keys: list[str],
 ) -> dict[str, Cell | str]:
     """One search's row: what it selected, on which validation score, its final runs' test
     numbers, and the compute the search spent."""
@@ -90,7 +90,7 @@ def _protocol_row(
     return {
         "protocol": final.tags.get("hpo_protocol", "?"),
         "search": search_name,
-        "selected": _config_text(search, chosen, searched_keys),
+        "selected": _config_text(search, chosen, search_keys(search, trials)),
         "val": Cell(mean=100 * float(val)) if val else Cell(text=DASH),
         "acc": acc,
         "forgetting": stat(t, runs, "final_forgetting"),

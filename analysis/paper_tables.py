@@ -35,8 +35,8 @@ from analysis.export import ExportSource  # noqa: E402
 from analysis.hpo_protocols import protocol_table  # noqa: E402
 from analysis.main_table import main_differences, main_table  # noqa: E402
 from analysis.sensitivity import (  # noqa: E402
-    SENSITIVITY_KEYS,
     optuna_importances,
+    search_keys,
     selection_keys,
     sensitivity_tables,
 )
@@ -102,7 +102,7 @@ def build(
     if differences is not None:
         report.tables.append(differences)
     report.tables += comparison_tables(exp)
-    protocols = protocol_table(exp, SENSITIVITY_KEYS)
+    protocols = protocol_table(exp)
     if protocols is not None:
         report.tables.append(protocols)
     report.tables += ablation_tables(exp, ablation_runs, paper, shared_full)
@@ -126,7 +126,7 @@ def search_reports(report: Report, exp, search: list[str], storage: str | None) 
         if not trials:
             report.warnings.append(f"search sweep {label}: no trials")
             continue
-        keys = [k for k in SENSITIVITY_KEYS if any(k in r.params for r in trials)]
+        keys = search_keys(exp.sweeps[pid], trials)
         first = exp.sweeps[pid].tags.get("objectives", "acc").split(",")[0]
         imp, note = optuna_importances(storage, label, first)
         summary, detail = sensitivity_tables(exp, label, trials, imp, note, keys)

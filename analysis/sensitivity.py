@@ -7,6 +7,7 @@ import warnings
 
 import pandas as pd
 
+from pah_core.methods import param_label, searched_keys
 from pah_core.metrics import MIN_TRIALS_FOR_IMPORTANCE, MIN_TRIALS_FOR_SENSITIVITY
 from pah_core.tracking import sqlite_path
 
@@ -15,20 +16,13 @@ from .tables import NA, Cell, Column, Table, provenance, stat
 
 # A search trial's final numbers on the validation splits (pah_core.mlflow_reporter's names).
 VAL_ACC, VAL_FORG = "val/final_avg_acc", "val/final_forgetting"
-SENSITIVITY_KEYS = [
-    "model.hyper_width",
-    "model.hyper_depth",
-    "method.pah.lambda_sm",
-    "method.pah.lambda_sp",
-    "method.pah.temperature",
-]
-PARAM_NAMES = {
-    "model.hyper_width": "HN width",
-    "model.hyper_depth": "HN depth",
-    "method.pah.lambda_sm": "lambda_sm",
-    "method.pah.lambda_sp": "lambda_sp",
-    "method.pah.temperature": "temperature",
-}
+
+
+def search_keys(sweep: RunRecord | None, trials: list[RunRecord]) -> list[str]:
+    """The keys a search sweep tuned, in its method's order: its method's search space (the
+    parent's ``method`` tag; searches made before it existed tuned PAH), those its trials record."""
+    method = sweep.tags.get("method", "pah") if sweep is not None else "pah"
+    return [k for k in searched_keys(method) if any(k in r.params for r in trials)]
 
 
 def spearman(x: list[float], y: list[float]) -> float | None:
@@ -63,7 +57,7 @@ def sensitivity_tables(
     trials: list[RunRecord],
     importances: dict[str, float] | None,
     importance_note: str,
-    keys: list[str] = SENSITIVITY_KEYS,
+    keys: list[str],
 ) -> tuple[Table, Table]:
     """Per-parameter summary (range, Spearman rho with the final metrics, Optuna importance) and the
     per-trial table behind it, on the validation splits' numbers (what the search selected on),
@@ -114,7 +108,7 @@ def summary_table(
         imp = None if importances is None else importances.get(k)
         summary.add(
             {
-                "param": PARAM_NAMES.get(k, k),
+                "param": param_label(k),
                 "range": f"{_fmt(min(xs))} – {_fmt(max(xs))}" if xs else NA,
                 "n": str(len(xs)),
                 "rho_acc": Cell(text=NA if ra is None else f"{ra:+.2f}", mean=ra, notes=[rho_note]),
@@ -149,7 +143,7 @@ def trials_table(
         f"sensitivity_trials_{_slug(sweep_label)}",
         f"Trials of search sweep {sweep_label}, on the {split} splits (%)",
         [Column("trial", "Trial"), Column("status", "Status")]
-        + [Column(k, PARAM_NAMES.get(k, k)) for k in keys]
+        + [Column(k, param_label(k)) for k in keys]
         + [Column("acc", "Acc ↑", "max"), Column("forgetting", "Forg ↓", "min")],
     )
     for r in sorted(trials, key=lambda r: -(r.metric(acc_key) or -1.0)):

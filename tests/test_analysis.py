@@ -798,7 +798,6 @@ def test_protocol_table_from_searches_and_their_final_runs(tmp_path):
     from mlflow.tracking import MlflowClient
 
     from analysis.hpo_protocols import protocol_table
-    from analysis.sensitivity import SENSITIVITY_KEYS
 
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     exp_id = client.create_experiment("e", artifact_location=(tmp_path / "art").as_uri())
@@ -842,7 +841,7 @@ def test_protocol_table_from_searches_and_their_final_runs(tmp_path):
             client.log_metric(r, "final_forgetting", 0.02)
         expected[protocol] = (width, accs, tasks)
     exp = store.load_experiment(client, "e")
-    t = protocol_table(exp, SENSITIVITY_KEYS)
+    t = protocol_table(exp)
     assert t is not None and len(t.rows) == 2
     for protocol, (width, accs, tasks) in expected.items():
         row = next(r for r in t.rows if r["protocol"].shown() == protocol)

@@ -95,3 +95,55 @@ def test_asha_grace_covers_the_first_task_where_every_searched_parameter_acts():
         check_grace(4, pah, 3)
     lr_only = {"optim.lr_head": Param("loguniform", 1e-4, 1e-2)}
     assert check_grace(None, lr_only, 5) == 1
+
+
+def test_a_search_report_shows_the_keys_its_method_searched():
+    """The sensitivity tables of an LwF search show LwF's own parameters, labelled; a search
+    made before sweeps recorded their method (no ``method`` tag) tuned PAH."""
+    from analysis.sensitivity import search_keys, sensitivity_tables
+    from analysis.store import Experiment, RunRecord
+
+    def record(run_id: str, tags: dict[str, str], params: dict[str, str], acc: float | None = None):
+        metrics = {} if acc is None else {"val/final_avg_acc": acc, "val/final_forgetting": 0.1}
+        return RunRecord(run_id, run_id, "FINISHED", params, metrics, tags, "")
+
+    lwf = record("p", {"method": "lwf", "sweep": "s"}, {})
+    trials = [
+        record(f"t{i}", {"mlflow.parentRunId": "p"}, {"method.lwf.lambda_kd": str(lam),
+               "method.lwf.temperature": "2.0", "optim.lr_head": "0.001"}, acc)
+        for i, (lam, acc) in enumerate([(0.5, 0.4), (1.0, 0.5), (4.0, 0.45)])
+    ]  # fmt: skip
+    keys = search_keys(lwf, trials)
+    assert keys == ["optim.lr_head", "method.lwf.lambda_kd", "method.lwf.temperature"]
+    exp = Experiment("sqlite:///x.db", "e", "1", trials, {"p": lwf})
+    summary, detail = sensitivity_tables(exp, "s", trials, None, "none", keys)
+
+    def shown(v) -> str:
+        return v if isinstance(v, str) else v.shown()
+
+    assert [shown(r["param"]) for r in summary.rows] == ["lr_head", "lambda_kd", "temperature"]
+    assert shown(summary.rows[1]["range"]) == "0.5 – 4"
+    assert [c.header for c in detail.columns][2:5] == ["lr_head", "lambda_kd", "temperature"]
+    pah = [record("u", {}, {"model.hyper_width": "16", "method.pah.lambda_sm": "0.5"})]
+    assert search_keys(record("q", {"sweep": "old"}, {}), pah) == [
+        "model.hyper_width",
+        "method.pah.lambda_sm",
+    ]
+    _, detail = sensitivity_tables(exp, "old", pah, None, "none", ["model.hyper_width"])
+    assert [c.header for c in detail.columns][2] == "HN width"
+
+
+def test_ablation_variants_are_the_methods_and_tables_group_them_by_the_keys_they_change():
+    """PAH's file declares its ablation variants; the ablation sweep offers exactly those, and a
+    table's dedicated variants are the ones that change only its keys (no name parsing)."""
+    from analysis.ablations import ABLATIONS, variants_changing
+    from sweeps.ablation import DEFAULT_VARIANTS, VARIANTS
+
+    pah = registered_methods()["pah"]
+    assert VARIANTS is pah.ablation_variants and set(DEFAULT_VARIANTS) <= set(VARIANTS)
+    dedicated = {name: variants_changing(spec["params"]) for name, spec in ABLATIONS.items()}
+    assert dedicated == {
+        "prototype_size": {"proto_5", "proto_10", "proto_16", "proto_20"},
+        "prototype_init": {"init_random", "init_resize"},
+        "loss_terms": {"ce_only", "ce+sm", "ce+sp"},
+    }

@@ -19,6 +19,22 @@ def registered_methods() -> dict[str, type[Method]]:
     return registry()
 
 
+def searched_keys(method: str) -> list[str]:
+    """The config keys a search of ``method`` tunes (its file's ``search_space``); [] for a
+    method that is not registered here (a store written by other code)."""
+    cls = registered_methods().get(method)
+    return list(cls.search_space) if cls is not None else []
+
+
+def param_label(key: str) -> str:
+    """A searched key's name in tables and figures: the label a method gives it, else the key's
+    last part (``method.lwf.lambda`` -> ``lambda``)."""
+    for cls in registered_methods().values():
+        if key in cls.labels:
+            return cls.labels[key]
+    return key.rsplit(".", 1)[-1]
+
+
 def build_method(cfg, spec, device, dist=None) -> Method:
     from pah_core.distributed import LOCAL
 
@@ -30,4 +46,12 @@ def build_method(cfg, spec, device, dist=None) -> Method:
     return methods[cfg.method.name](cfg, spec, device, dist or LOCAL)
 
 
-__all__ = ["Method", "build_method", "register", "registered_methods", "registry"]
+__all__ = [
+    "Method",
+    "build_method",
+    "param_label",
+    "register",
+    "registered_methods",
+    "registry",
+    "searched_keys",
+]

@@ -7,6 +7,7 @@ or the config: its module defines its options and registers itself (``register``
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -36,6 +37,13 @@ class Method(ABC):
     search_space: ClassVar[dict[str, Param]] = {}
     # Searched keys a trial's run name shows, with their short labels (``#3: P10 W16``).
     name_keys: ClassVar[dict[str, str]] = {}
+    # The searched keys' names in tables and figures, where the key's last part says too little
+    # (``pah_core.methods.param_label``).
+    labels: ClassVar[dict[str, str]] = {}
+    # An ablation grid's named variants (name -> config overrides, each changing one thing; "full"
+    # is the base) and those ``sweeps/ablation.py`` runs by default.
+    ablation_variants: ClassVar[dict[str, dict[str, Any]]] = {}
+    default_ablations: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self, cfg: Config, spec: StreamSpec, device: torch.device, dist: Distributed = LOCAL
@@ -109,6 +117,14 @@ class Method(ABC):
     def param_counts(self) -> dict[str, int]:
         n = sum(p.numel() for p in self.model.parameters())
         return {"total": n}
+
+
+def frozen_copy(model: nn.Module) -> nn.Module:
+    """The distillation teacher: a copy of ``model`` as it is now, without gradients, its
+    BatchNorm in train mode like the student's forward, so student == teacher gives zero loss."""
+    teacher = copy.deepcopy(model)
+    teacher.requires_grad_(False)
+    return teacher.train()
 
 
 _REGISTRY: dict[str, type[Method]] = {}

@@ -23,7 +23,7 @@ from pah_core.data import Task
 from pah_core.search_space import loguniform
 
 from .base import register
-from .multihead import MultiHeadMethod
+from .multihead import MultiHeadMethod, anchored_penalty
 
 
 @dataclass
@@ -70,11 +70,11 @@ class EWC(MultiHeadMethod):
         self.anchor: dict[str, torch.Tensor] = {}
 
     def penalty(self) -> torch.Tensor:
-        total = torch.zeros((), device=self.device)
-        for n, p in self.shared_parameters():
-            if n in self.fisher:
-                total = total + (self.fisher[n] * (p - self.anchor[n]).pow(2)).sum()
-        return 0.5 * self.cfg.method.ewc.lambda_ewc * total
+        return (
+            0.5
+            * self.cfg.method.ewc.lambda_ewc
+            * anchored_penalty(self.shared_parameters(), self.fisher, self.anchor)
+        )
 
     def task_loss(
         self, x: torch.Tensor, y: torch.Tensor, t: int

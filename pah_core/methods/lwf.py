@@ -8,7 +8,6 @@ on the current images. Defaults T = 2, lambda_kd = 1 (the paper's).
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import torch
@@ -20,7 +19,7 @@ from pah_core.losses import distillation_kl
 from pah_core.models import TaskHeadNet
 from pah_core.search_space import loguniform, uniform
 
-from .base import register
+from .base import frozen_copy, register
 from .multihead import MultiHeadMethod
 
 
@@ -56,11 +55,7 @@ class LwF(MultiHeadMethod):
         self.teacher = None
         if task.task_id == 0:
             return
-        teacher = copy.deepcopy(self.model)
-        teacher.requires_grad_(False)
-        # Train-mode BatchNorm like the student's forward, so student == teacher gives zero loss.
-        teacher.train()
-        self.teacher = teacher
+        self.teacher = frozen_copy(self.model)
 
     def end_task(self, task: Task) -> None:
         self.teacher = None  # rebuilt at the next task start; keeps checkpoints small

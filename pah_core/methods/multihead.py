@@ -27,6 +27,20 @@ if TYPE_CHECKING:  # types only: config loads the methods, so they must not impo
     from pah_core.config import Config
 
 
+def anchored_penalty(
+    params: list[tuple[str, nn.Parameter]],
+    importance: dict[str, torch.Tensor],
+    anchor: dict[str, torch.Tensor],
+) -> torch.Tensor:
+    """sum_i importance_i * (theta_i - anchor_i)^2 over the parameters that have an importance:
+    EWC's Fisher and SI's omega weigh the same quadratic pull towards the last task's weights."""
+    total = torch.zeros((), device=params[0][1].device if params else None)
+    for n, p in params:
+        if n in importance:
+            total = total + (importance[n] * (p - anchor[n]).pow(2)).sum()
+    return total
+
+
 class MultiHeadMethod(Method):
     """Shared backbone + one head per task; plain cross-entropy on the current task by default."""
 

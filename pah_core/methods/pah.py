@@ -12,7 +12,6 @@ Per batch of task k (see ../shared/reference/pah-method.md, section 1.5):
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -27,7 +26,7 @@ from pah_core.losses import distillation_kl
 from pah_core.models import PAHNet, batchnorm_mode
 from pah_core.search_space import choice, integer, loguniform, uniform
 
-from .base import Method, register
+from .base import Method, frozen_copy, register
 
 if TYPE_CHECKING:  # types only: config loads the methods, so they must not import it at run time
     from pah_core.config import Config
@@ -90,6 +89,66 @@ class PAH(Method):
         "method.pah.lambda_sm": "sm",
         "method.pah.lambda_sp": "sp",
     }
+    labels = {
+        "model.prototype_size": "prototype size",
+        "model.prototype_channels": "prototype channels",
+        "model.hyper_width": "HN width",
+        "model.hyper_depth": "HN depth",
+    }
+    # The ablation grid's variants (sweeps/ablation.py): name -> overrides of the base config,
+    # each changing one thing; "full" is the base itself. The ablation tables group runs by the
+    # keys a variant changes (analysis/ablations.py).
+    ablation_variants = {
+        "full": {},
+        "ce_only": {"method.pah.use_sm": False, "method.pah.use_sp": False},
+        "ce+sm": {"method.pah.use_sp": False},
+        "ce+sp": {"method.pah.use_sm": False},
+        "proto_5": {"model.prototype_size": 5},
+        "proto_10": {"model.prototype_size": 10},
+        "proto_16": {"model.prototype_size": 16},
+        "proto_20": {"model.prototype_size": 20},
+        "init_random": {"model.prototype_init": "random"},
+        "init_resize": {"model.prototype_init": "semantic_resize"},
+        "proto_rgb": {"model.prototype_channels": 3},
+        "proto_input_resize": {"model.prototype_input": "resize"},
+        # The poster's 1/(k-1) mean over old tasks, not the official code's sum (the default).
+        "kl_mean": {"method.pah.old_task_reduction": "mean"},
+        # Every choice of the official code (pah-method.md sections 1.4, 1.5 and 7), also those
+        # that equal our defaults, so the variant stays official whatever the base config says.
+        # Pretraining and the schedule are the protocol's, not the method's: the base config's.
+        "official_code": {
+            "method.pah.kl_direction": "student_teacher",
+            "method.pah.old_task_reduction": "sum",
+            "method.pah.proto_step_keeps_main_grad": True,
+            "method.pah.temperature": 2.0,
+            "method.pah.lambda_sm": 0.5,
+            "method.pah.lambda_sp": 1.0,
+            "schedule.eval_bn": "train",
+            "model.prototype_bn": "batch",
+            "model.prototype_init": "semantic_crop",
+            "model.prototype_input": "native",
+            "model.prototype_size": 10,
+            "model.prototype_channels": 1,
+            "model.hyper_width": 16,
+            "model.hyper_depth": 1,
+            "data.augment": False,
+            "data.normalization": "official",
+            "optim.lr_backbone": 1e-4,
+            "optim.lr_hypernet": 1e-3,
+            "optim.lr_prototypes": 1e-3,
+            "optim.weight_decay": 0.01,
+        },
+    }
+    default_ablations = (
+        "full",
+        "ce_only",
+        "ce+sm",
+        "ce+sp",
+        "proto_5",
+        "proto_16",
+        "proto_20",
+        "init_random",
+    )
 
     def __init__(
         self, cfg: Config, spec: StreamSpec, device: torch.device, dist: Distributed = LOCAL
@@ -136,11 +195,7 @@ class PAH(Method):
             self._teacher_heads = self._teacher_proto_logits = None
             return
         # The frozen reference f_{k-1}: backbone, hypernetwork and prototypes as they are now.
-        teacher = copy.deepcopy(self.model)
-        teacher.requires_grad_(False)
-        # Train-mode BatchNorm, like the student's forward, so that student == teacher gives zero loss.
-        teacher.train()
-        self.teacher = teacher
+        teacher = self.teacher = frozen_copy(self.model)
         with torch.no_grad():
             self._teacher_heads = teacher.heads(range(t))
             # The teacher and the old prototypes are frozen for the whole task: compute once.

@@ -22,7 +22,7 @@ from pah_core.data import Task
 from pah_core.search_space import loguniform
 
 from .base import register
-from .multihead import MultiHeadMethod
+from .multihead import MultiHeadMethod, anchored_penalty
 
 
 @dataclass
@@ -64,11 +64,9 @@ class SI(MultiHeadMethod):
         self._start = {n: p.detach().clone() for n, p in params}
 
     def penalty(self) -> torch.Tensor:
-        total = torch.zeros((), device=self.device)
-        for n, p in self.shared_parameters():
-            if n in self.omega:
-                total = total + (self.omega[n] * (p - self.anchor[n]).pow(2)).sum()
-        return self.cfg.method.si.c * total
+        return self.cfg.method.si.c * anchored_penalty(
+            self.shared_parameters(), self.omega, self.anchor
+        )
 
     def task_loss(
         self, x: torch.Tensor, y: torch.Tensor, t: int

@@ -14,12 +14,13 @@ from torch import nn
 
 from .backbones import build_backbone
 from .hypernet import HyperMLP
+from .task_ids import TaskIndexed
 
 if TYPE_CHECKING:  # types only: config loads the methods, which import this module
     from pah_core.config import ModelConfig
 
 
-class TaskHeadNet(nn.Module):
+class TaskHeadNet(TaskIndexed):
     """A shared backbone; subclasses add the per-task heads."""
 
     def __init__(self, model: ModelConfig, n_tasks: int, classes_per_task: int):
@@ -28,12 +29,6 @@ class TaskHeadNet(nn.Module):
         self.classes_per_task = classes_per_task
         self.backbone = build_backbone(model)
         self.feature_dim = int(self.backbone.feature_dim)
-
-    def check_task(self, t: int) -> None:
-        if not 0 <= int(t) < self.n_tasks:
-            raise IndexError(
-                f"task id {t} is out of range: this model has tasks 0..{self.n_tasks - 1}"
-            )
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone(x)

@@ -11,12 +11,13 @@ from torch import nn
 
 from .backbones import build_backbone
 from .hypernet import HyperMLP
+from .task_ids import TaskIndexed
 
 if TYPE_CHECKING:  # types only: config loads the methods, which import this module
     from pah_core.config import ModelConfig
 
 
-class PAHNet(nn.Module):
+class PAHNet(TaskIndexed):
     def __init__(self, cfg: ModelConfig, n_tasks: int, classes_per_task: int, image_size: int):
         super().__init__()
         if cfg.prototype_size > image_size:
@@ -39,12 +40,6 @@ class PAHNet(nn.Module):
         self.hypernet = HyperMLP(
             c * ch * s * s, c * self.feature_dim, cfg.hyper_width, cfg.hyper_depth
         )
-
-    def check_task(self, t: int) -> None:
-        if not 0 <= int(t) < self.n_tasks:
-            raise IndexError(
-                f"task id {t} is out of range: this model has tasks 0..{self.n_tasks - 1}"
-            )
 
     def heads(self, tasks: list[int] | range) -> torch.Tensor:
         """Generated head weights of ``tasks``: (len(tasks), C, D), one hypernetwork pass for all."""
