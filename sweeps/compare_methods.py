@@ -25,12 +25,14 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a plain checkout too
 
 from analysis.store import AnalysisError  # noqa: E402
 from pah_core.config import ConfigError, load_config  # noqa: E402
 from pah_core.methods import registered_methods  # noqa: E402
+from pah_core.search_space import Param  # noqa: E402
 from pah_core.typed_dicts import parse_overrides  # noqa: E402
 from sweeps import REPO, search  # noqa: E402
 from sweeps.cli import (  # noqa: E402
@@ -45,6 +47,7 @@ from sweeps.cli import (  # noqa: E402
 from sweeps.compare_protocols import finished  # noqa: E402
 from sweeps.grid import run_grid  # noqa: E402
 from sweeps.record import check_tracking_uri_or_default  # noqa: E402
+from sweeps.search import Selection  # noqa: E402
 from sweeps.space import method_space  # noqa: E402
 from sweeps.study import PROTOCOLS  # noqa: E402
 
@@ -70,17 +73,74 @@ def sweep_flags(args: argparse.Namespace, storage: Path, uri: str, name: str) ->
     ]  # fmt: skip
 
 
+def exported(args: argparse.Namespace, sweep: str) -> dict[str, Any] | None:
+    """The record of ``sweep`` in the committed export (--out) of a comparison continued in a new
+    store (its first store gone with its machine), with its runs' records under ``runs``."""
+    folder = Path(args.out) / "export" if args.out else None
+    if folder is None or not (folder / "experiment.json").is_file():
+        return None
+    for f in (folder / "sweeps").glob("*.json"):
+        record = json.loads(f.read_text())
+        if record.get("name") == sweep:
+            runs = [json.loads(r.read_text()) for r in (folder / "runs").glob("*.json")]
+            record["runs"] = [r for r in runs if r.get("tags", {}).get("sweep") == sweep]
+            return record
+    return None
+
+
 def done(args: argparse.Namespace, uri: str, sweep: str) -> bool:
-    """Whether ``sweep`` finished: in the MLflow store, or in the committed export (--out) of a
-    comparison continued in a new store (its first store gone with its machine)."""
+    """Whether ``sweep`` finished: in the MLflow store, or in the committed export."""
     if finished(uri, args.experiment, sweep):
         return True
-    folder = Path(args.out or "") / "export" / "sweeps"
-    for f in folder.glob("*.json") if args.out else ():
-        record = json.loads(f.read_text())
-        if record.get("name") == sweep and record.get("status") == "FINISHED":
-            return True
-    return False
+    record = exported(args, sweep)
+    return record is not None and record.get("status") == "FINISHED"
+
+
+def exported_selection(args: argparse.Namespace, method: str, sweep: str) -> Selection | None:
+    """The choice of ``method``'s search ``sweep`` as the export records it when the search
+    finished in an earlier store: its ``best.<key>`` tags typed by the method's space, and the
+    trial whose parameters they are. None when the export holds no finished search."""
+    record = exported(args, sweep)
+    if record is None or record.get("status") != "FINISHED":
+        return None
+    space = method_space(method)
+    tags = record["tags"]
+    best = {k.removeprefix("best."): v for k, v in tags.items() if k.startswith("best.")}
+    unknown = sorted(set(best) - set(space))
+    if not best or unknown:
+        raise SweepError(
+            f"{sweep}: its export records {'no selection' if not best else f'keys {unknown}'} "
+            f"that {method}'s search space does not hold; rerun the search without --resume"
+        )
+    config = {k: typed(space[k], v) for k, v in best.items()}
+    trial = next(
+        (
+            r["tags"].get("ray_trial_id", "")
+            for r in record["runs"]
+            if r.get("status") == "FINISHED"
+            and all(r["params"].get(k) == v for k, v in best.items())
+        ),
+        "",
+    )
+    score = record["metrics"].get("val/best_avg_acc")
+    return Selection(
+        config,
+        {
+            "selected_trial": trial,
+            "selected_on": tags.get("selected_on", "validation"),
+            "selected_val_avg_acc": "" if score is None else f"{score:.6f}",
+        },
+    )
+
+
+def typed(param: Param, text: str) -> Any:
+    """A searched value back from its tag's text (``str(value)``) by the parameter's kind."""
+    if param.kind == "choice":
+        matches = [v for v in param.values if str(v) == text]
+        if not matches:
+            raise SweepError(f"selection {text!r} is not one of the choices {param.values}")
+        return matches[0]
+    return int(text) if param.kind in ("int", "logint") else float(text)
 
 
 def export_and_report(args: argparse.Namespace, uri: str) -> None:
@@ -110,9 +170,14 @@ def tune_method(method: str, args: argparse.Namespace, storage: Path, uri: str) 
     if args.resume and done(args, uri, f"{name}-final"):
         print(f"[compare] {method}: tuned, skipped", flush=True)
         return 0
-    print(
-        f"\n[compare] {method}: search ({args.num_samples} trials, {args.hpo_protocol})", flush=True
-    )
+    selected = None
+    if args.resume and not finished(uri, args.experiment, name):
+        selected = exported_selection(args, method, name)
+    if selected is None:
+        print(f"\n[compare] {method}: search ({args.num_samples} trials, {args.hpo_protocol})")
+    else:
+        print(f"\n[compare] {method}: search finished in an earlier store; final runs of its "
+              f"selection {selected.config}", flush=True)  # fmt: skip
     return search.main(
         "cifar100",
         [
@@ -126,6 +191,7 @@ def tune_method(method: str, args: argparse.Namespace, storage: Path, uri: str) 
             "--final-seeds", str(args.final_seeds),
             *(["--startup-trials", str(args.startup_trials)] if args.startup_trials else []),
         ],
+        selected,
     )  # fmt: skip
 
 

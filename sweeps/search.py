@@ -65,14 +65,29 @@ class SearchPlan:
     tags: dict[str, str]
 
 
-def main(dataset: str, argv: list[str] | None = None) -> int:
+@dataclass(frozen=True)
+class Selection:
+    """A finished search's choice: the searched keys of its best trial, and where it came from
+    (the final sweep's ``selected_*`` tags)."""
+
+    config: dict[str, Any]
+    provenance: dict[str, str]
+
+
+def main(dataset: str, argv: list[str] | None = None, selected: Selection | None = None) -> int:
+    """The search, then its selection's final runs; given ``selected`` (a search that finished in
+    another store, read from its export), only the final runs."""
     args = parser(dataset).parse_args(argv)
     try:
         sp = plan_search(dataset, args)
-        setup = launch(sp.plan, args, sp.tags)
-        rc = execute(setup, lambda trainable, s: optuna_tuner(trainable, s, sp.points, sp.tuner))
+        rc = 0
+        if selected is None:
+            setup = launch(sp.plan, args, sp.tags)
+            rc = execute(
+                setup, lambda trainable, s: optuna_tuner(trainable, s, sp.points, sp.tuner)
+            )
         if rc == 0 and sp.final_seeds:
-            rc = run_final(dataset, args, sp.plan, sp.final_seeds, sp.final_overrides)
+            rc = run_final(dataset, args, sp.plan, sp.final_seeds, sp.final_overrides, selected)
         return rc
     except (SweepError, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -192,24 +207,21 @@ def final_plan(dataset: str, args: argparse.Namespace, plan, seeds: int, overrid
 
 
 def run_final(
-    dataset: str, args: argparse.Namespace, plan, seeds: int, overrides: dict[str, Any]
+    dataset: str,
+    args: argparse.Namespace,
+    plan,
+    seeds: int,
+    overrides: dict[str, Any],
+    selected: Selection | None = None,
 ) -> int:
-    """Select, then evaluate: the search's best trial (chosen on the validation splits) runs the
-    whole stream (first_k: the tasks after the tuning ones, ``overrides``) with ``seeds`` fresh
-    seeds, as the grid sweep ``<search>-final`` whose parent run says where its configuration
-    came from."""
+    """Select, then evaluate: the search's best trial (chosen on the validation splits; read from
+    its parent run unless ``selected`` is given) runs the whole stream (first_k: the tasks after
+    the tuning ones, ``overrides``) with ``seeds`` fresh seeds, as the grid sweep
+    ``<search>-final`` whose parent run says where its configuration came from."""
     from .grid import run_grid
-    from .record import best_config_of_sweep, sweep_parent_filter
 
-    try:
-        best = best_config_of_sweep(plan.mlflow_uri, plan.experiment, plan.name)
-    except SweepError as e:
-        raise SweepError(
-            f"no final runs: search {plan.name} selected no trial (none finished every task): {e}"
-        ) from None
-    provenance = selection_provenance(
-        plan.mlflow_uri, plan.experiment, sweep_parent_filter(plan.name)
-    )
+    selected = selected or stored_selection(plan)
+    best, provenance = selected.config, selected.provenance
     # Fresh seeds: past the trials' seed, so that no final run repeats a trial.
     first = plan.base.run.seed + 1
     final_args = _final_args(args, plan)
@@ -224,6 +236,22 @@ def run_final(
         protocol_overrides=overrides,
         tags={"selected_from": plan.name, "hpo_protocol": args.hpo_protocol, **provenance},
     )
+
+
+def stored_selection(plan) -> Selection:
+    """The search's choice as its parent run in the MLflow store records it."""
+    from .record import best_config_of_sweep, sweep_parent_filter
+
+    try:
+        best = best_config_of_sweep(plan.mlflow_uri, plan.experiment, plan.name)
+    except SweepError as e:
+        raise SweepError(
+            f"no final runs: search {plan.name} selected no trial (none finished every task): {e}"
+        ) from None
+    provenance = selection_provenance(
+        plan.mlflow_uri, plan.experiment, sweep_parent_filter(plan.name)
+    )
+    return Selection(best, provenance)
 
 
 def selection_provenance(mlflow_uri: str, experiment: str, parent_filter: str) -> dict[str, str]:

@@ -485,3 +485,33 @@ def test_a_method_comparison_tunes_each_method_alike_then_pairs_the_final_seeds(
     out = capsys.readouterr().out
     assert out.count("skipped") == 5
     assert len(client.search_runs([exp.experiment_id], max_results=1000)) == len(runs)
+    # A continuation in a new store (the first lost with its machine) whose committed export
+    # holds the LwF search but not yet its final runs: the finals run from the exported
+    # selection, and the search is not run again.
+    export = tmp_path / "out" / "export"
+    meta = json.loads((export / "experiment.json").read_text())
+    lost = [parents["c-lwf-final"].info.run_id, *(r.info.run_id for r in finals["c-lwf-final"])]
+    for rid in lost:
+        for sub in ("sweeps", "runs"):
+            (export / sub / f"{rid}.json").unlink(missing_ok=True)
+    meta["sweeps"] = [s for s in meta["sweeps"] if s not in lost]
+    meta["runs"] = [r for r in meta["runs"] if r not in lost]
+    (export / "experiment.json").write_text(json.dumps(meta))
+    argv2 = [*argv, "--resume", "--methods", "lwf", "--references", ""]
+    argv2[argv2.index("--workdir") + 1] = str(tmp_path / "w2")
+    assert main(argv2) == 0
+    client2 = MlflowClient(f"sqlite:///{tmp_path / 'w2' / 'mlflow.db'}")
+    exp2 = client2.get_experiment_by_name("compare-methods")
+    runs2 = client2.search_runs([exp2.experiment_id], max_results=1000)
+    parents2 = {r.data.tags["sweep"]: r for r in runs2 if r.data.tags.get("pah.role") == "sweep"}
+    assert set(parents2) == {"c-lwf-final"}  # no search, no default runs: both were exported
+    tags, tags2 = parents["c-lwf-final"].data.tags, parents2["c-lwf-final"].data.tags
+    for key in ("selected_from", "selected_trial", "selected_val_avg_acc"):
+        assert tags2[key] == tags[key], key
+    pid2 = parents2["c-lwf-final"].info.run_id
+    kids2 = [r for r in runs2 if r.data.tags.get("mlflow.parentRunId") == pid2]
+    searched = ("method.lwf.lambda_kd", "method.lwf.temperature", "optim.lr_head")
+    assert {tuple(r.data.params[k] for k in searched) for r in kids2} == {
+        tuple(r.data.params[k] for k in searched) for r in finals["c-lwf-final"]
+    }
+    assert sorted(r.data.params["run.seed"] for r in kids2) == ["2", "3"]
