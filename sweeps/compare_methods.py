@@ -151,7 +151,11 @@ def export_and_report(args: argparse.Namespace, uri: str) -> None:
     from analysis.store import MlflowSource, client_for, resolve_uri
 
     out = Path(args.out)
-    source = MlflowSource(client_for(resolve_uri(uri)))
+    client = client_for(resolve_uri(uri))
+    if client.get_experiment_by_name(args.experiment) is None:
+        print(f"[compare] no run in {uri} yet: the export in {out} is unchanged", flush=True)
+        return
+    source = MlflowSource(client)
     folder = write_export(source, args.experiment, out / "export", keep_other_sweeps=True)
     report = build(None, out, source=ExportSource(folder))
     print(f"[compare] export in {folder}; report in {out / 'report.md'}", flush=True)
@@ -273,15 +277,20 @@ def main(argv: list[str] | None = None) -> int:
         if not args.report_only:
             open_workdir(workdir, args.resume)
             storage = workdir / "ray"
+            # The export is written after each step: a study cut off (its machine, its session)
+            # keeps every finished sweep in --out, from which --resume continues in a new store.
+            steps = []
             for m in methods:
-                rc = tune_method(m, args, storage, uri)
-                rc = rc or default_runs(m, "default", args, storage, uri, seeds)
-                if rc != 0:
-                    return rc
+                steps.append(lambda m=m: tune_method(m, args, storage, uri))
+                steps.append(lambda m=m: default_runs(m, "default", args, storage, uri, seeds))
             for r in refs:
-                if (rc := default_runs(r, "reference", args, storage, uri, seeds)) != 0:
+                steps.append(lambda r=r: default_runs(r, "reference", args, storage, uri, seeds))
+            for step in steps:
+                if (rc := step()) != 0:
                     return rc
-        if args.out:
+                if args.out:
+                    export_and_report(args, uri)
+        elif args.out:
             export_and_report(args, uri)
     except (SweepError, ConfigError, AnalysisError) as e:
         print(f"error: {e}", file=sys.stderr)
