@@ -62,7 +62,7 @@ def ray_seconds_per_task(cfg, data_root: str, storage: str, name: str) -> list[d
     previous report and its upload) and the engine's own share of it."""
     from ray import tune
 
-    from sweeps.trial import DRIVER_CPUS, TRAIN, TrialPlumbing, trainable
+    from pah_sweep.trial import DRIVER_CPUS, TRAIN, TrialPlumbing, trainable
 
     plumbing = TrialPlumbing(
         base_config=cfg.to_dict(),
@@ -135,7 +135,7 @@ def bench_ray_overhead(
 def bench_smoke_sweep(data_root: str, storage: str, mlflow_db: str) -> dict[str, Any]:
     import ray
 
-    from sweeps.search import main as sweep_main
+    from pah_sweep.search import main as sweep_main
 
     started = time.time()
     rc = sweep_main(
@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     import ray
 
-    from sweeps.resources import init_ray
+    from pah_sweep.resources import init_ray
 
     tasks = 3 if args.quick else 5
     overrides = [

@@ -1,5 +1,5 @@
 """What a sweep trial costs besides training: under Ray Train with Ray's defaults, under Ray Train
-with the settings a sweep gives a Ray it starts itself (``sweeps.resources.LOCAL_TRAIN_ENV``: no
+with the settings a sweep gives a Ray it starts itself (``pah_sweep.resources.LOCAL_TRAIN_ENV``: no
 preemption watcher, a 0.5 s controller poll), and in Tune's own trial process (the ``tune``
 runner, the default for one worker per trial: no Ray Train at all, trial processes reused).
 
@@ -50,8 +50,8 @@ def one_round(setting: str, trials: int, data_root: str, tmp: str, name: str) ->
 
     import ray
 
-    from sweeps.resources import job_env
-    from sweeps.search import main as sweep_main
+    from pah_sweep.resources import job_env
+    from pah_sweep.search import main as sweep_main
 
     ray.init(
         num_cpus=os.cpu_count(),

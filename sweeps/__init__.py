@@ -1,4 +1,2 @@
-from pathlib import Path
-
-# The checkout: its configs/, and the code that Ray's trial processes import.
-REPO = Path(__file__).resolve().parents[1]
+"""The entry points: one script per thing a researcher runs (``python sweeps/<name>.py`` or its
+console script, see pyproject.toml). The machinery they share is the library package pah_sweep."""

@@ -18,9 +18,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a plai
 
 from pah_core.config import ConfigError  # noqa: E402
 from pah_core.methods import registered_methods  # noqa: E402
-from sweeps.cli import SweepError, grid_arguments, parse_names, parse_seeds  # noqa: E402
-from sweeps.grid import run_grid  # noqa: E402
-from sweeps.record import best_config_of_sweep, check_tracking_uri_or_default  # noqa: E402
+from pah_sweep.cli import SweepError, grid_arguments, parse_names, parse_seeds  # noqa: E402
+from pah_sweep.grid import run_grid  # noqa: E402
+from pah_sweep.record import best_config_of_sweep, check_tracking_uri_or_default  # noqa: E402
 
 # PAH's ablation variants, declared in its file: name -> overrides of the base config.
 VARIANTS: dict[str, dict[str, Any]] = registered_methods()["pah"].ablation_variants

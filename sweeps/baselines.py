@@ -14,8 +14,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a plai
 
 from pah_core.config import ConfigError  # noqa: E402
 from pah_core.methods import registered_methods  # noqa: E402
-from sweeps.cli import SweepError, grid_arguments, parse_names, parse_seeds  # noqa: E402
-from sweeps.grid import run_grid  # noqa: E402
+from pah_sweep.cli import SweepError, grid_arguments, parse_names, parse_seeds  # noqa: E402
+from pah_sweep.grid import run_grid  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,7 +8,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a plain checkout too
 
-from sweeps.search import main  # noqa: E402
+from pah_sweep import search  # noqa: E402
+
+
+def main() -> int:
+    return search.main("cifar100")
+
 
 if __name__ == "__main__":
-    sys.exit(main("cifar100"))
+    sys.exit(main())

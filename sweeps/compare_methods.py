@@ -34,8 +34,8 @@ from pah_core.config import ConfigError, load_config  # noqa: E402
 from pah_core.methods import registered_methods  # noqa: E402
 from pah_core.search_space import Param  # noqa: E402
 from pah_core.typed_dicts import parse_overrides  # noqa: E402
-from sweeps import REPO, search  # noqa: E402
-from sweeps.cli import (  # noqa: E402
+from pah_sweep import REPO, search  # noqa: E402
+from pah_sweep.cli import (  # noqa: E402
     HPO_PROTOCOLS,
     SweepError,
     count,
@@ -44,12 +44,12 @@ from sweeps.cli import (  # noqa: E402
     protocol_overrides,
     study_arguments,
 )
+from pah_sweep.grid import run_grid  # noqa: E402
+from pah_sweep.record import check_tracking_uri_or_default  # noqa: E402
+from pah_sweep.search import Selection  # noqa: E402
+from pah_sweep.space import method_space  # noqa: E402
+from pah_sweep.study import PROTOCOLS  # noqa: E402
 from sweeps.compare_protocols import finished  # noqa: E402
-from sweeps.grid import run_grid  # noqa: E402
-from sweeps.record import check_tracking_uri_or_default  # noqa: E402
-from sweeps.search import Selection  # noqa: E402
-from sweeps.space import method_space  # noqa: E402
-from sweeps.study import PROTOCOLS  # noqa: E402
 
 # The tag that marks every sweep of one comparison, and the role of its final runs.
 COMPARISON_TAG = "comparison"
@@ -252,7 +252,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--protocol",
         choices=list(PROTOCOLS),
-        help="the data, backbone and schedule of a reproduction protocol (sweeps/study.py), under "
+        help="the data, backbone and schedule of a reproduction protocol (pah_sweep/study.py), under "
         "--set; default: the shipped config with --set",
     )
     p.add_argument("--max-concurrent", type=count, help="trials in flight (default: what fits)")

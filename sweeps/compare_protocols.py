@@ -1,6 +1,6 @@
 """The HPO protocols compared on PAH, as Lee, Hellan, Ericsson, Crowley and Storkey compare them
 ("Hyperparameter Selection in Continual Learning", arXiv 2404.06466): one search per protocol
-(sweeps/cli.py's HPO_PROTOCOLS) over the same search space, trial budget and sampler seed, each
+(pah_sweep/cli.py's HPO_PROTOCOLS) over the same search space, trial budget and sampler seed, each
 followed by its selection's final runs on the same fresh seeds, into one MLflow experiment; then an
 MLflow-free export and the report built from it (the ``hpo_protocols`` table: what each protocol
 selected, its validation score, its test mean +- std over the final seeds, the compute it spent).
@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a plai
 from analysis.store import AnalysisError  # noqa: E402
 from pah_core.config import ConfigError  # noqa: E402
 from pah_core.typed_dicts import parse_overrides  # noqa: E402
-from sweeps import search  # noqa: E402
-from sweeps.cli import (  # noqa: E402
+from pah_sweep import search  # noqa: E402
+from pah_sweep.cli import (  # noqa: E402
     HPO_PROTOCOLS,
     SweepError,
     count,
@@ -38,7 +38,7 @@ from sweeps.cli import (  # noqa: E402
     parse_names,
     study_arguments,
 )
-from sweeps.record import check_tracking_uri_or_default, sweep_parent_filter  # noqa: E402
+from pah_sweep.record import check_tracking_uri_or_default, sweep_parent_filter  # noqa: E402
 
 # Small but learning on 2 CPU cores: every task's full training data, a few epochs, a small CNN.
 SCALE = {

@@ -6,7 +6,7 @@ reference under the same protocol, and a few lines on what just happened.
 
 1. ``sweeps/cifar100_search.py --preset demo``: 4 Optuna trials (the paper's defaults first), two
    at a time, ASHA stopping weak ones at task boundaries; 4 tasks of 10 classes, 200 images per
-   class, a small CNN, 3 epochs per task (sweeps/cli.py's "demo" preset).
+   class, a small CNN, 3 epochs per task (pah_sweep/cli.py's "demo" preset).
 2. The fine-tune reference: the same protocol and seed, no protection against forgetting. Read from
    the shipped ``docs/results/demo/finetune_reference.json`` when that was trained under exactly
    the config the demo would train (it saves a minute of the demo); ``--run-reference`` trains it
@@ -31,14 +31,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a plai
 from pah_core.config import load_config, own_method_keys  # noqa: E402
 from pah_core.tracking import load_run_json, optuna_storage_beside, ui_commands  # noqa: E402
 from pah_core.typed_dicts import flatten  # noqa: E402
-from sweeps import (  # noqa: E402
-    REPO,  # noqa: E402
-    baselines,
-    search,
-)
-from sweeps.cli import PRESETS  # noqa: E402
-from sweeps.record import check_tracking_uri_or_default, sweep_parent_filter  # noqa: E402
-from sweeps.summary import LINK_WORDS  # noqa: E402
+from pah_sweep import REPO, search  # noqa: E402
+from pah_sweep.cli import PRESETS  # noqa: E402
+from pah_sweep.record import check_tracking_uri_or_default, sweep_parent_filter  # noqa: E402
+from pah_sweep.summary import LINK_WORDS  # noqa: E402
+from sweeps import baselines  # noqa: E402
 
 PRESET = "demo"
 CHANCE = 0.10  # 10 classes per task, the task id given
@@ -69,14 +66,14 @@ def parent_summary(mlflow_uri: str, experiment: str, sweep: str) -> dict[str, An
     from mlflow.tracking import MlflowClient
 
     from pah_core.mlflow_reporter import find_run
-    from sweeps.leaderboard import sweep_links
+    from pah_sweep.leaderboard import sweep_links
 
     client = MlflowClient(tracking_uri=mlflow_uri)
     exp = client.get_experiment_by_name(experiment)
     (parent,) = client.search_runs([exp.experiment_id], filter_string=sweep_parent_filter(sweep))
     best = load_run_json(mlflow_uri, parent.info.run_id, "best_config.json")
     best_run = find_run(client, exp.experiment_id, f"{sweep}/{best['trial']}")
-    if best_run is not None:  # its run name says which trial it is (sweeps.names)
+    if best_run is not None:  # its run name says which trial it is (pah_sweep.names)
         best["name"] = best_run.info.run_name
     best_id = None if best_run is None else best_run.info.run_id
     return {

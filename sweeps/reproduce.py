@@ -16,7 +16,7 @@ Parts (``--parts``), each one grid sweep with a fixed name, ``repro-<protocol>-<
 
 Cells run seed by seed (every variant of seed 0 first), so a study cut short holds whole seeds.
 ``--resume`` skips a part whose sweep finished, and continues an unfinished one through the grid
-sweep's ``--resume`` path (``sweeps/grid.py``, ``sweeps/launch.py``): finished cells are not retrained, an interrupted cell
+sweep's ``--resume`` path (``pah_sweep/grid.py``, ``pah_sweep/launch.py``): finished cells are not retrained, an interrupted cell
 restarts from its last task checkpoint. Everything lands under ``--workdir`` (the MLflow store and
 Ray's results), the export and the report under ``--out``.
 
@@ -25,7 +25,7 @@ machine, its first store lost) skips the parts that finished in ``<out>/export``
 written at the end keeps them beside the new parts (experiment.json's ``merged_from`` names the
 store each came from).
 
-The study's model (protocols, parts, where each part stands) is ``sweeps/study.py``.
+The study's model (protocols, parts, where each part stands) is ``pah_sweep/study.py``.
 """
 
 from __future__ import annotations
@@ -41,10 +41,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a plai
 from analysis.store import AnalysisError  # noqa: E402
 from analysis.tables import FULL_FROM_TAG  # noqa: E402
 from pah_core.config import ConfigError, load_config  # noqa: E402
-from sweeps import REPO  # noqa: E402
-from sweeps.cli import SweepError, parse_names, resource_arguments, set_argument  # noqa: E402
-from sweeps.grid import run_grid  # noqa: E402
-from sweeps.study import (  # noqa: E402
+from pah_sweep import REPO  # noqa: E402
+from pah_sweep.cli import SweepError, parse_names, resource_arguments, set_argument  # noqa: E402
+from pah_sweep.grid import run_grid  # noqa: E402
+from pah_sweep.study import (  # noqa: E402
     FULL_FROM,
     PARTS,
     PROTOCOLS,
@@ -140,7 +140,7 @@ def run_part(study: Study, part: str, args: argparse.Namespace) -> None:
     )
     # Tune returns from an interrupted sweep (Ctrl-C) as from a finished one: the study stops
     # there instead of starting the next part.
-    # An interrupted grid's parent run says KILLED (sweeps.record.finish_parent_run), its cells
+    # An interrupted grid's parent run says KILLED (pah_sweep.record.finish_parent_run), its cells
     # KILLED or never started.
     after = part_status(study, part)
     if not after.finished:

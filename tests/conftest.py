@@ -70,7 +70,7 @@ def ray_cluster(tmp_path_factory, data_root):
     tests run first (pytest_collection_modifyitems)."""
     import ray
 
-    from sweeps.resources import LOCAL_TRAIN_ENV, job_env
+    from pah_sweep.resources import LOCAL_TRAIN_ENV, job_env
 
     short = Path(f"/tmp/pahray-{os.getpid()}")  # Ray's socket paths must stay short
     home = tmp_path_factory.mktemp("home")
@@ -82,7 +82,7 @@ def ray_cluster(tmp_path_factory, data_root):
     os.environ.update(env)
     # 4 logical CPUs on 2 cores: room for a 2-worker trial and its driver. With the dashboard: its
     # State API lets Ray Train release the workers of trials that Tune stops. The environment of
-    # a Ray that a sweep starts itself (sweeps.resources.init_ray).
+    # a Ray that a sweep starts itself (pah_sweep.resources.init_ray).
     ray.init(num_cpus=4, _temp_dir=str(short), runtime_env={"env_vars": job_env(local=True)})
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()

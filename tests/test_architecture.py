@@ -141,6 +141,33 @@ def test_pah_core_imports_form_no_cycle():
     assert "pah_core.config" in find_cycle(import_graph(type_only=True))
 
 
+def test_libraries_never_import_the_entry_points():
+    """The layers: pah_core (no sweep, no analysis), then pah_sweep and analysis, then the scripts
+    in sweeps/; a library that imported a script would make the script a library."""
+    allowed = {
+        "pah_core": {"pah_core"},
+        "pah_sweep": {"pah_core", "pah_sweep", "analysis"},
+        "analysis": {"pah_core", "pah_sweep", "analysis"},
+    }
+    ours = {"pah_core", "pah_sweep", "analysis", "sweeps", "tests", "benchmarks"}
+    wrong = []
+    for package, ok in allowed.items():
+        for path in (ROOT / package).rglob("*.py"):
+            for node in _imports(ast.parse(path.read_text()), type_only=True):
+                if isinstance(node, ast.ImportFrom) and node.level:
+                    continue  # relative: inside its own package
+                names = (
+                    [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module]
+                )
+                for top in {n.split(".")[0] for n in names if n}:
+                    if top in ours and top not in ok:
+                        wrong.append(f"{path.relative_to(ROOT)} imports {top}")
+    assert not wrong, wrong
+    # The check sees what it should: a script imports the library.
+    scripts = (ROOT / "sweeps" / "compare_methods.py").read_text()
+    assert "from pah_sweep" in scripts
+
+
 def test_methods_data_and_models_import_config_for_types_only():
     graph = import_graph()
     for module, targets in graph.items():
@@ -257,7 +284,7 @@ LONG_MODULES: dict[str, str] = {}
 def test_no_module_is_longer_than_a_few_screens_without_a_reason():
     long = {
         str(p.relative_to(ROOT)): n
-        for folder in ("pah_core", "sweeps", "analysis", "benchmarks")
+        for folder in ("pah_core", "pah_sweep", "sweeps", "analysis", "benchmarks")
         for p in (ROOT / folder).rglob("*.py")
         if (n := len(p.read_text().splitlines())) > MODULE_LINES
     }
@@ -267,17 +294,19 @@ def test_no_module_is_longer_than_a_few_screens_without_a_reason():
 
 def test_grep_finds_the_producer_of_every_metric_name_the_tables_read():
     """Every metric name in analysis/ (a string such as "final_avg_acc", "val/final_forgetting",
-    "compute/trial_tasks") is written literally where it is produced, in pah_core/ or sweeps/."""
+    "compute/trial_tasks") is written literally where it is produced, in pah_core/, pah_sweep/ or sweeps/."""
     import re
 
     pattern = re.compile(r"[\"']((?:final_|val/final_|compute/)[a-z_/]+)[\"']")
     read = {m for p in (ROOT / "analysis").rglob("*.py") for m in pattern.findall(p.read_text())}
     produced = "\n".join(
-        p.read_text() for folder in ("pah_core", "sweeps") for p in (ROOT / folder).rglob("*.py")
+        p.read_text()
+        for folder in ("pah_core", "pah_sweep", "sweeps")
+        for p in (ROOT / folder).rglob("*.py")
     )
     assert read, "no metric names found in analysis/"
     missing = sorted(k for k in read if f'"{k}"' not in produced)
-    assert not missing, f"no literal producer of {missing} in pah_core/ or sweeps/"
+    assert not missing, f"no literal producer of {missing} in pah_core/, pah_sweep/ or sweeps/"
 
 
 # A function longer than this is several jobs: split it (issue #25).
@@ -286,7 +315,7 @@ FUNCTION_LINES = 60
 
 def test_no_function_is_longer_than_a_screen():
     long = []
-    for folder in ("pah_core", "sweeps", "analysis", "benchmarks"):
+    for folder in ("pah_core", "pah_sweep", "sweeps", "analysis", "benchmarks"):
         for p in (ROOT / folder).rglob("*.py"):
             for node in ast.walk(ast.parse(p.read_text())):
                 if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):

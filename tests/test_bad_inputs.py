@@ -270,7 +270,7 @@ def workspace(tmp_path, monkeypatch, empty_store, bad_servers):
     def no_ray(*args, **kwargs):
         raise AssertionError("a bad input started Ray")
 
-    monkeypatch.setattr("sweeps.launch.init_ray", no_ray)
+    monkeypatch.setattr("pah_sweep.launch.init_ray", no_ray)
     (tmp_path / "text.db").write_text("not a database\n")
     (tmp_path / "mlruns").mkdir()
     (tmp_path / "a_file").write_text("x")
@@ -342,7 +342,7 @@ def _sweep_argv(ws, argv, name="s"):
     ("argv", "message"), SWEEP_CASES, ids=[" ".join(c[0]) for c in SWEEP_CASES]
 )
 def test_search_bad_input(workspace, capsys, argv, message):
-    from sweeps.search import main
+    from pah_sweep.search import main
 
     code = _exit_code(lambda a: main("cifar100", a), _sweep_argv(workspace, argv))
     err = capsys.readouterr().err
@@ -448,7 +448,7 @@ def test_a_sweep_named_its_is_found_in_mlflow(tmp_path):
     from mlflow.tracking import MlflowClient
 
     from pah_core.mlflow_reporter import RUN_KEY_TAG, find_run
-    from sweeps.record import best_config_of_sweep
+    from pah_sweep.record import best_config_of_sweep
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(uri)
@@ -479,7 +479,7 @@ def test_an_address_that_does_not_answer_fails_within_seconds(
 ):
     import time
 
-    from sweeps.search import main
+    from pah_sweep.search import main
 
     for key, value in env.items():
         monkeypatch.setenv(key, _fill([value], workspace)[0])

@@ -2,7 +2,7 @@
 experiment, and trial run names that say what each trial is."""
 
 from pah_core.tracking import EXPERIMENT_KIND_TAG, ui_commands
-from sweeps.space import run_name
+from pah_sweep.space import run_name
 
 
 def test_links_open_the_runs_table_of_the_training_view():

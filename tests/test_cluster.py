@@ -531,7 +531,7 @@ def test_kuberay_rayjob_manifest():
     assert env["MLFLOW_TRACKING_URI"].startswith("http://") and env["PAH_DATA_ROOT"]
     _ray_cluster_spec_ok(spec["rayClusterSpec"])
     # The entrypoint parses with the sweep's own argument parser.
-    from sweeps.search import parser
+    from pah_sweep.search import parser
 
     args = parser("cifar100").parse_args(spec["entrypoint"].split()[2:])
     assert args.preset == "paper" and args.name

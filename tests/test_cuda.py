@@ -90,7 +90,7 @@ def test_a_sweep_trial_trains_on_its_gpu(ray_cluster, tmp_path, ray_train):
     runs on the GPU Ray gave the trial, and the MLflow run says so."""
     from mlflow.tracking import MlflowClient
 
-    from sweeps.search import main
+    from pah_sweep.search import main
     from tests.helpers import set_flags
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"

@@ -118,7 +118,7 @@ def test_cli_writes_results_and_resumes(tmp_path, capsys):
 
 
 def test_a_run_restored_before_run_keeps_its_untrained_reference_and_total_wall_time(tmp_path):
-    """A sweep trial resumes by load_checkpoint() and then run() (sweeps/trial.py): the untrained
+    """A sweep trial resumes by load_checkpoint() and then run() (pah_sweep/trial.py): the untrained
     accuracies, forward transfer and class-IL numbers equal an uninterrupted run's, and
     wall_seconds counts the segment before the resume too."""
     cfg = tiny_config("schedule.eval_future=true", "schedule.epochs_per_task=1")

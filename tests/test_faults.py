@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sweeps.trial import TRAIN, TUNE
+from pah_sweep.trial import TRAIN, TUNE
 from tests.helpers import longer_tasks, mlflow_server, set_flags
 from tests.postgres import postgres_bin, postgres_server
 
@@ -96,7 +96,7 @@ def test_a_killed_trial_process_restarts_from_its_checkpoint(ray_cluster, tmp_pa
     restarts the trial), each from the last task checkpoint; the trial finishes with the matrix of
     an uninterrupted run of the same config and seed, in one MLflow child run holding one row per
     task."""
-    from sweeps.trial import trial_runner
+    from pah_sweep.trial import trial_runner
 
     title = ENGINE_PROCESS[trial_runner(1, ray_train)]
     from mlflow.tracking import MlflowClient

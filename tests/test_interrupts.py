@@ -124,7 +124,7 @@ def test_a_stopped_search_is_killed_not_finished_and_resumes(ray_cluster, tmp_pa
     assert len(search) == 2
     assert _loose(tmp_path / "ray") == []
     # The resumed session signed its own snapshots too: a further resume would be accepted.
-    from sweeps.trust import verify_sweep
+    from pah_sweep.trust import verify_sweep
 
     for name in ("stop", "stop-final"):
         verify_sweep(tmp_path / "ray" / name)

@@ -3,7 +3,7 @@ leaderboard (ranked on the validation score, with links), the best trial's matri
 the search space. A real MLflow sqlite store and Optuna storage in a temp folder."""
 
 from pah_core.tracking import ui_page
-from sweeps.names import PAPER_DEFAULTS_TAG, STOPPED_WHY_TAG, TRIAL_NUMBER_TAG
+from pah_sweep.names import PAPER_DEFAULTS_TAG, STOPPED_WHY_TAG, TRIAL_NUMBER_TAG
 from tests.helpers import sqlite_store, trial_run
 
 
@@ -30,7 +30,7 @@ def _log_trial(client, exp_id, parent, number, trial_id, score, acc, tasks, **ta
 def test_the_parent_run_describes_the_sweep_with_a_leaderboard(tmp_path):
     import optuna
 
-    from sweeps.leaderboard import DESCRIPTION_TAG, SPACE_FILE, describe_sweep
+    from pah_sweep.leaderboard import DESCRIPTION_TAG, SPACE_FILE, describe_sweep
 
     uri, client, exp_id = sqlite_store(tmp_path, "e")
     parent = client.create_run(exp_id, run_name="s", tags={"sweep": "s"}).info.run_id

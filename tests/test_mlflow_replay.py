@@ -81,7 +81,7 @@ def test_a_trial_lost_by_a_killed_driver_is_closed_not_left_running(tmp_path):
     other sweeps' runs are left as they are."""
     from mlflow.tracking import MlflowClient
 
-    from sweeps.record import LOST_TRIAL, close_lost_trials
+    from pah_sweep.record import LOST_TRIAL, close_lost_trials
 
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     exp = client.create_experiment("lost")

@@ -86,7 +86,7 @@ def test_dropping_in_a_method_file_is_the_whole_change(tmp_path):
         [
             sys.executable,
             "-c",
-            "from sweeps.space import method_space; print(sorted(method_space('smooth')))",
+            "from pah_sweep.space import method_space; print(sorted(method_space('smooth')))",
         ],
         cwd=copy,
         capture_output=True,

@@ -27,7 +27,7 @@ def two_nodes(tmp_path_factory, data_root):
     """A head with 1 CPU and a second node with 2, both real raylets on this host."""
     from ray.cluster_utils import Cluster
 
-    from sweeps.resources import LOCAL_TRAIN_ENV
+    from pah_sweep.resources import LOCAL_TRAIN_ENV
 
     short = Path(f"/tmp/pahnl-{os.getpid()}")  # Ray's socket paths must stay short
     home = tmp_path_factory.mktemp("home")

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 import pandas as pd
 import pytest
 
-from sweeps.cli import search_arguments
-from sweeps.summary import summarise
-from sweeps.trial import OBJECTIVE_CHOICES, OBJECTIVES, objective_metrics
+from pah_sweep.cli import search_arguments
+from pah_sweep.summary import summarise
+from pah_sweep.trial import OBJECTIVE_CHOICES, OBJECTIVES, objective_metrics
 
 
 def test_objectives_count_untrained_tasks_as_zero_and_forgetting_as_worst():

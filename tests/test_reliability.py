@@ -16,7 +16,7 @@ import pytest
 
 from pah_core.locks import LOCK_FILE, LockError, lock_folder
 from pah_core.train import main as train_main
-from sweeps import trust
+from pah_sweep import trust
 from tests.helpers import TINY_CLI
 
 REPO = Path(__file__).resolve().parents[1]
@@ -43,7 +43,7 @@ def no_ray(monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("Ray was started")
 
-    monkeypatch.setattr("sweeps.launch.init_ray", fail)
+    monkeypatch.setattr("pah_sweep.launch.init_ray", fail)
 
 
 def _holder(folder: Path, seconds: float = 60) -> subprocess.Popen:
@@ -167,7 +167,7 @@ def _sweep_folder(storage: Path, name: str, uri: str, parent: str) -> Path:
 
 
 def _resume(tmp_path, uri, name="s"):
-    from sweeps.search import main
+    from pah_sweep.search import main
 
     argv = ["--storage", str(tmp_path / "ray"), "--mlflow-uri", uri, "--name", name, "--resume"]
     try:
@@ -221,7 +221,7 @@ def test_crafted_tune_state_runs_nothing_on_resume(sweep, tmp_path, capsys, no_r
     assert not marker.exists()
     assert str(path) in err and "Traceback" not in err
     assert "not signed by this user's sweep key" in err or "differs from what" in err
-    assert "refused, nothing was run" in err and "python -m sweeps.trust --adopt" in err
+    assert "refused, nothing was run" in err and "python -m pah_sweep.trust --adopt" in err
     assert not (sweep["dir"] / LOCK_FILE).exists()  # released again
 
 
@@ -310,10 +310,10 @@ def test_resume_of_a_running_sweep_is_refused_naming_its_driver(sweep, tmp_path,
 def test_a_sweep_folder_made_by_another_process_survives_a_failed_start(tmp_path):
     """The name was free when checked; another sweep created the folder before this one's record
     step: one clear error, the other sweep's folder and files untouched, no parent run made."""
-    from sweeps.cli import SweepError
-    from sweeps.launch import record
-    from sweeps.plan import plan_sweep
-    from sweeps.search import parser
+    from pah_sweep.cli import SweepError
+    from pah_sweep.launch import record
+    from pah_sweep.plan import plan_sweep
+    from pah_sweep.search import parser
 
     args = parser("cifar100").parse_args(
         ["--storage", str(tmp_path / "ray"), "--mlflow-uri", str(tmp_path / "m.db"), "--name", "x"]
@@ -334,9 +334,9 @@ def test_a_failed_start_removes_only_a_folder_it_created(tmp_path):
     a resumed sweep's folder stays, and its finished parent is not flipped to FAILED."""
     from mlflow.tracking import MlflowClient
 
-    from sweeps.launch import abandon, record
-    from sweeps.plan import plan_sweep
-    from sweeps.search import parser
+    from pah_sweep.launch import abandon, record
+    from pah_sweep.plan import plan_sweep
+    from pah_sweep.search import parser
 
     uri = f"sqlite:///{tmp_path / 'm.db'}"
     args = parser("cifar100").parse_args(

@@ -159,7 +159,7 @@ def test_cells_run_seed_by_seed():
     """Ray Tune's order of the grid: every variant of seed 0, then of seed 1."""
     from ray.tune.search.variant_generator import generate_variants
 
-    from sweeps.grid import grid_space
+    from pah_sweep.grid import grid_space
 
     variants = list(reproduce.PARTS["main"].variants)
     space = grid_space(variants, [0, 1], seeds_outer=True)

@@ -6,9 +6,9 @@ import pytest
 
 from pah_core.methods import base, registered_methods
 from pah_core.search_space import Param, loguniform
-from sweeps.cli import SweepError
-from sweeps.search import check_grace
-from sweeps.space import method_space, published_defaults, searchable
+from pah_sweep.cli import SweepError
+from pah_sweep.search import check_grace
+from pah_sweep.space import method_space, published_defaults, searchable
 
 
 def test_the_sweep_reads_each_space_from_its_method_file():

@@ -3,7 +3,7 @@
 import pytest
 
 from pah_core.metrics import MIN_TRIALS_FOR_IMPORTANCE
-from sweeps.study_figures import log_study_figures, study_figures
+from pah_sweep.study_figures import log_study_figures, study_figures
 
 
 def _study(url, directions, n=MIN_TRIALS_FOR_IMPORTANCE):

@@ -48,7 +48,7 @@ def _store_args(tmp_path, name="s"):
 
 
 def _sweep(tmp_path, *argv):
-    from sweeps.search import main
+    from pah_sweep.search import main
 
     return main("cifar100", [*_store_args(tmp_path), *TINY, *argv])
 
@@ -135,8 +135,8 @@ def _check_what_a_researcher_sees(tmp_path, client, parent, children, stopped, o
     import optuna
 
     from pah_core.tracking import ui_page
-    from sweeps.leaderboard import DESCRIPTION_TAG
-    from sweeps.names import MLFLOW_RUN_ATTR, OPTUNA_NUMBER_TAG, STOPPED_WHY_TAG
+    from pah_sweep.leaderboard import DESCRIPTION_TAG
+    from pah_sweep.names import MLFLOW_RUN_ATTR, OPTUNA_NUMBER_TAG, STOPPED_WHY_TAG
 
     assert all("objective/val_acc" in c.data.metrics for c in children)
     assert all(c.info.status == "FINISHED" for c in children)  # the stop too: only failures red
@@ -324,7 +324,7 @@ def test_resume_keeps_its_settings_and_a_failed_launch_leaves_no_trace(
     other = tmp_path / "other"
     other.mkdir()
     (other / "optuna.db").write_text("not a database\n")
-    from sweeps.search import main
+    from pah_sweep.search import main
 
     store = ["--storage", str(tmp_path / "ray"), "--mlflow-uri", str(other / "mlflow.db")]
     assert main("cifar100", [*store, "--name", "broken", *TINY, *one]) == 2

@@ -9,14 +9,14 @@ from dataclasses import dataclass
 import pytest
 
 from pah_core.tracking import ui_page
-from sweeps.names import (
+from pah_sweep.names import (
     MLFLOW_RUN_ATTR,
     MLFLOW_URL_ATTR,
     OPTUNA_NUMBER_TAG,
     STOPPED_WHY_TAG,
     TRIAL_NUMBER,
 )
-from sweeps.space import published_defaults, run_name
+from pah_sweep.space import published_defaults, run_name
 from tests.helpers import sqlite_store, trial_run
 
 PAPER_DEFAULTS = published_defaults("pah")
@@ -54,7 +54,7 @@ def test_asha_stops_are_pruned_in_optuna_and_finished_in_mlflow_and_both_link(tm
     import optuna
     from ray import tune
 
-    from sweeps.tracked_search import RecordingASHA, TrackedOptunaSearch, asha_stops
+    from pah_sweep.tracked_search import RecordingASHA, TrackedOptunaSearch, asha_stops
 
     uri, client, exp_id = sqlite_store(tmp_path, EXPERIMENT)
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"

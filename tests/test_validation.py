@@ -10,7 +10,7 @@ import torch
 from pah_core.data import TaskStream, load_source
 from pah_core.engine import Engine
 from pah_core.reporters import Reporter
-from sweeps.trial import objective_metrics, selection_numbers
+from pah_sweep.trial import objective_metrics, selection_numbers
 from tests.helpers import tiny_config
 
 VAL = "data.val_fraction=0.25"
@@ -66,7 +66,7 @@ def test_without_validation_splits_the_run_says_nothing_about_them():
 
 
 def test_a_search_without_validation_splits_is_refused(tmp_path, capsys):
-    from sweeps.search import main
+    from pah_sweep.search import main
 
     code = main(
         "cifar100",
@@ -100,7 +100,7 @@ def test_a_stream_can_start_after_the_tuning_tasks():
 
 
 def test_protocols_cap_the_trials_and_place_the_final_runs():
-    from sweeps.cli import protocol_overrides
+    from pah_sweep.cli import protocol_overrides
 
     assert protocol_overrides("end_of_training", 3) == ({}, {})
     # Trials that stop before the stream's end evaluate no task they never train (eval_future).
@@ -117,7 +117,7 @@ def test_protocols_cap_the_trials_and_place_the_final_runs():
 
 
 def test_a_search_whose_validation_split_rounds_to_nothing_is_refused(tmp_path, capsys, data_root):
-    from sweeps.search import main
+    from pah_sweep.search import main
 
     code = main(
         "cifar100",
@@ -137,7 +137,7 @@ def test_a_search_whose_validation_split_rounds_to_nothing_is_refused(tmp_path, 
 
 
 def test_forgetting_cannot_be_an_objective_of_one_task_trials(tmp_path, capsys):
-    from sweeps.search import main
+    from pah_sweep.search import main
 
     args = ["--storage", str(tmp_path / "ray"), "--mlflow-uri", str(tmp_path / "mlflow.db")]
     code = main(

@@ -74,7 +74,7 @@ def run_name(
     defaults: dict[str, Any] | None = None,
 ) -> str:
     """A trial's MLflow run name: a search trial's number, id and what differs from its method's
-    published defaults (sweeps.names; ``labels`` are the method's ``name_keys``), e.g.
+    published defaults (pah_sweep.names; ``labels`` are the method's ``name_keys``), e.g.
     ``#3 0638a5f7: W201 sm0.04 +6 more``; a grid trial's sweep, number and variant, e.g.
     ``repro-cpu-main #7: lwf seed 1``."""
     from .names import TRIAL_NUMBER, search_trial_name

@@ -40,7 +40,9 @@ class Plan:
     variants: dict[str, dict[str, Any]]
     started: float
     verbose: bool = False  # Ray's own console output (status table, worker lines, its warnings)
-    space: dict[str, Param] = field(default_factory=dict)  # a search's, as sampled (sweeps.space)
+    space: dict[str, Param] = field(
+        default_factory=dict
+    )  # a search's, as sampled (pah_sweep.space)
     lock: FolderLock | None = None  # the sweep's one-writer lock, once taken
     created_dir: bool = False  # this process created the sweep folder (clean-up may remove it)
     status_before: str | None = None  # a resumed sweep's parent status before this resume

@@ -150,7 +150,7 @@ FIX = (
     "A resume loads these files, and pickles run code when loaded: refused, nothing was run. If "
     "the folder was tampered with, start a new --name; if you know every file in it is your own "
     "(e.g. a sweep started before signatures existed), sign it: "
-    "python -m sweeps.trust --adopt {dir}"
+    "python -m pah_sweep.trust --adopt {dir}"
 )
 
 
@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import sys
 
-    p = argparse.ArgumentParser(prog="python -m sweeps.trust", description=adopt.__doc__)
+    p = argparse.ArgumentParser(prog="python -m pah_sweep.trust", description=adopt.__doc__)
     p.add_argument("--adopt", metavar="SWEEP_DIR", required=True)
     args = p.parse_args(argv)
     try:

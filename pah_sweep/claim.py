@@ -31,7 +31,7 @@ def check_sweep_dir(plan: Plan) -> None:
     if "://" in plan.storage:
         raise SweepError(
             f"--resume from {plan.storage}: the state of a sweep in a bucket cannot be verified "
-            "before Tune unpickles it (sweeps.trust), so it is not resumed: resume sweeps kept in "
+            "before Tune unpickles it (pah_sweep.trust), so it is not resumed: resume sweeps kept in "
             "a shared folder, or start another --name"
         )
     state_file = plan.sweep_dir / SWEEP_STATE

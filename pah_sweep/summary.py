@@ -15,7 +15,7 @@ from pah_core.tracking import ui_commands
 from .objectives import OBJECTIVES
 
 CONFIG = "config/"  # ResultGrid.get_dataframe's prefix of the config columns
-# How the console names the links a sweep's end prints (sweeps.leaderboard.sweep_links).
+# How the console names the links a sweep's end prints (pah_sweep.leaderboard.sweep_links).
 LINK_WORDS = {"parent": "the sweep (leaderboard)", "best": "the best trial"}
 
 
@@ -73,7 +73,7 @@ def summarise(
     results, objectives: list[str], n_run: int, early_stopping: bool = True
 ) -> dict[str, Any]:
     """The trials, the failures, the best trial on the first objective and, for two objectives,
-    the Pareto set (sweeps.trial.OBJECTIVES names each objective's column and direction), on the
+    the Pareto set (pah_sweep.trial.OBJECTIVES names each objective's column and direction), on the
     validation splits' numbers; a grid run without validation splits (which selects nothing) is
     ranked on its test numbers, and says so (``selected_on``)."""
     trials = trial_rows(results, n_run, early_stopping)
@@ -140,7 +140,7 @@ def print_summary(
     print("[sweep] browse the runs:")
     for line in ui_commands(mlflow_uri, summary["experiment_id"]):
         print(f"    {line}")
-    # The parent's page holds the leaderboard (sweeps.leaderboard).
+    # The parent's page holds the leaderboard (pah_sweep.leaderboard).
     for what, url in summary.get("links", {}).items():
         print(f"    {LINK_WORDS[what]}: {url}")
     if optuna_storage:

@@ -28,7 +28,7 @@ from typing import Any
 from pah_core.reporters import Reporter, RunStopped
 
 # The objectives' names are imported from here by the sweeps and the tests that came before
-# sweeps.objectives.
+# pah_sweep.objectives.
 from .objectives import (  # noqa: F401
     OBJECTIVE_CHOICES,
     OBJECTIVES,
@@ -234,7 +234,7 @@ def trial_loop(config: dict[str, Any], plumbing: TrialPlumbing) -> dict[str, Any
     cfg = from_dict(plumbing.base_config, overrides)
     method = cfg.method.name
     labels = method_class(method).name_keys
-    number = config.get(TRIAL_NUMBER)  # a search trial's (sweeps.tracked_search)
+    number = config.get(TRIAL_NUMBER)  # a search trial's (pah_sweep.tracked_search)
     defaults = None if number is None else published_defaults(method)
     search_tags = (
         {}
@@ -310,7 +310,7 @@ def trial_driver(config: dict[str, Any], plumbing: TrialPlumbing) -> None:
 
 def trainable(plumbing: TrialPlumbing):
     """The Tune trainable of a sweep's trials, with the resources one trial holds: the same total
-    either way (``sweeps.resources.check_resources`` counts it)."""
+    either way (``pah_sweep.resources.check_resources`` counts it)."""
     from ray import tune
 
     if plumbing.runner == TRAIN:

@@ -10,11 +10,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pah_core.methods import registered_methods
 from pah_core.tracking import quote
 from pah_core.typed_dicts import parse_overrides
-from sweeps.ablation import VARIANTS
-from sweeps.cli import SweepError, parse_seeds
-from sweeps.record import SWEEP_STATE, absolute_storage, check_tracking_uri_or_default
+from pah_sweep.cli import SweepError, parse_seeds
+from pah_sweep.record import SWEEP_STATE, absolute_storage, check_tracking_uri_or_default
+
+PAH_VARIANTS = registered_methods()["pah"].ablation_variants  # declared in methods/pah.py
 
 
 @dataclass(frozen=True)
@@ -80,13 +82,19 @@ PARTS: dict[str, Part] = {
         "baselines",
         {
             "pah": {"method.name": "pah"},
-            "pah_official": {"method.name": "pah", **VARIANTS["official_code"]},
+            "pah_official": {
+                "method.name": "pah",
+                **PAH_VARIANTS["official_code"],
+            },
             "finetune": {"method.name": "finetune"},
             "lwf": {"method.name": "lwf"},
             "ewc": {"method.name": "ewc"},
         },
     ),
-    "ablation": Part("ablation", {v: VARIANTS[v] for v in ("ce_only", "ce+sm", "ce+sp")}),
+    "ablation": Part(
+        "ablation",
+        {v: PAH_VARIANTS[v] for v in ("ce_only", "ce+sm", "ce+sp")},
+    ),
     # Joint training on every seen task's data: the upper reference of task-agnostic accuracy
     # and of intransigence. It trains on 1 + 2 + ... + 10 tasks' data (5.5x a fine-tune run), so
     # one seed; it goes last.

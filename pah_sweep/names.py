@@ -9,7 +9,7 @@ import math
 from typing import Any
 
 # The config key of a search trial's number, 1, 2, 3 in start order (Optuna's trial number + 1,
-# set by sweeps.tracked_search): not a dotted config key, so it overrides nothing.
+# set by pah_sweep.tracked_search): not a dotted config key, so it overrides nothing.
 TRIAL_NUMBER = "trial_number"
 PAPER_DEFAULTS_LABEL = "paper defaults"
 

@@ -161,7 +161,7 @@ def record(plan: Plan, tags: dict[str, str]) -> str:
         raise
     try:
         replace(plan.state, parent_run_id=parent_run_id).write(plan.sweep_dir)
-        load_key(create=True)  # the key that signs the sweep's state (sweeps.trust)
+        load_key(create=True)  # the key that signs the sweep's state (pah_sweep.trust)
     except BaseException as e:
         abandon(plan, parent_run_id, e)
         raise

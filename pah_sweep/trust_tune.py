@@ -1,4 +1,4 @@
-"""The Tune side of sweeps/trust.py: a callback that signs each snapshot Tune takes of a sweep."""
+"""The Tune side of pah_sweep/trust.py: a callback that signs each snapshot Tune takes of a sweep."""
 
 from __future__ import annotations
 
