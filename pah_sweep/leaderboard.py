@@ -21,6 +21,7 @@ from .names import (
     TRIAL_NUMBER_TAG,
 )
 from .objectives import OBJECTIVES, Objective
+from .record import mlflow_client
 from .space import method_class
 
 DESCRIPTION_TAG = "mlflow.note.content"
@@ -258,9 +259,7 @@ def describe_sweep(
 ) -> dict[str, str]:
     """The parent run's description, leaderboard and search space; the UI links of the parent
     and of the best trial (``{"parent": url, "best": url}``, best only when there is one)."""
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=mlflow_uri)
+    client = mlflow_client(mlflow_uri)
     parent = client.get_run(parent_run_id)
     sweep = parent.data.tags.get("sweep", parent.info.run_name)
     objective = OBJECTIVES[summary["objectives"][0]]

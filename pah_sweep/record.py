@@ -144,10 +144,21 @@ def _shown(overrides: dict[str, Any], key: str) -> str:
     return repr(overrides[key]) if key in overrides else "unset"
 
 
-def _client(mlflow_uri: str):
+def mlflow_client(mlflow_uri: str):
+    """The one place a sweep opens its MLflow store (mlflow imported late: planning needs none)."""
     from mlflow.tracking import MlflowClient
 
     return MlflowClient(tracking_uri=mlflow_uri)
+
+
+def finished(mlflow_uri: str, experiment: str, sweep: str) -> bool:
+    """Whether sweep ``sweep``'s parent run ended FINISHED in the store."""
+    client = mlflow_client(mlflow_uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return False
+    runs = client.search_runs([exp.experiment_id], filter_string=sweep_parent_filter(sweep))
+    return any(r.info.status == "FINISHED" for r in runs)
 
 
 def create_parent_run(
@@ -156,7 +167,7 @@ def create_parent_run(
     """The sweep's parent run, with ``sweep_config.json``; its id."""
     from pah_core.mlflow_reporter import RUN_KEY_TAG, get_or_create_experiment
 
-    client = _client(mlflow_uri)
+    client = mlflow_client(mlflow_uri)
     exp_id = get_or_create_experiment(client, experiment)
     tags = {RUN_KEY_TAG: f"{name}/parent", "sweep": name, "pah.role": "sweep", **tags}
     run_id = client.create_run(exp_id, run_name=name, tags=tags).info.run_id
@@ -177,8 +188,8 @@ def check_parent_run(mlflow_uri: str, experiment: str, name: str, run_id: str) -
     if not isinstance(run_id, str) or len(run_id) != 32 or not run_id.isalnum():
         raise SweepError(f"--resume: the state file names no valid parent run ({run_id!r}): {fix}")
     try:
-        run = _client(mlflow_uri).get_run(run_id)
-        exp = _client(mlflow_uri).get_experiment(run.info.experiment_id)
+        run = mlflow_client(mlflow_uri).get_run(run_id)
+        exp = mlflow_client(mlflow_uri).get_experiment(run.info.experiment_id)
     except MlflowException as e:
         raise SweepError(
             f"--resume: the parent run {run_id} of sweep {name!r} is not in {mlflow_uri} "
@@ -198,7 +209,7 @@ def check_parent_run(mlflow_uri: str, experiment: str, name: str, run_id: str) -
 def reopen_parent_run(mlflow_uri: str, run_id: str) -> str:
     """A resumed sweep runs again (its parent may say FAILED from an earlier failure); the
     status it had, which a failed resume puts back."""
-    client = _client(mlflow_uri)
+    client = mlflow_client(mlflow_uri)
     before = client.get_run(run_id).info.status
     client.update_run(run_id, status="RUNNING")
     return before
@@ -209,7 +220,7 @@ def fail_parent_run(
 ) -> None:
     """``status``: FAILED, KILLED (interrupted), or the status a resumed sweep had before this
     resume failed (a finished sweep stays FINISHED; the error is kept in ``pah.resume_error``)."""
-    client = _client(mlflow_uri)
+    client = mlflow_client(mlflow_uri)
     tag = "error" if status == "FAILED" else "pah.resume_error"
     if status == "KILLED":
         tag = "pah.interrupted"
@@ -225,7 +236,7 @@ def finish_parent_run(
     the experiment's id."""
     from pah_core.mlflow_reporter import find_run, get_or_create_experiment
 
-    client = _client(mlflow_uri)
+    client = mlflow_client(mlflow_uri)
     client.log_dict(parent_run_id, summary["trials"], "trials.json")
     best = summary["best"]
     if best:
@@ -303,7 +314,7 @@ def sweep_parent_filter(sweep: str) -> str:
 
 def best_config_of_sweep(mlflow_uri: str, experiment: str, sweep: str) -> dict[str, Any]:
     """The searched keys of an earlier sweep's best trial (from its parent run's best_config.json)."""
-    client = _client(mlflow_uri)
+    client = mlflow_client(mlflow_uri)
     exp = client.get_experiment_by_name(experiment)
     try:
         runs = (

@@ -14,7 +14,12 @@ from pah_core.methods import registered_methods
 from pah_core.tracking import quote
 from pah_core.typed_dicts import parse_overrides
 from pah_sweep.cli import SweepError, parse_seeds
-from pah_sweep.record import SWEEP_STATE, absolute_storage, check_tracking_uri_or_default
+from pah_sweep.record import (
+    SWEEP_STATE,
+    absolute_storage,
+    check_tracking_uri_or_default,
+    mlflow_client,
+)
 
 PAH_VARIANTS = registered_methods()["pah"].ablation_variants  # declared in methods/pah.py
 
@@ -188,9 +193,7 @@ def part_status(study: Study, part: str) -> PartStatus:
     state = Path(study.storage) / name / SWEEP_STATE
     if not state.is_file():
         return PartStatus(name, started=False, finished=False)
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=study.mlflow_uri)
+    client = mlflow_client(study.mlflow_uri)
     parent = client.get_run(json.loads(state.read_text())["parent_run_id"])
     runs = client.search_runs(
         [parent.info.experiment_id],

@@ -11,6 +11,7 @@ from typing import Any
 from pah_core.metrics import MIN_TRIALS_FOR_IMPORTANCE
 
 from .objectives import OBJECTIVES
+from .record import mlflow_client
 
 
 def study_figures(storage_url: str, study_name: str, objectives: list[str]) -> dict[str, Any]:
@@ -61,9 +62,8 @@ def log_study_figures(
 ) -> list[str]:
     """The pictures of ``study_figures`` as artifacts of the parent run; their names."""
     import matplotlib.pyplot as plt
-    from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking_uri=mlflow_uri)
+    client = mlflow_client(mlflow_uri)
     figures = study_figures(storage_url, study_name, objectives)
     for name, fig in figures.items():
         fig.tight_layout()

@@ -27,6 +27,7 @@ from .names import (
     STOPPED_WHY_TAG,
     TRIAL_NUMBER,
 )
+from .record import mlflow_client
 
 # Per sweep (this driver process), the trials its ASHA stopped: trial id -> tasks done. A module
 # registry rather than an attribute, because Tune pickles the scheduler and the searcher apart,
@@ -132,23 +133,17 @@ class TrackedOptunaSearch(OptunaSearch):
         url = ui_commands(self.mlflow_uri, run.info.experiment_id, run.info.run_id)[-1]
         ot_trial.set_user_attr(MLFLOW_RUN_ATTR, run.info.run_id)
         ot_trial.set_user_attr(MLFLOW_URL_ATTR, url)
-        client = _client(self.mlflow_uri)
+        client = mlflow_client(self.mlflow_uri)
         client.set_tag(run.info.run_id, OPTUNA_NUMBER_TAG, str(ot_trial.number))
         client.set_tag(run.info.run_id, OPTUNA_STUDY_TAG, self._study_name or "")
         self.linked[trial_id] = run.info.run_id
         return run.info.run_id
 
 
-def _client(mlflow_uri: str):
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(tracking_uri=mlflow_uri)
-
-
 def _trial_run(mlflow_uri: str, experiment: str, sweep: str, trial_id: str):
     from pah_core.mlflow_reporter import find_run
 
-    client = _client(mlflow_uri)
+    client = mlflow_client(mlflow_uri)
     exp = client.get_experiment_by_name(experiment)
     return None if exp is None else find_run(client, exp.experiment_id, f"{sweep}/{trial_id}")
 
@@ -156,7 +151,7 @@ def _trial_run(mlflow_uri: str, experiment: str, sweep: str, trial_id: str):
 def close_stopped_run(mlflow_uri: str, run_id: str, tasks_done: int) -> None:
     """A run ASHA stopped: FINISHED (a stop is the search working, not a failure: only failures
     are red in MLflow), tagged with the task it stopped after."""
-    client = _client(mlflow_uri)
+    client = mlflow_client(mlflow_uri)
     client.set_tag(run_id, STOPPED_TAG, "asha")
     client.set_tag(run_id, STOPPED_WHY_TAG, stopped_why(tasks_done))
     client.set_terminated(run_id, status="FINISHED")

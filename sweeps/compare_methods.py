@@ -45,11 +45,10 @@ from pah_sweep.cli import (  # noqa: E402
     study_arguments,
 )
 from pah_sweep.grid import run_grid  # noqa: E402
-from pah_sweep.record import check_tracking_uri_or_default  # noqa: E402
+from pah_sweep.record import check_tracking_uri_or_default, finished  # noqa: E402
 from pah_sweep.search import Selection  # noqa: E402
 from pah_sweep.space import method_space  # noqa: E402
 from pah_sweep.study import PROTOCOLS  # noqa: E402
-from sweeps.compare_protocols import finished  # noqa: E402
 
 # The tag that marks every sweep of one comparison, and the role of its final runs.
 COMPARISON_TAG = "comparison"

@@ -38,7 +38,10 @@ from pah_sweep.cli import (  # noqa: E402
     parse_names,
     study_arguments,
 )
-from pah_sweep.record import check_tracking_uri_or_default, sweep_parent_filter  # noqa: E402
+from pah_sweep.record import (  # noqa: E402
+    check_tracking_uri_or_default,
+    finished,
+)
 
 # Small but learning on 2 CPU cores: every task's full training data, a few epochs, a small CNN.
 SCALE = {
@@ -51,18 +54,6 @@ EXPERIMENT = "hpo-protocols"
 
 def sweep_name(protocol: str) -> str:
     return f"hpo-{protocol}"
-
-
-def finished(mlflow_uri: str, experiment: str, sweep: str) -> bool:
-    """Whether sweep ``sweep``'s parent run ended FINISHED in the store."""
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=mlflow_uri)
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None:
-        return False
-    runs = client.search_runs([exp.experiment_id], filter_string=sweep_parent_filter(sweep))
-    return any(r.info.status == "FINISHED" for r in runs)
 
 
 def run_protocol(protocol: str, args: argparse.Namespace, uri: str, storage: Path) -> int:
