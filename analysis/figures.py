@@ -7,23 +7,15 @@ from pathlib import Path
 
 import numpy as np
 
+from pah_core.figures import pyplot
 from pah_core.methods import param_label
 
 from .store import RunRecord, short_id
 from .tables import dataset_name, method_name
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def save(fig, out: Path, stem: str, caption: str = "") -> list[Path]:
-    plt = _plt()
+    plt = pyplot()
     out.mkdir(parents=True, exist_ok=True)
     if caption:
         fig.text(0.01, 0.005, caption, fontsize=5, color="0.4", ha="left", va="bottom")
@@ -70,7 +62,7 @@ def drift(run: RunRecord, history: list[dict], out: Path) -> list[Path]:
 
 def avg_acc_curves(groups: dict[str, list[RunRecord]], dataset: str, out: Path) -> list[Path]:
     """Mean +- std (over runs) of the ``avg_acc`` history per method; step = task index."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     for i, (method, runs) in enumerate(sorted(groups.items())):
         steps = sorted({s for r in runs for s in r.history.get("avg_acc", {})})
@@ -106,7 +98,7 @@ def pareto_plot(
     the split the search selected on (validation, or test for searches made before it)."""
     from .sensitivity import selection_keys
 
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.0, 3.8))
     acc, forg, split = selection_keys(trials)
     pts = {
@@ -132,7 +124,7 @@ def pareto_plot(
 def sensitivity_plot(trials: list[RunRecord], keys: list[str], sweep: str, out: Path, stem: str):
     from .sensitivity import selection_keys
 
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(keys), figsize=(2.4 * len(keys), 2.6), sharey=True)
     axes = np.atleast_1d(axes)
     acc, _, split = selection_keys(trials)

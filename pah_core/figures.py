@@ -91,7 +91,8 @@ def drift_figure(history: Sequence[dict[str, Any]], key: str = "head_drift", tit
     return fig
 
 
-def _plt():
+def pyplot():
+    """matplotlib's pyplot on the file-only backend (no display on a cluster node or in CI)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -110,7 +111,7 @@ def accuracy_heatmap(matrix: np.ndarray, tasks: int | None = None, title: str = 
     """The accuracy matrix (row i: after training task i; column j: evaluated on task j) as a
     heatmap of the ``tasks`` tasks the run trains (its rows so far x ``tasks`` columns; all
     columns when None), each known cell's percentage written in it."""
-    plt = _plt()
+    plt = pyplot()
     m = np.asarray(matrix, dtype=np.float64)
     tasks = m.shape[1] if tasks is None else tasks
     m = m[:tasks, :tasks]
@@ -140,7 +141,7 @@ def forgetting_curves(
 ):
     """One line per task j: its accuracy after each task trained from j on (x: tasks trained,
     1..``tasks``): a line that falls is that task being forgotten."""
-    plt = _plt()
+    plt = pyplot()
     m = np.asarray(matrix, dtype=np.float64)
     done = min(m.shape[0], tasks)
     fig, ax = plt.subplots(figsize=(5.2, 3.4))
@@ -170,7 +171,7 @@ def labelled_prototypes(grid: np.ndarray, tasks: int, classes: int, size: int):
     """``prototype_grid``'s image with its labels: each row's task, each panel's meaning. The
     grid's pixels are placed unresampled (``figimage``) at ``(LABEL_LEFT, LABEL_TOP)`` from the top
     left, so the saved picture holds the prototypes exactly as learned."""
-    plt = _plt()
+    plt = pyplot()
     h, w = grid.shape[:2]
     width, height = LABEL_LEFT + w + LABEL_RIGHT, LABEL_TOP + h + LABEL_BOTTOM
     fig = plt.figure(figsize=(width / LABEL_DPI, height / LABEL_DPI), dpi=LABEL_DPI)
