@@ -13,8 +13,9 @@ from typing import Any
 from pah_core.tracking import quote
 from pah_core.typed_dicts import parse_overrides
 from sweeps.ablation import VARIANTS
-from sweeps.cli import SweepError, parse_seeds
+from sweeps.errors import SweepError
 from sweeps.record import SWEEP_STATE, absolute_storage, check_tracking_uri_or_default
+from sweeps.spec import parse_seeds
 
 
 @dataclass(frozen=True)

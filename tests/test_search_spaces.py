@@ -6,7 +6,7 @@ import pytest
 
 from pah_core.methods import base, registered_methods
 from pah_core.search_space import Param, loguniform
-from sweeps.cli import SweepError
+from sweeps.errors import SweepError
 from sweeps.search import check_grace
 from sweeps.space import method_space, published_defaults, searchable
 
