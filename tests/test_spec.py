@@ -163,6 +163,23 @@ def test_a_comparison_composes_its_sweeps_by_replacing_fields(tmp_path, monkeypa
     assert spec.overrides == compare_protocols.SCALE
 
 
+def test_the_demo_composes_its_search_and_reference_from_one_spec(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(search, "run", lambda d, s, sel=None: calls.append(s) or 1)
+    monkeypatch.setattr(baselines, "run", lambda s, methods: calls.append((s, methods)) or 1)
+    argv = ["--storage", str(tmp_path / "ray"), "--mlflow-uri", str(tmp_path / "m.db")]
+    assert demo.main([*argv, "--verbose"]) == 1  # the search's exit code
+    (spec,) = calls
+    assert isinstance(spec, SearchSpec) and spec.name.startswith("demo-search-")
+    assert (spec.preset, spec.storage, spec.verbose) == ("demo", str(tmp_path / "ray"), True)
+    calls.clear()
+    assert demo.main([*argv, "--write-reference"]) == 1  # the reference failed: no file written
+    ((grid, methods),) = calls
+    assert isinstance(grid, GridSpec) and methods == ["finetune"]
+    assert grid.seeds == [demo.reference_config()["run"]["seed"]] and grid.preset == "demo"
+    assert grid.mlflow_uri == spec.mlflow_uri and grid.name.startswith("demo-finetune-")
+
+
 def test_no_sweep_module_reads_flags_with_getattr_defaults_or_rebuilds_argv():
     for p in (ROOT / "sweeps").glob("*.py"):
         text = p.read_text()
