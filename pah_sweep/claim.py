@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from pah_core.locks import LockError, lock_folder
 
-from .cli import SweepError
+from .errors import SweepError
 from .record import SWEEP_STATE, SweepState, check_parent_run
 from .trial import TRAIN
 from .trust import TrustError, verify_sweep

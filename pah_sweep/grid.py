@@ -3,16 +3,16 @@ overrides) x seeds, no searcher and no early stopping, every cell run to the end
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
 from .launch import Setup, execute, launch, run_config, trial_name
 from .plan import plan_sweep
+from .spec import SweepSpec
 
 
 def run_grid(
     dataset: str,
-    args: argparse.Namespace,
+    spec: SweepSpec,
     kind: str,
     variants: dict[str, dict[str, Any]],
     seeds: list[int],
@@ -20,20 +20,22 @@ def run_grid(
     tags: dict[str, str] | None = None,
     seeds_outer: bool = False,
     protocol_overrides: dict[str, Any] | None = None,
+    objectives: str = "acc",
 ) -> int:
     """Cells start in grid order: every seed of the first variant, then the next variant; with
     ``seeds_outer``, every variant for the first seed, then the next seed, so that a grid cut short
-    holds whole seeds."""
+    holds whole seeds. ``objectives``: a search's, for its final runs (``plan_sweep``)."""
     plan = plan_sweep(
         dataset,
-        args,
+        spec,
         num_samples=len(variants) * len(seeds),
         kind=kind,
         base_overrides=base_overrides,
         variants=variants,
         protocol_overrides=protocol_overrides,
+        objectives=objectives,
     )
-    setup = launch(plan, args, tags)
+    setup = launch(plan, spec, tags)
     space = grid_space(list(variants), seeds, seeds_outer)
     return execute(setup, lambda trainable, s: grid_tuner(trainable, s, space), space)
 

@@ -13,7 +13,6 @@ it yet, so the name stays free.
 
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import sys
@@ -27,8 +26,8 @@ from pah_core.tracking import SQLITE, optuna_storage_beside
 
 from . import REPO
 from .claim import claim_sweep_dir, release_sweep_dir
-from .cli import SweepError, parse_tags
 from .console import quiet_ray, trial_lines
+from .errors import SweepError
 from .interrupts import StopSignals, full_disk, mark_unfinished, trial_statuses
 from .leaderboard import describe_sweep
 from .plan import Plan
@@ -40,6 +39,7 @@ from .record import (
     reopen_parent_run,
 )
 from .resources import check_resources, init_ray
+from .spec import SweepSpec
 from .study_figures import log_study_figures
 from .summary import print_summary, summarise
 from .trial import (
@@ -65,33 +65,33 @@ class Setup:
         return self.plumbing.parent_run_id
 
 
-def launch(plan: Plan, args: argparse.Namespace, tags: dict[str, str] | None = None) -> Setup:
+def launch(plan: Plan, spec: SweepSpec, tags: dict[str, str] | None = None) -> Setup:
     """Check the data, start or join Ray, fit the resources; only then write the sweep's record.
 
     ``tags`` go on the parent run and on every trial's run, after (and over) the standard ones."""
     from pah_core.mlflow_reporter import git_sha
 
-    data_root, spec = check_data(plan, args)
+    data_root, stream_spec = check_data(plan, spec)
     import ray
 
     # Everything a sweep writes (its folder, Tune's copies, the stores, the state files) is
     # owner-only, as a single run's output is: before Ray starts, so that a local Ray's workers
     # inherit it too.
     os.umask(PRIVATE_UMASK)
-    logs = init_ray(args.address, plan.verbose)
+    logs = init_ray(spec.address, plan.verbose)
     if not plan.verbose:
         quiet_ray()
         if logs:
             print(f"[sweep] worker output and Ray's logs: {logs} (--verbose shows them here)")
     fits = check_resources(
-        ray.cluster_resources(), args.workers_per_trial, args.cpus_per_worker, args.gpus_per_worker
+        ray.cluster_resources(), spec.workers_per_trial, spec.cpus_per_worker, spec.gpus_per_worker
     )
     tags = {
         "git_sha": git_sha(REPO),
-        "dataset_fingerprint": spec.fingerprint,
-        "preset": args.preset,
+        "dataset_fingerprint": stream_spec.fingerprint,
+        "preset": spec.preset,
         "sweep_kind": plan.kind,
-        **parse_tags(getattr(args, "tags", [])),
+        **spec.tags,
         **(tags or {}),
     }
     plumbing = TrialPlumbing(
@@ -102,23 +102,23 @@ def launch(plan: Plan, args: argparse.Namespace, tags: dict[str, str] | None = N
         experiment=plan.experiment,
         parent_run_id=record(plan, tags),
         sweep_name=plan.name,
-        workers=args.workers_per_trial,
-        cpus_per_worker=args.cpus_per_worker,
-        gpus_per_worker=args.gpus_per_worker,
+        workers=spec.workers_per_trial,
+        cpus_per_worker=spec.cpus_per_worker,
+        gpus_per_worker=spec.gpus_per_worker,
         tags=tags,
         variants=plan.variants,
         runner=plan.runner,
     )
-    wanted = fits if args.max_concurrent is None else min(args.max_concurrent, fits)
+    wanted = fits if spec.max_concurrent is None else min(spec.max_concurrent, fits)
     return Setup(plan=plan, max_concurrent=wanted, plumbing=plumbing)
 
 
-def check_data(plan: Plan, args: argparse.Namespace):
+def check_data(plan: Plan, spec: SweepSpec):
     """The data folder and the stream's spec: a missing dataset fails here, once, not in every
     trial; a search needs validation images."""
     from pah_core.data import DataError, TaskStream, load_source, resolve_data_root
 
-    data_root = str(resolve_data_root(args.data_root or plan.base.data.root))
+    data_root = str(resolve_data_root(spec.data_root or plan.base.data.root))
     try:
         stream = TaskStream(
             load_source(plan.base.data, data_root), plan.base.data, plan.base.run.seed

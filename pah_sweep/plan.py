@@ -4,7 +4,6 @@ started), before anything is written."""
 
 from __future__ import annotations
 
-import argparse
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,13 +12,14 @@ from typing import Any
 from pah_core.config import Config, load_config
 from pah_core.locks import FolderLock
 from pah_core.search_space import Param
-from pah_core.typed_dicts import parse_overrides
 
 from . import REPO
 from .claim import check_sweep_dir
-from .cli import PRESETS, SweepError, parse_tags
+from .errors import SweepError
+from .presets import PRESETS
 from .record import SweepState, absolute_storage, check_name, check_tracking_uri_or_default
 from .resources import check_ray_address
+from .spec import SweepSpec
 from .trial import TUNE, trial_runner
 
 
@@ -72,7 +72,7 @@ class Plan:
 
 def plan_sweep(
     dataset: str,
-    args: argparse.Namespace,
+    spec: SweepSpec,
     *,
     num_samples: int,
     kind: str = "search",
@@ -80,38 +80,37 @@ def plan_sweep(
     variants: dict[str, dict[str, Any]] | None = None,
     points: list[dict[str, Any]] | None = None,
     protocol_overrides: dict[str, Any] | None = None,
+    objectives: str = "acc",
 ) -> Plan:
     """Every check that needs neither the data nor Ray: the base config with each variant and
-    point, the MLflow store, the storage, the name, and a --resume against what was started."""
+    point, the MLflow store, the storage, the name, and a --resume against what was started.
+
+    ``objectives``: what the summary ranks the trials by (a search's --objectives, which its final
+    sweep keeps; a grid's cells by task-IL accuracy)."""
     started = time.perf_counter()
-    parse_tags(getattr(args, "tags", []))  # a malformed --tag fails before anything starts
-    check_ray_address(args.address)
-    base_path = Path(args.config) if args.config else REPO / "configs" / f"{dataset}_pah.yaml"
+    check_ray_address(spec.address)
+    base_path = Path(spec.config) if spec.config else REPO / "configs" / f"{dataset}_pah.yaml"
     # The HPO protocol's overrides (a search's first_task: one task per trial) win over --set.
-    overrides = {
-        **(base_overrides or {}),
-        **parse_overrides(args.overrides),
-        **(protocol_overrides or {}),
-    }
+    overrides = {**(base_overrides or {}), **spec.overrides, **(protocol_overrides or {})}
     base = base_config(
-        base_path, {**PRESETS[dataset][args.preset], **overrides}, kind, variants, points
+        base_path, {**PRESETS[dataset][spec.preset], **overrides}, kind, variants, points
     )
-    storage = absolute_storage(args.storage)
+    storage = absolute_storage(spec.storage)
     if "://" not in storage and Path(storage).is_file():
         raise SweepError(f"--storage {storage} is a file: pass a folder (or an s3:// URI)")
     name = check_name(
-        args.name or f"pah-{dataset}-{kind}-{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
+        spec.name or f"pah-{dataset}-{kind}-{spec.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
     )
     state = SweepState(
-        mlflow_uri=check_tracking_uri_or_default(args.mlflow_uri),
-        experiment=args.experiment or f"pah-{dataset}",
+        mlflow_uri=check_tracking_uri_or_default(spec.mlflow_uri),
+        experiment=spec.experiment or f"pah-{dataset}",
         dataset=dataset,
-        preset=args.preset,
-        objectives=getattr(args, "objectives", "acc").split(","),
+        preset=spec.preset,
+        objectives=objectives.split(","),
         kind=kind,
         overrides=overrides,
-        config=args.config or "",
-        trial_runner=trial_runner(args.workers_per_trial, getattr(args, "ray_train", "auto")),
+        config=spec.config or "",
+        trial_runner=trial_runner(spec.workers_per_trial, spec.ray_train),
     )
     plan = Plan(
         name=name,
@@ -123,8 +122,8 @@ def plan_sweep(
         storage=storage,
         sweep_dir=Path(storage) / name,
         state=state,
-        resume=args.resume,
-        verbose=getattr(args, "verbose", False),
+        resume=spec.resume,
+        verbose=spec.verbose,
         variants=dict(variants or {}),
         started=started,
     )

@@ -22,7 +22,7 @@ from pah_core.tracking import (
     quote,
 )
 
-from .cli import SweepError
+from .errors import SweepError
 
 SWEEP_STATE = "pah_sweep.json"
 

@@ -7,7 +7,7 @@ import os
 import socket
 
 from . import REPO
-from .cli import SweepError
+from .errors import SweepError
 from .trial import DRIVER_CPUS
 
 # Ray Train's settings for a Ray this process starts (one machine). Each trial's controller starts

@@ -11,26 +11,20 @@ per sweep and one child run per trial. ``--resume`` continues an interrupted swe
 from __future__ import annotations
 
 import argparse
-import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from pah_core.config import ConfigError
 from pah_core.search_space import Param, first_task_all_act, to_tune
 from pah_core.tracking import load_run_json
 
-from .cli import (
-    DEFAULT_SAMPLES,
-    SweepError,
-    common_arguments,
-    load_points,
-    protocol_overrides,
-    search_arguments,
-)
+from .cli import common_arguments, load_points, search_arguments
+from .errors import SweepError, exit_code
 from .launch import Setup, execute, launch, optuna_storage_url, run_config, trial_name
 from .plan import plan_sweep
+from .presets import DEFAULT_SAMPLES, protocol_overrides
 from .space import method_space, published_defaults, searchable
+from .spec import SearchSpec, from_args
 from .trial import OBJECTIVES
 
 
@@ -74,73 +68,77 @@ class Selection:
     provenance: dict[str, str]
 
 
-def main(dataset: str, argv: list[str] | None = None, selected: Selection | None = None) -> int:
-    """The search, then its selection's final runs; given ``selected`` (a search that finished in
-    another store, read from its export), only the final runs."""
+def main(dataset: str, argv: list[str] | None = None) -> int:
+    """The command line: flags -> a SearchSpec -> ``run``."""
     args = parser(dataset).parse_args(argv)
-    try:
-        sp = plan_search(dataset, args)
-        rc = 0
-        if selected is None:
-            setup = launch(sp.plan, args, sp.tags)
-            rc = execute(
-                setup, lambda trainable, s: optuna_tuner(trainable, s, sp.points, sp.tuner)
-            )
-        if rc == 0 and sp.final_seeds:
-            rc = run_final(dataset, args, sp.plan, sp.final_seeds, sp.final_overrides, selected)
-        return rc
-    except (SweepError, ConfigError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return exit_code(lambda: run(dataset, from_args(SearchSpec, args)))
 
 
-def plan_search(dataset: str, args: argparse.Namespace) -> SearchPlan:
+def run(dataset: str, spec: SearchSpec, selected: Selection | None = None) -> int:
+    """The search, then its selection's final runs; given ``selected`` (a search that finished in
+    another store, read from its export), only the final runs. A bad input: one line, exit 2."""
+    return exit_code(lambda: _run(dataset, spec, selected))
+
+
+def _run(dataset: str, spec: SearchSpec, selected: Selection | None) -> int:
+    sp = plan_search(dataset, spec)
+    rc = 0
+    if selected is None:
+        setup = launch(sp.plan, spec, sp.tags)
+        rc = execute(setup, lambda trainable, s: optuna_tuner(trainable, s, sp.points, sp.tuner))
+    if rc == 0 and sp.final_seeds:
+        rc = run_final(dataset, spec, sp.plan, sp.final_seeds, sp.final_overrides, selected)
+    return rc
+
+
+def plan_search(dataset: str, spec: SearchSpec) -> SearchPlan:
     """Every check of a search (and of its final runs) that needs neither data nor Ray."""
-    num_samples = DEFAULT_SAMPLES[args.preset] if args.num_samples is None else args.num_samples
-    trial_overrides, final_overrides = protocol_overrides(args.hpo_protocol, args.first_k)
-    final_seeds = args.final_seeds
+    num_samples = DEFAULT_SAMPLES[spec.preset] if spec.num_samples is None else spec.num_samples
+    trial_overrides, final_overrides = protocol_overrides(spec.hpo_protocol, spec.first_k)
+    final_seeds = spec.final_seeds
     if final_seeds is None:
-        final_seeds = 0 if args.hpo_protocol == "end_of_training" else 3
-    defaults = published_defaults(args.method)
-    extra = load_points(args.points, method_space(args.method)) if args.points else []
+        final_seeds = 0 if spec.hpo_protocol == "end_of_training" else 3
+    defaults = published_defaults(spec.method)
+    extra = load_points(spec.points, method_space(spec.method)) if spec.points else []
     plan = plan_sweep(
         dataset,
-        args,
+        spec,
         num_samples=num_samples,
-        base_overrides=method_override(args.method),
+        objectives=spec.objectives,
+        base_overrides=method_override(spec.method),
         points=[defaults, *({**defaults, **p} for p in extra)],
         protocol_overrides=trial_overrides,
     )
-    if plan.base.method.name != args.method:
+    if plan.base.method.name != spec.method:
         raise SweepError(
-            f"--set method.name={plan.base.method.name} and --method {args.method} disagree: "
+            f"--set method.name={plan.base.method.name} and --method {spec.method} disagree: "
             "name the method with --method only"
         )
-    space, fixed = searchable(args.method, plan.n_run, args.hpo_protocol)
+    space, fixed = searchable(spec.method, plan.n_run, spec.hpo_protocol)
     pinned = sorted({k for p in extra for k in p} & set(fixed))
     if pinned:
         raise SweepError(
-            f"--points set {pinned}, which --hpo-protocol {args.hpo_protocol} does not search "
+            f"--points set {pinned}, which --hpo-protocol {spec.hpo_protocol} does not search "
             "(they act only after the tasks a trial trains): drop them from the file"
         )
     plan.space = space
     tuner = TunerSettings(
-        args.seed, check_grace(args.grace_tasks, space, plan.n_run), startup(args, num_samples)
+        spec.seed, check_grace(spec.grace_tasks, space, plan.n_run), startup(spec, num_samples)
     )
     if final_seeds:  # the final sweep is checked too (config, name), before anything starts
-        final_plan(dataset, args, plan, final_seeds, final_overrides)
+        final_plan(dataset, spec, plan, final_seeds, final_overrides)
     if "forgetting" in plan.objectives and plan.n_run == 1:
         raise SweepError(
             f"--objectives {','.join(plan.objectives)}: with --hpo-protocol "
-            f"{args.hpo_protocol} a trial trains one task, whose forgetting is always 0: "
+            f"{spec.hpo_protocol} a trial trains one task, whose forgetting is always 0: "
             "choose acc or cil_acc"
         )
     tags = {
-        "hpo_protocol": args.hpo_protocol,
-        "method": args.method,
+        "hpo_protocol": spec.hpo_protocol,
+        "method": spec.method,
         "asha_grace_tasks": str(tuner.grace_tasks),
         "tpe_startup_trials": str(tuner.startup_trials),
-        "sampler_seed": str(args.seed),
+        "sampler_seed": str(spec.seed),
         **({"fixed_at_defaults": ",".join(fixed)} if fixed else {}),
     }
     # The method's published defaults first, then the --points, each completed with them.
@@ -148,9 +146,9 @@ def plan_search(dataset: str, args: argparse.Namespace) -> SearchPlan:
     return SearchPlan(plan, points, tuner, final_seeds, final_overrides, tags)
 
 
-def startup(args: argparse.Namespace, num_samples: int) -> int:
+def startup(spec: SearchSpec, num_samples: int) -> int:
     """TPE's random start-up trials: fewer than the trials, so that the sampler models the rest."""
-    n = args.startup_trials or min(10, max(1, num_samples // 4))
+    n = spec.startup_trials or min(10, max(1, num_samples // 4))
     if n >= num_samples > 1:
         raise SweepError(
             f"--startup-trials {n}: with {num_samples} trials the sampler would never "
@@ -184,31 +182,32 @@ def check_grace(grace: int | None, space: dict[str, Param], n_run: int) -> int:
     return grace
 
 
-def _final_args(args: argparse.Namespace, plan) -> argparse.Namespace:
-    """The final sweep's flags: the search's, under the name ``<search>-final``; a resumed
+def final_spec(spec: SearchSpec, plan) -> SearchSpec:
+    """The final sweep's spec: the search's, under the name ``<search>-final``; a resumed
     search resumes its final sweep too when that had started."""
     name = f"{plan.name}-final"
     started = (Path(plan.storage) / name).exists() if "://" not in plan.storage else False
-    return argparse.Namespace(**{**vars(args), "name": name, "resume": args.resume and started})
+    return replace(spec, name=name, resume=spec.resume and started)
 
 
-def final_plan(dataset: str, args: argparse.Namespace, plan, seeds: int, overrides: dict[str, Any]):
+def final_plan(dataset: str, spec: SearchSpec, plan, seeds: int, overrides: dict[str, Any]):
     """The final sweep planned exactly as ``run_final`` will run it (its overrides win over
     --set, as the trials' protocol overrides do): a bad config or a taken name fails now."""
     return plan_sweep(
         dataset,
-        _final_args(args, plan),
+        final_spec(spec, plan),
         num_samples=seeds,
         kind="final",
-        base_overrides=method_override(args.method),
+        base_overrides=method_override(spec.method),
         variants={"selected": {}},
         protocol_overrides=overrides,
+        objectives=spec.objectives,
     )
 
 
 def run_final(
     dataset: str,
-    args: argparse.Namespace,
+    spec: SearchSpec,
     plan,
     seeds: int,
     overrides: dict[str, Any],
@@ -224,17 +223,17 @@ def run_final(
     best, provenance = selected.config, selected.provenance
     # Fresh seeds: past the trials' seed, so that no final run repeats a trial.
     first = plan.base.run.seed + 1
-    final_args = _final_args(args, plan)
     print(f"\n[sweep] select, then evaluate: {plan.name}'s best trial on {seeds} fresh seed(s)")
     return run_grid(
         dataset,
-        final_args,
+        final_spec(spec, plan),
         "final",
         {"selected": best},
         list(range(first, first + seeds)),
-        base_overrides=method_override(args.method),
+        base_overrides=method_override(spec.method),
         protocol_overrides=overrides,
-        tags={"selected_from": plan.name, "hpo_protocol": args.hpo_protocol, **provenance},
+        tags={"selected_from": plan.name, "hpo_protocol": spec.hpo_protocol, **provenance},
+        objectives=spec.objectives,
     )
 
 
@@ -256,9 +255,9 @@ def stored_selection(plan) -> Selection:
 
 def selection_provenance(mlflow_uri: str, experiment: str, parent_filter: str) -> dict[str, str]:
     """Which trial a search selected and its validation score, from its parent run."""
-    from mlflow.tracking import MlflowClient
+    from .record import mlflow_client
 
-    client = MlflowClient(tracking_uri=mlflow_uri)
+    client = mlflow_client(mlflow_uri)
     exp = client.get_experiment_by_name(experiment)
     (parent,) = client.search_runs([exp.experiment_id], filter_string=parent_filter, max_results=1)
     best = load_run_json(mlflow_uri, parent.info.run_id, "best_config.json")

@@ -9,7 +9,7 @@ from typing import Any
 
 from pah_core.search_space import Param, identifiable
 
-from .cli import SweepError
+from .errors import SweepError
 
 
 def method_class(method: str):

@@ -13,13 +13,14 @@ from typing import Any
 from pah_core.methods import registered_methods
 from pah_core.tracking import quote
 from pah_core.typed_dicts import parse_overrides
-from pah_sweep.cli import SweepError, parse_seeds
+from pah_sweep.errors import SweepError
 from pah_sweep.record import (
     SWEEP_STATE,
     absolute_storage,
     check_tracking_uri_or_default,
     mlflow_client,
 )
+from pah_sweep.spec import parse_seeds
 
 PAH_VARIANTS = registered_methods()["pah"].ablation_variants  # declared in methods/pah.py
 
@@ -87,19 +88,13 @@ PARTS: dict[str, Part] = {
         "baselines",
         {
             "pah": {"method.name": "pah"},
-            "pah_official": {
-                "method.name": "pah",
-                **PAH_VARIANTS["official_code"],
-            },
+            "pah_official": {"method.name": "pah", **PAH_VARIANTS["official_code"]},
             "finetune": {"method.name": "finetune"},
             "lwf": {"method.name": "lwf"},
             "ewc": {"method.name": "ewc"},
         },
     ),
-    "ablation": Part(
-        "ablation",
-        {v: PAH_VARIANTS[v] for v in ("ce_only", "ce+sm", "ce+sp")},
-    ),
+    "ablation": Part("ablation", {v: PAH_VARIANTS[v] for v in ("ce_only", "ce+sm", "ce+sp")}),
     # Joint training on every seen task's data: the upper reference of task-agnostic accuracy
     # and of intransigence. It trains on 1 + 2 + ... + 10 tasks' data (5.5x a fine-tune run), so
     # one seed; it goes last.

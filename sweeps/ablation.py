@@ -16,18 +16,19 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a plain checkout too
 
-from pah_core.config import ConfigError  # noqa: E402
 from pah_core.methods import registered_methods  # noqa: E402
-from pah_sweep.cli import SweepError, grid_arguments, parse_names, parse_seeds  # noqa: E402
+from pah_sweep.cli import grid_arguments, parse_names  # noqa: E402
+from pah_sweep.errors import exit_code  # noqa: E402
 from pah_sweep.grid import run_grid  # noqa: E402
 from pah_sweep.record import best_config_of_sweep, check_tracking_uri_or_default  # noqa: E402
+from pah_sweep.spec import GridSpec, from_args  # noqa: E402
 
 # PAH's ablation variants, declared in its file: name -> overrides of the base config.
 VARIANTS: dict[str, dict[str, Any]] = registered_methods()["pah"].ablation_variants
 DEFAULT_VARIANTS = list(registered_methods()["pah"].default_ablations)
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
     p = grid_arguments(
         argparse.ArgumentParser(
             prog="python sweeps/ablation.py", description=__doc__.splitlines()[0]
@@ -41,26 +42,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--from-sweep", help="start from the best trial of this earlier search (same --experiment)"
     )
-    args = p.parse_args(argv)
-    try:
-        names = parse_names(args.variants, VARIANTS, "--variants")
-        base = {}
-        if args.from_sweep:
-            uri = check_tracking_uri_or_default(args.mlflow_uri)
-            base = best_config_of_sweep(
-                uri, args.experiment or f"pah-{args.dataset}", args.from_sweep
-            )
-        return run_grid(
-            args.dataset,
-            args,
-            "ablation",
-            {n: VARIANTS[n] for n in names},
-            parse_seeds(args.seeds),
-            base,
-        )
-    except (SweepError, ConfigError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return exit_code(lambda: run(from_args(GridSpec, args), args.variants, args.from_sweep))
+
+
+def run(spec: GridSpec, variants: str, from_sweep: str | None) -> int:
+    """The ``--variants`` grid, on the best trial of search ``from_sweep`` when given."""
+    names = parse_names(variants, VARIANTS, "--variants")
+    base = {}
+    if from_sweep:
+        uri = check_tracking_uri_or_default(spec.mlflow_uri)
+        base = best_config_of_sweep(uri, spec.experiment or f"pah-{spec.dataset}", from_sweep)
+    return run_grid(
+        spec.dataset, spec, "ablation", {n: VARIANTS[n] for n in names}, spec.seeds, base
+    )
 
 
 if __name__ == "__main__":

@@ -12,13 +12,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a plain checkout too
 
-from pah_core.config import ConfigError  # noqa: E402
 from pah_core.methods import registered_methods  # noqa: E402
-from pah_sweep.cli import SweepError, grid_arguments, parse_names, parse_seeds  # noqa: E402
+from pah_sweep.cli import grid_arguments, parse_names  # noqa: E402
+from pah_sweep.errors import exit_code  # noqa: E402
 from pah_sweep.grid import run_grid  # noqa: E402
+from pah_sweep.spec import GridSpec, from_args  # noqa: E402
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
     methods = sorted(registered_methods())
     p = grid_arguments(
         argparse.ArgumentParser(
@@ -28,14 +29,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--methods", default=",".join(methods), help=f"comma-separated, from: {', '.join(methods)}"
     )
-    args = p.parse_args(argv)
-    try:
-        chosen = parse_names(args.methods, methods, "--methods")
-        variants = {m: {"method.name": m} for m in chosen}
-        return run_grid(args.dataset, args, "baselines", variants, parse_seeds(args.seeds))
-    except (SweepError, ConfigError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    methods = sorted(registered_methods())
+    args = parser().parse_args(argv)
+    return exit_code(
+        lambda: run(from_args(GridSpec, args), parse_names(args.methods, methods, "--methods"))
+    )
+
+
+def run(spec: GridSpec, methods: list[str]) -> int:
+    """``methods`` x ``spec.seeds`` on ``spec.dataset``; a bad input: one line, exit 2."""
+    variants = {m: {"method.name": m} for m in methods}
+    return exit_code(lambda: run_grid(spec.dataset, spec, "baselines", variants, spec.seeds))
 
 
 if __name__ == "__main__":

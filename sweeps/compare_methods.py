@@ -24,6 +24,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -33,21 +34,15 @@ from analysis.store import AnalysisError  # noqa: E402
 from pah_core.config import ConfigError, load_config  # noqa: E402
 from pah_core.methods import registered_methods  # noqa: E402
 from pah_core.search_space import Param  # noqa: E402
-from pah_core.typed_dicts import parse_overrides  # noqa: E402
 from pah_sweep import REPO, search  # noqa: E402
-from pah_sweep.cli import (  # noqa: E402
-    HPO_PROTOCOLS,
-    SweepError,
-    count,
-    open_workdir,
-    parse_names,
-    protocol_overrides,
-    study_arguments,
-)
+from pah_sweep.cli import open_workdir, parse_names, study_arguments  # noqa: E402
+from pah_sweep.errors import SweepError  # noqa: E402
 from pah_sweep.grid import run_grid  # noqa: E402
+from pah_sweep.presets import protocol_overrides  # noqa: E402
 from pah_sweep.record import check_tracking_uri_or_default, finished  # noqa: E402
 from pah_sweep.search import Selection  # noqa: E402
 from pah_sweep.space import method_space  # noqa: E402
+from pah_sweep.spec import SearchSpec, from_args  # noqa: E402
 from pah_sweep.study import PROTOCOLS  # noqa: E402
 
 # The tag that marks every sweep of one comparison, and the role of its final runs.
@@ -55,21 +50,28 @@ COMPARISON_TAG = "comparison"
 CONFIG_TAG = "comparison_config"  # tuned, default or reference
 
 
-def sweep_flags(args: argparse.Namespace, storage: Path, uri: str, name: str) -> list[str]:
-    """The flags every sweep of the comparison shares: where it records, its scale, its tags."""
-    resume = args.resume and (storage / name).exists()
-    return [
-        "--name", name,
-        "--storage", str(storage),
-        "--mlflow-uri", uri,
-        "--experiment", args.experiment,
-        "--preset", "paper",
-        "--tag", f"{COMPARISON_TAG}={args.name}",
-        *[a for k, v in args.overrides.items() for a in ("--set", f"{k}={_value(v)}")],
-        *(["--max-concurrent", str(args.max_concurrent)] if args.max_concurrent else []),
-        *(["--resume"] if resume else []),
-        *(["--verbose"] if args.verbose else []),
-    ]  # fmt: skip
+def study_spec(args: argparse.Namespace, uri: str) -> SearchSpec:
+    """What every sweep of the comparison shares: its flags, a --protocol's scale under --set,
+    where it records (the study's store and experiment), the "paper" preset (no overrides of its
+    own), the tag that marks the comparison."""
+    spec = from_args(SearchSpec, args)
+    scale = PROTOCOLS[args.protocol].overrides if args.protocol else {}
+    return replace(
+        spec,
+        preset="paper",
+        overrides={**scale, **spec.overrides},
+        storage=str(Path(args.workdir).resolve() / "ray"),
+        mlflow_uri=uri,
+        experiment=args.experiment,
+        tags={**spec.tags, COMPARISON_TAG: args.name},
+    )
+
+
+def sweep_spec(args: argparse.Namespace, spec: SearchSpec, name: str, role: str) -> SearchSpec:
+    """The comparison's spec for its sweep ``name`` of config ``role`` (tuned, default or
+    reference); under --resume it resumes the sweep if it started."""
+    resume = args.resume and (Path(spec.storage) / name).exists()
+    return replace(spec, name=name, resume=resume, tags={**spec.tags, CONFIG_TAG: role})
 
 
 def exported(args: argparse.Namespace, sweep: str) -> dict[str, Any] | None:
@@ -162,14 +164,9 @@ def export_and_report(args: argparse.Namespace, uri: str) -> None:
         print(f"[compare] warning: {w}")
 
 
-def _value(v) -> str:
-    """A config value as ``--set`` parses it back (YAML): null and true/false, not None/True."""
-    return json.dumps(v) if v is None or isinstance(v, bool) else str(v)
-
-
-def tune_method(method: str, args: argparse.Namespace, storage: Path, uri: str) -> int:
-    """The method's search and its selection's final runs (``search.main`` does both)."""
-    name = f"{args.name}-{method}"
+def tune_method(method: str, args: argparse.Namespace, spec: SearchSpec) -> int:
+    """The method's search and its selection's final runs (``search.run`` does both)."""
+    name, uri = f"{args.name}-{method}", spec.mlflow_uri
     if args.resume and done(args, uri, f"{name}-final"):
         print(f"[compare] {method}: tuned, skipped", flush=True)
         return 0
@@ -177,57 +174,43 @@ def tune_method(method: str, args: argparse.Namespace, storage: Path, uri: str) 
     if args.resume and not finished(uri, args.experiment, name):
         selected = exported_selection(args, method, name)
     if selected is None:
-        print(f"\n[compare] {method}: search ({args.num_samples} trials, {args.hpo_protocol})")
+        print(f"\n[compare] {method}: search ({spec.num_samples} trials, {spec.hpo_protocol})")
     else:
         print(f"\n[compare] {method}: search finished in an earlier store; final runs of its "
               f"selection {selected.config}", flush=True)  # fmt: skip
-    return search.main(
-        "cifar100",
-        [
-            *sweep_flags(args, storage, uri, name),
-            "--method", method,
-            "--tag", f"{CONFIG_TAG}=tuned",
-            "--hpo-protocol", args.hpo_protocol,
-            "--num-samples", str(args.num_samples),
-            "--seed", str(args.seed),
-            "--first-k", str(args.first_k),
-            "--final-seeds", str(args.final_seeds),
-            *(["--startup-trials", str(args.startup_trials)] if args.startup_trials else []),
-        ],
-        selected,
-    )  # fmt: skip
+    return search.run(
+        "cifar100", replace(sweep_spec(args, spec, name, "tuned"), method=method), selected
+    )
 
 
 def default_runs(
-    method: str, role: str, args: argparse.Namespace, storage: Path, uri: str, seeds: list[int]
+    method: str, role: str, args: argparse.Namespace, spec: SearchSpec, seeds: list[int]
 ) -> int:
     """The method's published defaults (its config's) on the final seeds and evaluation stream."""
     name = f"{args.name}-{method}" + ("-default" if role == "default" else "")
-    if args.resume and done(args, uri, name):
+    if args.resume and done(args, spec.mlflow_uri, name):
         print(f"[compare] {method}: {role} runs finished, skipped", flush=True)
         return 0
     print(f"\n[compare] {method}: {role} config on seeds {seeds}", flush=True)
-    flags = search.parser("cifar100").parse_args(
-        [*sweep_flags(args, storage, uri, name), "--tag", f"{CONFIG_TAG}={role}"]
-    )
-    _, final_overrides = protocol_overrides(args.hpo_protocol, args.first_k)
+    _, final_overrides = protocol_overrides(spec.hpo_protocol, spec.first_k)
     return run_grid(
         "cifar100",
-        flags,
+        sweep_spec(args, spec, name, role),
         "final",
         {role: {}},
         seeds,
         base_overrides={"method.name": method},
         tags={"method": method},
         protocol_overrides=final_overrides,
+        objectives=spec.objectives,
     )
 
 
-def final_seeds(args: argparse.Namespace) -> list[int]:
+def final_seeds(spec: SearchSpec) -> list[int]:
     """The seeds of every final run: those ``search.run_final`` gives a selection (after the
     trials' seed), so that tuned, default and reference runs pair seed by seed."""
-    base = load_config(REPO / "configs" / "cifar100_pah.yaml", args.overrides).run.seed
-    return list(range(base + 1, base + 1 + args.final_seeds))
+    base = load_config(REPO / "configs" / "cifar100_pah.yaml", spec.overrides).run.seed
+    return list(range(base + 1, base + 1 + spec.final_seeds))
 
 
 def parser() -> argparse.ArgumentParser:
@@ -242,20 +225,31 @@ def parser() -> argparse.ArgumentParser:
         "--references", default="finetune,joint", help="untuned references ('' for none)"
     )
     p.add_argument("--name", default="compare", help="the comparison's name (sweep name prefix)")
-    p.add_argument("--num-samples", type=count, default=12, help="trials per method (default 12)")
-    p.add_argument("--startup-trials", type=count, help="TPE's random trials (see the search)")
-    p.add_argument("--hpo-protocol", choices=list(HPO_PROTOCOLS), default="first_k")
-    p.add_argument("--first-k", type=count, default=3, help="first_k: the tuning tasks (3)")
-    p.add_argument("--final-seeds", type=count, default=5, help="final runs per config (5)")
-    p.add_argument("--seed", type=int, default=0, help="the Optuna sampler's seed (default 0)")
     p.add_argument(
         "--protocol",
         choices=list(PROTOCOLS),
         help="the data, backbone and schedule of a reproduction protocol (pah_sweep/study.py), under "
         "--set; default: the shipped config with --set",
     )
-    p.add_argument("--max-concurrent", type=count, help="trials in flight (default: what fits)")
-    return study_arguments(p, "runs/compare", "compare-methods", None)
+    # Every other search flag (the resources, --set, --objectives, ...) goes to every sweep.
+    return study_arguments(
+        p,
+        "runs/compare",
+        "compare-methods",
+        None,
+        SearchSpec,
+        exclude=("method", "points", "grace_tasks"),
+        defaults={"num_samples": 12, "hpo_protocol": "first_k", "final_seeds": 5},
+        helps={
+            "num_samples": "trials per method (default 12)",
+            "startup_trials": "TPE's random trials (see the search)",
+            "hpo_protocol": "how each search spends its trials (default first_k; see the search)",
+            "first_k": "first_k: the tuning tasks (3)",
+            "final_seeds": "final runs per config (5)",
+            "seed": "the Optuna sampler's seed (default 0)",
+            "max_concurrent": "trials in flight (default: what fits)",
+        },
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -265,25 +259,23 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(args.workdir).resolve()
     uri = check_tracking_uri_or_default(str(workdir / "mlflow.db"))
     try:
-        scale = PROTOCOLS[args.protocol].overrides if args.protocol else {}
-        args.overrides = {**scale, **parse_overrides(args.overrides)}
+        spec = study_spec(args, uri)
         names = sorted(registered_methods())
         methods = parse_names(args.methods, names, "--methods")
         refs = parse_names(args.references, names, "--references") if args.references else []
         for m in methods:
             method_space(m)  # every tuned method can be searched, before anything starts
-        seeds = final_seeds(args)
+        seeds = final_seeds(spec)
         if not args.report_only:
             open_workdir(workdir, args.resume)
-            storage = workdir / "ray"
             # The export is written after each step: a study cut off (its machine, its session)
             # keeps every finished sweep in --out, from which --resume continues in a new store.
             steps = []
             for m in methods:
-                steps.append(lambda m=m: tune_method(m, args, storage, uri))
-                steps.append(lambda m=m: default_runs(m, "default", args, storage, uri, seeds))
+                steps.append(lambda m=m: tune_method(m, args, spec))
+                steps.append(lambda m=m: default_runs(m, "default", args, spec, seeds))
             for r in refs:
-                steps.append(lambda r=r: default_runs(r, "reference", args, storage, uri, seeds))
+                steps.append(lambda r=r: default_runs(r, "reference", args, spec, seeds))
             for step in steps:
                 if (rc := step()) != 0:
                     return rc

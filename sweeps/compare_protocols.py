@@ -1,6 +1,6 @@
 """The HPO protocols compared on PAH, as Lee, Hellan, Ericsson, Crowley and Storkey compare them
 ("Hyperparameter Selection in Continual Learning", arXiv 2404.06466): one search per protocol
-(pah_sweep/cli.py's HPO_PROTOCOLS) over the same search space, trial budget and sampler seed, each
+(pah_sweep/presets.py's HPO_PROTOCOLS) over the same search space, trial budget and sampler seed, each
 followed by its selection's final runs on the same fresh seeds, into one MLflow experiment; then an
 MLflow-free export and the report built from it (the ``hpo_protocols`` table: what each protocol
 selected, its validation score, its test mean +- std over the final seeds, the compute it spent).
@@ -22,26 +22,22 @@ import argparse
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a plain checkout too
 
 from analysis.store import AnalysisError  # noqa: E402
 from pah_core.config import ConfigError  # noqa: E402
-from pah_core.typed_dicts import parse_overrides  # noqa: E402
 from pah_sweep import search  # noqa: E402
-from pah_sweep.cli import (  # noqa: E402
-    HPO_PROTOCOLS,
-    SweepError,
-    count,
-    open_workdir,
-    parse_names,
-    study_arguments,
-)
+from pah_sweep.cli import open_workdir, parse_names, study_arguments  # noqa: E402
+from pah_sweep.errors import SweepError  # noqa: E402
+from pah_sweep.presets import HPO_PROTOCOLS  # noqa: E402
 from pah_sweep.record import (  # noqa: E402
     check_tracking_uri_or_default,
     finished,
 )
+from pah_sweep.spec import SearchSpec, from_args  # noqa: E402
 
 # Small but learning on 2 CPU cores: every task's full training data, a few epochs, a small CNN.
 SCALE = {
@@ -56,28 +52,29 @@ def sweep_name(protocol: str) -> str:
     return f"hpo-{protocol}"
 
 
-def run_protocol(protocol: str, args: argparse.Namespace, uri: str, storage: Path) -> int:
+def run_protocol(protocol: str, args: argparse.Namespace, spec: SearchSpec) -> int:
+    """``protocol``'s search and its final runs: the study's spec under the protocol's name."""
     name = sweep_name(protocol)
-    if args.resume and finished(uri, args.experiment, f"{name}-final"):
+    if args.resume and finished(spec.mlflow_uri, args.experiment, f"{name}-final"):
         print(f"[compare] {protocol}: finished, skipped", flush=True)
         return 0
     print(f"\n[compare] {protocol}: {HPO_PROTOCOLS[protocol]}", flush=True)
-    argv = [
-        "--hpo-protocol", protocol,
-        "--name", name,
-        "--num-samples", str(args.num_samples),
-        "--seed", str(args.seed),
-        "--first-k", str(args.first_k),
-        "--final-seeds", str(args.final_seeds),
-        "--storage", str(storage),
-        "--mlflow-uri", uri,
-        "--experiment", args.experiment,
-        "--preset", "paper",
-        *[a for k, v in {**SCALE, **args.overrides}.items() for a in ("--set", f"{k}={v}")],
-        *(["--resume"] if args.resume and (storage / name).exists() else []),
-        *(["--verbose"] if args.verbose else []),
-    ]  # fmt: skip
-    return search.main("cifar100", argv)
+    resume = args.resume and (Path(spec.storage) / name).exists()
+    return search.run("cifar100", replace(spec, hpo_protocol=protocol, name=name, resume=resume))
+
+
+def study_spec(args: argparse.Namespace, uri: str, storage: Path) -> SearchSpec:
+    """What every search of the study shares: its flags, the study's scale under --set, the
+    study's store and experiment, the "paper" preset (no overrides of its own)."""
+    spec = from_args(SearchSpec, args)
+    return replace(
+        spec,
+        preset="paper",
+        overrides={**SCALE, **spec.overrides},
+        storage=str(storage),
+        mlflow_uri=uri,
+        experiment=args.experiment,
+    )
 
 
 def export_and_report(uri: str, experiment: str, out: Path) -> None:
@@ -104,11 +101,22 @@ def parser() -> argparse.ArgumentParser:
         default=",".join(HPO_PROTOCOLS),
         help=f"comma-separated, from: {', '.join(HPO_PROTOCOLS)} (default: all)",
     )
-    p.add_argument("--num-samples", type=count, default=4, help="trials per search (default 4)")
-    p.add_argument("--final-seeds", type=count, default=3, help="final runs per selection (3)")
-    p.add_argument("--first-k", type=count, default=3, help="first_k: the tuning tasks (3)")
-    p.add_argument("--seed", type=int, default=0, help="the Optuna sampler's seed (default 0)")
-    return study_arguments(p, "runs/hpo-protocols", EXPERIMENT, "docs/results/hpo-protocols")
+    # Every other search flag (the resources, --set, --objectives, ...) goes to every search.
+    return study_arguments(
+        p,
+        "runs/hpo-protocols",
+        EXPERIMENT,
+        "docs/results/hpo-protocols",
+        SearchSpec,
+        exclude=("method", "points", "grace_tasks", "hpo_protocol"),
+        defaults={"num_samples": 4, "final_seeds": 3},
+        helps={
+            "num_samples": "trials per search (default 4)",
+            "final_seeds": "final runs per selection (3)",
+            "first_k": "first_k: the tuning tasks (3)",
+            "seed": "the Optuna sampler's seed (default 0)",
+        },
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,12 +126,12 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(args.workdir).resolve()
     uri = check_tracking_uri_or_default(str(workdir / "mlflow.db"))
     try:
-        args.overrides = parse_overrides(args.overrides)
+        spec = study_spec(args, uri, workdir / "ray")
         protocols = parse_names(args.protocols, HPO_PROTOCOLS, "--protocols")
         if not args.report_only:
             open_workdir(workdir, args.resume)
             for protocol in protocols:
-                rc = run_protocol(protocol, args, uri, workdir / "ray")
+                rc = run_protocol(protocol, args, spec)
                 if rc != 0:
                     return rc
         export_and_report(uri, args.experiment, Path(args.out))

@@ -6,7 +6,7 @@ reference under the same protocol, and a few lines on what just happened.
 
 1. ``sweeps/cifar100_search.py --preset demo``: 4 Optuna trials (the paper's defaults first), two
    at a time, ASHA stopping weak ones at task boundaries; 4 tasks of 10 classes, 200 images per
-   class, a small CNN, 3 epochs per task (pah_sweep/cli.py's "demo" preset).
+   class, a small CNN, 3 epochs per task (pah_sweep/presets.py's "demo" preset).
 2. The fine-tune reference: the same protocol and seed, no protection against forgetting. Read from
    the shipped ``docs/results/demo/finetune_reference.json`` when that was trained under exactly
    the config the demo would train (it saves a minute of the demo); ``--run-reference`` trains it
@@ -23,6 +23,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +33,13 @@ from pah_core.config import load_config, own_method_keys  # noqa: E402
 from pah_core.tracking import load_run_json, optuna_storage_beside, ui_commands  # noqa: E402
 from pah_core.typed_dicts import flatten  # noqa: E402
 from pah_sweep import REPO, search  # noqa: E402
-from pah_sweep.cli import PRESETS  # noqa: E402
-from pah_sweep.record import check_tracking_uri_or_default, sweep_parent_filter  # noqa: E402
+from pah_sweep.presets import PRESETS  # noqa: E402
+from pah_sweep.record import (  # noqa: E402
+    check_tracking_uri_or_default,
+    mlflow_client,
+    sweep_parent_filter,
+)
+from pah_sweep.spec import GridSpec, SearchSpec, SweepSpec, add_flags, as_spec, from_args  # noqa: E402
 from pah_sweep.summary import LINK_WORDS  # noqa: E402
 from sweeps import baselines  # noqa: E402
 
@@ -63,12 +69,10 @@ def shipped_reference(config: dict[str, Any]) -> dict[str, Any] | None:
 
 def parent_summary(mlflow_uri: str, experiment: str, sweep: str) -> dict[str, Any]:
     """A finished sweep's trials and best trial, as its parent run holds them."""
-    from mlflow.tracking import MlflowClient
-
     from pah_core.mlflow_reporter import find_run
     from pah_sweep.leaderboard import sweep_links
 
-    client = MlflowClient(tracking_uri=mlflow_uri)
+    client = mlflow_client(mlflow_uri)
     exp = client.get_experiment_by_name(experiment)
     (parent,) = client.search_runs([exp.experiment_id], filter_string=sweep_parent_filter(sweep))
     best = load_run_json(mlflow_uri, parent.info.run_id, "best_config.json")
@@ -124,24 +128,13 @@ def main(argv: list[str] | None = None) -> int:
     uri = check_tracking_uri_or_default(args.mlflow_uri)
     config = reference_config()
     shipped = None if args.run_reference else shipped_reference(config)
-    common = [
-        "--preset",
-        PRESET,
-        "--storage",
-        args.storage,
-        "--mlflow-uri",
-        uri,
-        "--experiment",
-        args.experiment,
-        *(["--data-root", args.data_root] if args.data_root else []),
-        *(["--verbose"] if args.verbose else []),
-    ]
+    spec = from_args(SearchSpec, args, preset=PRESET, mlflow_uri=uri)
 
     def train_reference() -> dict[str, Any] | None:
         """The fine-tune sweep under the demo's protocol and seed; its best (only) trial."""
-        seed = str(config["run"]["seed"])
-        rc = baselines.main(
-            [*common, "--name", names["finetune"], "--methods", "finetune", "--seeds", seed]
+        seeds = [config["run"]["seed"]]
+        rc = baselines.run(
+            as_spec(spec, GridSpec, name=names["finetune"], seeds=seeds), ["finetune"]
         )
         return None if rc != 0 else parent_summary(uri, args.experiment, names["finetune"])["best"]
 
@@ -152,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         write_reference(finetune, config, names["finetune"])
         return 0
     print("[demo] a PAH search (4 trials, 2 at a time, ASHA) on real CIFAR-100", flush=True)
-    rc = search.main("cifar100", [*common, "--name", names["search"]])
+    rc = search.run("cifar100", replace(spec, name=names["search"]))
     if rc != 0:
         return rc
     if shipped is not None:
@@ -170,11 +163,23 @@ def main(argv: list[str] | None = None) -> int:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python sweeps/demo.py", description=__doc__.splitlines()[0])
-    p.add_argument("--storage", default="runs/ray_results")
-    p.add_argument("--mlflow-uri", default="runs/mlflow.db")
-    p.add_argument("--experiment", default="pah-demo")
-    p.add_argument("--data-root")
-    p.add_argument("--verbose", action="store_true", help="Ray's own output too")
+    # The demo's settings are the preset's: of the sweep flags, only where it records and reads.
+    add_flags(
+        p,
+        SweepSpec,
+        only=("storage", "mlflow_uri", "experiment", "data_root", "verbose"),
+        defaults={
+            "storage": "runs/ray_results",
+            "mlflow_uri": "runs/mlflow.db",
+            "experiment": "pah-demo",
+        },
+        helps={
+            "storage": "Ray results and checkpoints (default runs/ray_results)",
+            "mlflow_uri": "MLflow tracking URI (default runs/mlflow.db)",
+            "experiment": "MLflow experiment (default pah-demo)",
+            "verbose": "Ray's own output too",
+        },
+    )
     which = p.add_mutually_exclusive_group()
     which.add_argument(
         "--run-reference", action="store_true", help="train the fine-tune reference here"

@@ -34,6 +34,7 @@ import argparse
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a plain checkout too
@@ -42,8 +43,10 @@ from analysis.store import AnalysisError  # noqa: E402
 from analysis.tables import FULL_FROM_TAG  # noqa: E402
 from pah_core.config import ConfigError, load_config  # noqa: E402
 from pah_sweep import REPO  # noqa: E402
-from pah_sweep.cli import SweepError, parse_names, resource_arguments, set_argument  # noqa: E402
+from pah_sweep.cli import STUDY_OWNED, parse_names  # noqa: E402
+from pah_sweep.errors import SweepError  # noqa: E402
 from pah_sweep.grid import run_grid  # noqa: E402
+from pah_sweep.spec import GridSpec, add_flags, from_args  # noqa: E402
 from pah_sweep.study import (  # noqa: E402
     FULL_FROM,
     PARTS,
@@ -99,8 +102,10 @@ def skipped(study: Study, part: str, args: argparse.Namespace, status) -> bool:
     return False
 
 
-def run_part(study: Study, part: str, args: argparse.Namespace) -> None:
-    spec, name = PARTS[part], study.sweep(part)
+def run_part(study: Study, part: str, args: argparse.Namespace, spec: GridSpec) -> None:
+    """``part``'s grid sweep: ``spec`` (the study's flags) with the study's store, the part's
+    name, and the protocol's config."""
+    kind, name = PARTS[part].kind, study.sweep(part)
     status = part_status(study, part)
     if skipped(study, part, args, status):
         return
@@ -110,29 +115,27 @@ def run_part(study: Study, part: str, args: argparse.Namespace) -> None:
     tags = {"study": study_name, "protocol": study.protocol, "preset": study_name}
     if part == "ablation":
         tags[FULL_FROM_TAG] = f"{study.sweep(FULL_FROM[0])}:{FULL_FROM[1]}"
-    sweep_args = argparse.Namespace(
-        **{
-            **vars(args),
-            # The "paper" preset adds no overrides: the protocol's come as base_overrides, and the
-            # preset tag is overridden with the protocol's name.
-            "preset": "paper",
-            "config": None,
-            "overrides": [],
-            "storage": study.storage,
-            "mlflow_uri": study.mlflow_uri,
-            "experiment": study.experiment,
-            "name": name,
-            # A part never started is started, also under --resume; an existing sweep without
-            # --resume is prepare()'s error, which says to pass --resume.
-            "resume": args.resume and status.started,
-        }
+    sweep_spec = replace(
+        spec,
+        # The "paper" preset adds no overrides: the protocol's come as base_overrides (--set on
+        # top), and the preset tag is overridden with the protocol's name.
+        preset="paper",
+        config=None,
+        overrides={},
+        storage=study.storage,
+        mlflow_uri=study.mlflow_uri,
+        experiment=study.experiment,
+        name=name,
+        # A part never started is started, also under --resume; an existing sweep without
+        # --resume is prepare()'s error, which says to pass --resume.
+        resume=args.resume and status.started,
     )
     print(f"[repro] {part}: sweep {name} ({len(study.cells(part))} cells)", flush=True)
     run_grid(
         protocol.dataset,
-        sweep_args,
-        spec.kind,
-        spec.variants,
+        sweep_spec,
+        kind,
+        PARTS[part].variants,
         study.part_seeds(part),
         base_overrides={**protocol.overrides, **study.overrides},
         tags=tags,
@@ -212,7 +215,6 @@ def parser() -> argparse.ArgumentParser:
         + "\n".join(f"  {k:6s} {v.description}" for k, v in PROTOCOLS.items()),
     )
     p.add_argument("--protocol", choices=list(PROTOCOLS), required=True)
-    p.add_argument("--seeds", default="0,1,2", help="comma-separated run seeds (default 0,1,2)")
     p.add_argument(
         "--parts",
         default=",".join(PARTS),
@@ -231,15 +233,20 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--storage", help="Ray results and checkpoints (default: ray/ in --workdir)")
     p.add_argument("--experiment", help="MLflow experiment (default repro-<protocol>)")
     p.add_argument("--out", help="export and report folder (default docs/results/<protocol>)")
-    set_argument(
-        p,
-        "a config override on top of the protocol, for where it runs rather than what it "
-        "measures (e.g. model.pretrained_path=...); kept for --resume",
-    )
     p.add_argument(
         "--max-heatmaps", type=int, default=100, help="at most this many per-run heatmaps"
     )
-    return resource_arguments(p)
+    # Every other flag of a grid sweep (--seeds, --set, the resources, --tag, ...), passed on to
+    # each part's sweep; the dataset is the protocol's.
+    return add_flags(
+        p,
+        GridSpec,
+        exclude=(*STUDY_OWNED, "dataset"),
+        helps={
+            "overrides": "a config override on top of the protocol, for where it runs rather "
+            "than what it measures (e.g. model.pretrained_path=...); kept for --resume"
+        },
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -249,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     try:
         study = Study.from_args(args)
+        spec = from_args(GridSpec, args)
         protocol = PROTOCOLS[study.protocol]
         parts = parse_names(args.parts, PARTS, "--parts")
         merge = args.resume or args.report_only  # the export's other parts stay in it
@@ -262,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
                 the_export(study)  # one of another experiment fails now, not after the training
             study.check_record()
             for part in parts:
-                run_part(study, part, args)
+                run_part(study, part, args, spec)
         export_and_report(study, args.max_heatmaps, merge)
     except (SweepError, ConfigError, AnalysisError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -310,15 +310,13 @@ def test_resume_of_a_running_sweep_is_refused_naming_its_driver(sweep, tmp_path,
 def test_a_sweep_folder_made_by_another_process_survives_a_failed_start(tmp_path):
     """The name was free when checked; another sweep created the folder before this one's record
     step: one clear error, the other sweep's folder and files untouched, no parent run made."""
-    from pah_sweep.cli import SweepError
+    from pah_sweep.errors import SweepError
     from pah_sweep.launch import record
     from pah_sweep.plan import plan_sweep
-    from pah_sweep.search import parser
+    from pah_sweep.spec import SearchSpec
 
-    args = parser("cifar100").parse_args(
-        ["--storage", str(tmp_path / "ray"), "--mlflow-uri", str(tmp_path / "m.db"), "--name", "x"]
-    )
-    plan = plan_sweep("cifar100", args, num_samples=1)
+    spec = SearchSpec(storage=str(tmp_path / "ray"), mlflow_uri=str(tmp_path / "m.db"), name="x")
+    plan = plan_sweep("cifar100", spec, num_samples=1)
     theirs = tmp_path / "ray" / "x"
     theirs.mkdir(parents=True)
     (theirs / "tuner.pkl").write_bytes(b"their sweep")
@@ -336,13 +334,11 @@ def test_a_failed_start_removes_only_a_folder_it_created(tmp_path):
 
     from pah_sweep.launch import abandon, record
     from pah_sweep.plan import plan_sweep
-    from pah_sweep.search import parser
+    from pah_sweep.spec import SearchSpec
 
     uri = f"sqlite:///{tmp_path / 'm.db'}"
-    args = parser("cifar100").parse_args(
-        ["--storage", str(tmp_path / "ray"), "--mlflow-uri", uri, "--name", "x"]
-    )
-    plan = plan_sweep("cifar100", args, num_samples=1)
+    spec = SearchSpec(storage=str(tmp_path / "ray"), mlflow_uri=uri, name="x")
+    plan = plan_sweep("cifar100", spec, num_samples=1)
     parent = record(plan, {})
     assert (plan.sweep_dir / LOCK_FILE).exists()
     abandon(plan, parent, RuntimeError("boom"))

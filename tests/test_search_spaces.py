@@ -6,7 +6,7 @@ import pytest
 
 from pah_core.methods import base, registered_methods
 from pah_core.search_space import Param, loguniform
-from pah_sweep.cli import SweepError
+from pah_sweep.errors import SweepError
 from pah_sweep.search import check_grace
 from pah_sweep.space import method_space, published_defaults, searchable
 

@@ -100,7 +100,7 @@ def test_a_stream_can_start_after_the_tuning_tasks():
 
 
 def test_protocols_cap_the_trials_and_place_the_final_runs():
-    from pah_sweep.cli import protocol_overrides
+    from pah_sweep.presets import protocol_overrides
 
     assert protocol_overrides("end_of_training", 3) == ({}, {})
     # Trials that stop before the stream's end evaluate no task they never train (eval_future).

@@ -226,7 +226,7 @@ def mlflow_shots(client, parent) -> list[Shot]:
     its pictures."""
     import mlflow.artifacts
 
-    from sweeps.leaderboard import LEADERBOARD_FILE
+    from pah_sweep.leaderboard import LEADERBOARD_FILE
 
     exp = parent.info.experiment_id
     rows = mlflow.artifacts.load_dict(f"{parent.info.artifact_uri}/{LEADERBOARD_FILE}")

@@ -1,0 +1,210 @@
+"""The typed sweep specification (issue #25): each flag is declared once, as a field of a spec in
+pah_sweep/spec.py, and reaches every entry point's parser from there; entry points compose specs by
+``dataclasses.replace``, never by Namespaces or argv strings. Fast: no Ray, no data, no training."""
+
+import ast
+import dataclasses
+import re
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from pah_sweep import search
+from pah_sweep.cli import STUDY_OWNED
+from pah_sweep.errors import SweepError
+from pah_sweep.spec import (
+    FLAG,
+    PARSED,
+    GridSpec,
+    SearchSpec,
+    add_flags,
+    flag,
+    from_args,
+    spec_flags,
+)
+from sweeps import ablation, baselines, compare_methods, compare_protocols, demo, reproduce
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# What each entry point's parser takes of the spec: every field, but those it sets itself.
+ENTRY_POINTS = {
+    "search": (search.parser("cifar100"), SearchSpec, set()),
+    "baselines": (baselines.parser(), GridSpec, set()),
+    "ablation": (ablation.parser(), GridSpec, set()),
+    "reproduce": (reproduce.parser(), GridSpec, {*STUDY_OWNED, "dataset"}),
+    "compare_methods": (
+        compare_methods.parser(),
+        SearchSpec,
+        {*STUDY_OWNED, "method", "points", "grace_tasks"},
+    ),
+    "compare_protocols": (
+        compare_protocols.parser(),
+        SearchSpec,
+        {*STUDY_OWNED, "method", "points", "grace_tasks", "hpo_protocol"},
+    ),
+}
+
+
+def _spec_actions(p):
+    return {a.dest: a for a in p._actions if a.dest in p.get_default(PARSED)}
+
+
+@pytest.mark.parametrize("entry", list(ENTRY_POINTS))
+def test_every_spec_flag_reaches_the_entry_point_as_its_field_declares_it(entry):
+    p, cls, owned = ENTRY_POINTS[entry]
+    actions = _spec_actions(p)
+    assert set(actions) == {f.name for f in dataclasses.fields(cls)} - owned
+    for f in dataclasses.fields(cls):
+        if f.name in actions:  # the flag's name comes from the field, and only from there
+            assert actions[f.name].option_strings == [f.metadata[FLAG].name], f.name
+    # Parsed with no flags, each field has its dataclass default, unless the entry point's own
+    # scale says otherwise (a study's trials per search and final seeds).
+    spec = from_args(cls, p.parse_args(["--protocol", "tiny"] if entry == "reproduce" else []))
+    changed = {
+        f.name for f in dataclasses.fields(cls) if getattr(spec, f.name) != getattr(cls(), f.name)
+    }
+    assert changed <= {"num_samples", "hpo_protocol", "final_seeds"}
+
+
+def test_the_demo_takes_where_it_records_only():
+    actions = _spec_actions(demo.parser())
+    assert set(actions) == {"storage", "mlflow_uri", "experiment", "data_root", "verbose"}
+    spec = from_args(SearchSpec, demo.parser().parse_args([]), preset="demo")
+    assert (spec.storage, spec.experiment, spec.preset) == ("runs/ray_results", "pah-demo", "demo")
+
+
+def test_a_new_flag_is_one_field():
+    """The guide's worked example (docs/guides/adding-a-sweep-flag.md): a field is the flag on
+    every parser made from the spec, its parsed value, and its default where a parser lacks it."""
+
+    @dataclasses.dataclass(frozen=True, kw_only=True)
+    class WithReductionFactor(SearchSpec):
+        reduction_factor: int = flag(
+            "--reduction-factor", 2, group="search", type=int, help="ASHA's reduction factor"
+        )
+
+    import argparse
+
+    p = add_flags(argparse.ArgumentParser(), WithReductionFactor)
+    assert (
+        from_args(WithReductionFactor, p.parse_args(["--reduction-factor", "3"])).reduction_factor
+        == 3
+    )
+    assert from_args(WithReductionFactor, p.parse_args([])).reduction_factor == 2
+    # A parser without it (a study driver that sets it itself): the field's default.
+    partial = add_flags(argparse.ArgumentParser(), WithReductionFactor, only=["seed"])
+    assert from_args(WithReductionFactor, partial.parse_args(["--seed", "5"])).reduction_factor == 2
+    assert "reduction_factor" in spec_flags(WithReductionFactor, groups=["search"])
+
+
+def test_parsed_flags_become_typed_values():
+    args = search.parser("cifar100").parse_args(
+        ["--set", "model.hyper_width=32", "--tag", "a=b=c", "--num-samples", "5"]
+    )
+    spec = from_args(SearchSpec, args)
+    assert spec.overrides == {"model.hyper_width": 32} and spec.tags == {"a": "b=c"}
+    assert spec.num_samples == 5 and spec.resume is False
+    with pytest.raises(SweepError, match="--tag 'nope': write KEY=VALUE"):
+        from_args(SearchSpec, search.parser("cifar100").parse_args(["--tag", "nope"]))
+    grid = from_args(GridSpec, baselines.parser().parse_args(["--seeds", "4,5"]))
+    assert grid.seeds == [4, 5] and GridSpec().seeds == [0, 1, 2]
+    # A spec built in code keeps to its flags' choices.
+    with pytest.raises(SweepError, match="--preset 'huge': choose from"):
+        SearchSpec(preset="huge")
+
+
+def test_a_searchs_final_sweep_is_its_spec_under_another_name(tmp_path):
+    spec = SearchSpec(storage=str(tmp_path), name="s", resume=True, hpo_protocol="first_k")
+    plan = SimpleNamespace(name="s", storage=str(tmp_path))
+    final = search.final_spec(spec, plan)
+    assert final == dataclasses.replace(spec, name="s-final", resume=False)  # not started yet
+    (tmp_path / "s-final").mkdir()
+    assert search.final_spec(spec, plan) == dataclasses.replace(spec, name="s-final")
+
+
+def test_a_comparison_composes_its_sweeps_by_replacing_fields(tmp_path, monkeypatch):
+    """compare_methods: each search and grid gets the study's spec (its flags, passed through)
+    with the sweep's name, role and method; no argv list in between."""
+    calls = []
+    monkeypatch.setattr(search, "run", lambda d, s, sel=None: calls.append(("search", s)) or 0)
+    monkeypatch.setattr(
+        compare_methods, "run_grid", lambda d, s, *a, **k: calls.append(("grid", s)) or 0
+    )
+    argv = ["--workdir", str(tmp_path), "--methods", "lwf", "--references", "finetune"]
+    flags = ["--max-concurrent", "2", "--tag", "who=me", "--set", "model.hyper_width=16"]
+    assert compare_methods.main([*argv, *flags, "--workers-per-trial", "2"]) == 0
+    (_, tuned), (_, default), (_, reference) = calls
+    base = compare_methods.study_spec(
+        compare_methods.parser().parse_args([*argv, *flags, "--workers-per-trial", "2"]),
+        tuned.mlflow_uri,
+    )
+    assert base.max_concurrent == 2 and base.workers_per_trial == 2 and base.preset == "paper"
+    assert base.overrides == {"model.hyper_width": 16}
+    assert tuned == dataclasses.replace(
+        base,
+        name="compare-lwf",
+        method="lwf",
+        tags={"who": "me", "comparison": "compare", "comparison_config": "tuned"},
+    )
+    assert default.name == "compare-lwf-default" and reference.name == "compare-finetune"
+    assert reference.tags["comparison_config"] == "reference"
+
+    calls.clear()
+    argv = ["--workdir", str(tmp_path / "p"), "--protocols", "first_task", "--verbose"]
+    monkeypatch.setattr(compare_protocols, "export_and_report", lambda *a: None)
+    assert compare_protocols.main(argv) == 0
+    ((_, spec),) = calls
+    assert (spec.name, spec.hpo_protocol, spec.verbose, spec.num_samples) == (
+        "hpo-first_task",
+        "first_task",
+        True,
+        4,
+    )
+    assert spec.overrides == compare_protocols.SCALE
+
+
+def test_the_demo_composes_its_search_and_reference_from_one_spec(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(search, "run", lambda d, s, sel=None: calls.append(s) or 1)
+    monkeypatch.setattr(baselines, "run", lambda s, methods: calls.append((s, methods)) or 1)
+    argv = ["--storage", str(tmp_path / "ray"), "--mlflow-uri", str(tmp_path / "m.db")]
+    assert demo.main([*argv, "--verbose"]) == 1  # the search's exit code
+    (spec,) = calls
+    assert isinstance(spec, SearchSpec) and spec.name.startswith("demo-search-")
+    assert (spec.preset, spec.storage, spec.verbose) == ("demo", str(tmp_path / "ray"), True)
+    calls.clear()
+    assert demo.main([*argv, "--write-reference"]) == 1  # the reference failed: no file written
+    ((grid, methods),) = calls
+    assert isinstance(grid, GridSpec) and methods == ["finetune"]
+    assert grid.seeds == [demo.reference_config()["run"]["seed"]] and grid.preset == "demo"
+    assert grid.mlflow_uri == spec.mlflow_uri and grid.name.startswith("demo-finetune-")
+
+
+def test_no_sweep_module_reads_flags_with_getattr_defaults_or_rebuilds_argv():
+    for p in [*(ROOT / "sweeps").glob("*.py"), *(ROOT / "pah_sweep").glob("*.py")]:
+        text = p.read_text()
+        assert not re.search(r"getattr\(args", text), p.name
+        assert "argparse.Namespace(" not in text, p.name
+        # A dataset's search script is search.main("<dataset>"); nothing passes another's argv.
+        assert not re.search(r"search\.main\([^)]*,|baselines\.main\(|parse_args\(\[", text), p.name
+
+
+# The modules that build a command line: the only ones that may import pah_sweep/cli.py.
+ENTRY_MODULES = {
+    "search",
+    "baselines",
+    "ablation",
+    "reproduce",
+    "compare_methods",
+    "compare_protocols",
+}
+
+
+def test_library_modules_do_not_import_the_cli():
+    importers = set()
+    for p in [*(ROOT / "sweeps").glob("*.py"), *(ROOT / "pah_sweep").glob("*.py")]:
+        for node in ast.walk(ast.parse(p.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module in ("cli", "pah_sweep.cli"):
+                importers.add(p.stem)
+    assert importers <= ENTRY_MODULES, importers - ENTRY_MODULES
