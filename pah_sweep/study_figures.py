@@ -35,7 +35,9 @@ def study_figures(storage_url: str, study_name: str, objectives: list[str]) -> d
     # a maximised objective is negated (optuna-dashboard does the same).
     sign = -1.0 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else 1.0
     out: dict[str, Any] = {}
-    with warnings.catch_warnings():
+    # Optuna's plots set the ggplot style process-wide (plt.style.use): only for these figures,
+    # the rcParams as they were afterwards (the analysis's heatmaps are drawn in the same process).
+    with warnings.catch_warnings(), matplotlib.rc_context():
         # Optuna marks its matplotlib backend experimental; the pictures are what we want.
         warnings.simplefilter("ignore")
         coords = ov.plot_parallel_coordinate(study, target=first, target_name=names[0]).figure

@@ -7,35 +7,49 @@ import torch
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 REPO = Path(__file__).resolve().parents[1]
 
-# Fixtures that make a test an integration test: real datasets on disk, a real Ray, real MLflow
-# stores and servers, real PostgreSQL. A test using one is marked slow (and data where it reads
-# the datasets), so `pytest -m "not slow"` is the fast unit subset, whatever the file.
-INTEGRATION_FIXTURES = {
-    "data_root",
-    "cifar",
-    "ray_cluster",
-    "mlstore",
-    "built",
-    "mlflow_http",
-    "servers",
-    "sweep",
-    "study",
-    "postgres_mlflow",
-}
+INTEGRATION = REPO / "tests" / "integration"
+# Integration tests live in tests/integration/ (real datasets on disk, a real Ray, real MLflow stores
+# and servers, real PostgreSQL, or minutes of training) and are marked slow there by their path, so
+# that `pytest -m "not slow"` is the fast unit subset; data where they read the datasets.
+# This file's fixtures that only an integration test may use (the others are defined in
+# tests/integration/ itself, out of reach of the tests outside):
+INTEGRATION_FIXTURES = {"data_root", "cifar", "ray_cluster"}
 DATA_FIXTURES = {"data_root", "cifar"}
 # Test files that start their own Ray (a head by `ray start`, a two-node cluster): they run before
 # the session's Ray (ray_cluster) starts, so that two local Rays never overlap.
 OWN_RAY_FIRST = {"test_cluster.py", "test_node_loss.py"}
 
 
+def misplaced(path: Path, fixtures: set[str], slow_marked: bool) -> str | None:
+    """Why a test at ``path`` outside tests/integration/ belongs there (it uses an integration
+    fixture, or is marked slow by hand), or None."""
+    if path.is_relative_to(INTEGRATION):
+        return None
+    used = sorted(fixtures & INTEGRATION_FIXTURES)
+    if used:
+        return f"uses the integration fixture(s) {', '.join(used)}"
+    if slow_marked:
+        return "is marked slow by hand"
+    return None
+
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_collection_modifyitems(config, items):
+    wrong = []
     for item in items:  # before -m deselects on these marks
         used = set(getattr(item, "fixturenames", ()))
-        if used & INTEGRATION_FIXTURES:
+        why = misplaced(item.path, used, item.get_closest_marker("slow") is not None)
+        if why:
+            wrong.append(f"{item.nodeid} {why}")
+        if item.path.is_relative_to(INTEGRATION):
             item.add_marker(pytest.mark.slow)
-        if used & DATA_FIXTURES:
-            item.add_marker(pytest.mark.data)
+            if used & DATA_FIXTURES:
+                item.add_marker(pytest.mark.data)
+    if wrong:
+        raise pytest.UsageError(
+            "integration tests belong in tests/integration/ (marked slow there by their path): "
+            "move these (split the file: its unit tests stay outside):\n  " + "\n  ".join(wrong)
+        )
     result = yield
     # The session's Ray (ray_cluster) stays up from its first user to the end; test_cluster.py's
     # own `ray start --head` runs first, so that two local Rays never overlap. Last of all hooks,
@@ -66,7 +80,7 @@ def cifar(data_root):
 @pytest.fixture(scope="session")
 def ray_cluster(tmp_path_factory, data_root):
     """A real local Ray, started once for the session (starting one costs seconds), its temp dir
-    and $HOME in temp folders. tests/test_cluster.py starts its own with `ray start --head`: its
+    and $HOME in temp folders. tests/integration/test_cluster.py starts its own with `ray start --head`: its
     tests run first (pytest_collection_modifyitems)."""
     import ray
 

@@ -165,3 +165,73 @@ def trial_run(client, exp_id: str, sweep: str, trial_id: str, parent: str | None
     if parent:
         tags["mlflow.parentRunId"] = parent
     return client.create_run(exp_id, run_name=trial_id, tags=tags).info.run_id
+
+
+# -- hand-made exports (analysis/export.py's pah-export/1 format): tables without training --------
+
+EXPORT_FORMAT = "pah-export/1"
+
+
+def export_sweep(pid: str, name: str, kind: str, start: int, **tags: str) -> dict:
+    """A sweep parent run's export record (``pah.role`` sweep, ``sweep_kind`` ``kind``)."""
+    tags = {"pah.role": "sweep", "sweep": name, "sweep_kind": kind, **tags}
+    return {
+        "format": EXPORT_FORMAT,
+        "run_id": pid,
+        "name": name,
+        "status": "FINISHED",
+        "start_time": start,
+        "artifact_uri": "",
+        "params": {},
+        "metrics": {},
+        "tags": tags,
+    }
+
+
+def export_run(
+    rid: str,
+    start: int,
+    params: dict[str, str],
+    metrics: dict[str, float],
+    tags: dict[str, str],
+    status: str = "FINISHED",
+    history: dict[str, dict[str, float]] | None = None,
+    acc_matrix: dict | None = None,
+    diagnostics: list[dict] | None = None,
+) -> dict:
+    """A training run's export record; its method and dataset as the tags and params say."""
+    return {
+        "format": EXPORT_FORMAT,
+        "run_id": rid,
+        "name": rid,
+        "status": status,
+        "start_time": start,
+        "artifact_uri": "",
+        "params": params,
+        "metrics": metrics,
+        "tags": tags,
+        "history": history or {"avg_acc": {}, "forgetting": {}},
+        "acc_matrix": acc_matrix,
+        "diagnostics": diagnostics,
+    }
+
+
+def write_hand_export(folder: Path, experiment: str, sweeps: list[dict], runs: list[dict]) -> Path:
+    """``sweeps`` and ``runs`` as an export folder (experiment.json lists them in this order)."""
+    import json
+
+    for sub, records in (("sweeps", sweeps), ("runs", runs)):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+        for r in records:
+            text = json.dumps(r, indent=1, sort_keys=True) + "\n"
+            (folder / sub / f"{r['run_id']}.json").write_text(text)
+    meta = {
+        "format": EXPORT_FORMAT,
+        "mlflow_uri": "sqlite:///.../hand-made/mlflow.db",
+        "experiment": experiment,
+        "experiment_id": "1",
+        "sweeps": [s["run_id"] for s in sweeps],
+        "runs": [r["run_id"] for r in runs],
+    }
+    (folder / "experiment.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
+    return folder

@@ -2,14 +2,11 @@
 in every row, differences paired by seed with sign counts, footnotes for protocol keys that differ
 between rows (schedule.eval_bn among them), and tables rebuilt byte-identically."""
 
-import json
 import math
 
 import pytest
 
 from analysis.stats import paired, t_half_width
-
-FORMAT = "pah-export/1"
 
 
 def test_t_interval_and_paired_differences_by_hand():
@@ -24,80 +21,13 @@ def test_t_interval_and_paired_differences_by_hand():
     assert paired({"0": 1.0}, {"1": 1.0}).n == 0
 
 
-def _run(rid, parent, method, seed, acc, forg, start, **params):
-    base = {
-        "method.name": method,
-        "run.seed": str(seed),
-        "data.dataset": "cifar100",
-        "schedule.eval_bn": "eval",
-        "data.split_seed": "run",
-        **params,
-    }
-    return {
-        "format": FORMAT,
-        "run_id": rid,
-        "name": rid,
-        "status": "FINISHED",
-        "start_time": start,
-        "artifact_uri": "",
-        "params": base,
-        "metrics": {"final_avg_acc": acc, "final_forgetting": forg, "final_cil_avg_acc": acc / 4},
-        "tags": {"mlflow.parentRunId": parent, "method": method, "dataset": "cifar100"},
-        "history": {"avg_acc": {}, "forgetting": {}},
-    }
-
-
-def _sweep(pid, name, role, start):
-    tags = {"pah.role": "sweep", "sweep": name, "sweep_kind": "final", "comparison": "c"}
-    tags["comparison_config"] = role
-    return {
-        "format": FORMAT,
-        "run_id": pid,
-        "name": name,
-        "status": "FINISHED",
-        "start_time": start,
-        "artifact_uri": "",
-        "params": {},
-        "metrics": {},
-        "tags": tags,
-    }
-
-
 @pytest.fixture
-def export(tmp_path):
-    """PAH tuned and default, LwF tuned (under eval_bn=train), fine-tune as a reference: 3 seeds."""
-    folder = tmp_path / "export"
-    sweeps = [
-        _sweep("p1", "c-pah-final", "tuned", 1),
-        _sweep("p2", "c-pah-default", "default", 2),
-        _sweep("p3", "c-lwf-final", "tuned", 3),
-        _sweep("p4", "c-finetune", "reference", 4),
-    ]
-    accs = {
-        "p1": ("pah", [0.50, 0.52, 0.51], {}),
-        "p2": ("pah", [0.49, 0.50, 0.50], {}),
-        "p3": ("lwf", [0.55, 0.56, 0.54], {"schedule.eval_bn": "train"}),
-        "p4": ("finetune", [0.38, 0.40, 0.39], {}),
-    }
-    runs = [
-        _run(f"{pid}s{seed}", pid, m, seed, a, 0.05, 10 + i, **extra)
-        for i, (pid, (m, values, extra)) in enumerate(accs.items())
-        for seed, a in zip((2, 3, 4), values, strict=True)
-    ]
-    for sub, records in (("sweeps", sweeps), ("runs", runs)):
-        (folder / sub).mkdir(parents=True)
-        for r in records:
-            (folder / sub / f"{r['run_id']}.json").write_text(json.dumps(r))
-    meta = {
-        "format": FORMAT,
-        "mlflow_uri": "sqlite:///mlflow.db",
-        "experiment": "c",
-        "experiment_id": "1",
-        "sweeps": [s["run_id"] for s in sweeps],
-        "runs": [r["run_id"] for r in runs],
-    }
-    (folder / "experiment.json").write_text(json.dumps(meta))
-    return folder
+def export():
+    """PAH tuned and default, LwF tuned (under eval_bn=train), fine-tune as a reference: 3 seeds
+    (tests/small_export.py's COMPARISON)."""
+    from tests.small_export import FOLDER
+
+    return FOLDER
 
 
 def test_comparison_tables_from_a_hand_made_export(export, tmp_path):

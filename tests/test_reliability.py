@@ -186,7 +186,7 @@ def parents_store(tmp_path_factory):
 
 
 @pytest.fixture
-def sweep(tmp_path, parents_store):
+def sweep_dir(tmp_path, parents_store):
     import shutil
 
     db, ids = parents_store
@@ -211,64 +211,66 @@ def _crafted(path: Path, marker: Path) -> None:
         "trial_1/error.pkl",
     ],
 )
-def test_crafted_tune_state_runs_nothing_on_resume(sweep, tmp_path, capsys, no_ray, target):
+def test_crafted_tune_state_runs_nothing_on_resume(sweep_dir, tmp_path, capsys, no_ray, target):
     marker = tmp_path / "ran"
-    path = sweep["dir"] / target
+    path = sweep_dir["dir"] / target
     path.parent.mkdir(mode=0o700, exist_ok=True)
     _crafted(path, marker)
-    assert _resume(tmp_path, sweep["uri"]) == 2
+    assert _resume(tmp_path, sweep_dir["uri"]) == 2
     err = capsys.readouterr().err
     assert not marker.exists()
     assert str(path) in err and "Traceback" not in err
     assert "not signed by this user's sweep key" in err or "differs from what" in err
     assert "refused, nothing was run" in err and "python -m pah_sweep.trust --adopt" in err
-    assert not (sweep["dir"] / LOCK_FILE).exists()  # released again
+    assert not (sweep_dir["dir"] / LOCK_FILE).exists()  # released again
 
 
-def test_signed_state_passes_and_a_foreign_key_or_loose_permissions_do_not(sweep, tmp_path):
-    trust.verify_sweep(sweep["dir"])  # the sweep's own: accepted
-    os.chmod(sweep["dir"], 0o770)
+def test_signed_state_passes_and_a_foreign_key_or_loose_permissions_do_not(sweep_dir, tmp_path):
+    trust.verify_sweep(sweep_dir["dir"])  # the sweep's own: accepted
+    os.chmod(sweep_dir["dir"], 0o770)
     with pytest.raises(trust.TrustError, match="is writable by others"):
-        trust.verify_sweep(sweep["dir"])
-    os.chmod(sweep["dir"], 0o700)
-    os.chmod(sweep["dir"] / "tuner.pkl", 0o666)
+        trust.verify_sweep(sweep_dir["dir"])
+    os.chmod(sweep_dir["dir"], 0o700)
+    os.chmod(sweep_dir["dir"] / "tuner.pkl", 0o666)
     with pytest.raises(trust.TrustError, match="tuner.pkl is writable by others"):
-        trust.verify_sweep(sweep["dir"])
-    os.chmod(sweep["dir"] / "tuner.pkl", 0o600)
+        trust.verify_sweep(sweep_dir["dir"])
+    os.chmod(sweep_dir["dir"] / "tuner.pkl", 0o600)
     key = trust.key_path()
     os.chmod(key, 0o644)
     with pytest.raises(trust.TrustError, match="readable by others"):
-        trust.verify_sweep(sweep["dir"])
+        trust.verify_sweep(sweep_dir["dir"])
     key.unlink()  # another user's or machine's resume: not this key
     trust.load_key(create=True)
     with pytest.raises(trust.TrustError, match="differs from what this user's sweep signed"):
-        trust.verify_sweep(sweep["dir"])
+        trust.verify_sweep(sweep_dir["dir"])
     key.unlink()
     with pytest.raises(trust.TrustError, match="no sweep key at"):
-        trust.verify_sweep(sweep["dir"])
+        trust.verify_sweep(sweep_dir["dir"])
 
 
 @pytest.mark.skipif(os.getuid() != 0, reason="giving a file to another user needs root")
-def test_a_folder_of_another_user_is_refused(sweep):
-    os.chown(sweep["dir"] / "tuner.pkl", 65534, 65534)
+def test_a_folder_of_another_user_is_refused(sweep_dir):
+    os.chown(sweep_dir["dir"] / "tuner.pkl", 65534, 65534)
     with pytest.raises(trust.TrustError, match="belongs to uid 65534"):
-        trust.verify_sweep(sweep["dir"])
+        trust.verify_sweep(sweep_dir["dir"])
 
 
 def test_an_edited_state_file_pointing_at_another_parent_is_refused(
-    sweep, tmp_path, capsys, no_ray
+    sweep_dir, tmp_path, capsys, no_ray
 ):
     from mlflow.tracking import MlflowClient
 
-    state = json.loads((sweep["dir"] / "pah_sweep.json").read_text())
-    (sweep["dir"] / "pah_sweep.json").write_text(
-        json.dumps({**state, "parent_run_id": sweep["ids"]["other"]})
+    state = json.loads((sweep_dir["dir"] / "pah_sweep.json").read_text())
+    (sweep_dir["dir"] / "pah_sweep.json").write_text(
+        json.dumps({**state, "parent_run_id": sweep_dir["ids"]["other"]})
     )
-    trust.adopt(sweep["dir"])  # even re-signed: the parent is another sweep's
-    assert _resume(tmp_path, sweep["uri"]) == 2
+    trust.adopt(sweep_dir["dir"])  # even re-signed: the parent is another sweep's
+    assert _resume(tmp_path, sweep_dir["uri"]) == 2
     err = capsys.readouterr().err
-    assert f"names parent run {sweep['ids']['other']}, which is the parent of sweep 'other'" in err
-    other = MlflowClient(sweep["uri"]).get_run(sweep["ids"]["other"])
+    assert (
+        f"names parent run {sweep_dir['ids']['other']}, which is the parent of sweep 'other'" in err
+    )
+    other = MlflowClient(sweep_dir["uri"]).get_run(sweep_dir["ids"]["other"])
     assert other.info.status == "RUNNING" and "error" not in other.data.tags  # untouched
 
 
@@ -283,22 +285,26 @@ def test_an_edited_state_file_pointing_at_another_parent_is_refused(
         ({"parent_run_id": 7}, "is damaged (parent_run_id is not a string)"),
     ],
 )
-def test_a_damaged_state_file_is_a_clear_error(sweep, tmp_path, capsys, no_ray, content, message):
-    path = sweep["dir"] / "pah_sweep.json"
+def test_a_damaged_state_file_is_a_clear_error(
+    sweep_dir, tmp_path, capsys, no_ray, content, message
+):
+    path = sweep_dir["dir"] / "pah_sweep.json"
     if isinstance(content, dict):  # one field of the real file changed
         content = json.dumps({**json.loads(path.read_text()), **content})
     path.write_text(content)
-    assert _resume(tmp_path, sweep["uri"]) == 2
+    assert _resume(tmp_path, sweep_dir["uri"]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
 
 
-def test_resume_of_a_running_sweep_is_refused_naming_its_driver(sweep, tmp_path, capsys, no_ray):
-    proc = _holder(sweep["dir"])
+def test_resume_of_a_running_sweep_is_refused_naming_its_driver(
+    sweep_dir, tmp_path, capsys, no_ray
+):
+    proc = _holder(sweep_dir["dir"])
     try:
-        assert _resume(tmp_path, sweep["uri"]) == 2
+        assert _resume(tmp_path, sweep_dir["uri"]) == 2
         err = capsys.readouterr().err
-        assert f"sweep 's' ({sweep['dir']}) is in use by pid {proc.pid}" in err
+        assert f"sweep 's' ({sweep_dir['dir']}) is in use by pid {proc.pid}" in err
     finally:
         proc.kill()
         proc.wait()

@@ -63,3 +63,20 @@ def test_no_importances_below_the_stated_number_of_finished_trials(tmp_path):
     ]
     assert any("val. accuracy" in label for label in labels), labels
     plt.close("all")
+
+
+def test_optunas_style_stays_with_its_pictures(tmp_path):
+    """Optuna's plots switch matplotlib to the ggplot style for the whole process: study_figures
+    keeps it to its own pictures (the heatmaps drawn after them in the same process keep a white
+    background)."""
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    _study(url, ["maximize", "minimize"], n=MIN_TRIALS_FOR_IMPORTANCE)
+    before = dict(matplotlib.rcParams)
+    figures = study_figures(url, "s", ["acc", "forgetting"])
+    assert "optuna_pareto_front.png" in figures
+    assert matplotlib.rcParams["axes.facecolor"] == before["axes.facecolor"] == "white"
+    assert {k: v for k, v in matplotlib.rcParams.items() if before[k] != v} == {}
+    plt.close("all")

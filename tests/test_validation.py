@@ -116,26 +116,6 @@ def test_protocols_cap_the_trials_and_place_the_final_runs():
         tiny_config("data.skip_tasks=3")  # 3 tasks: at least one must be left
 
 
-def test_a_search_whose_validation_split_rounds_to_nothing_is_refused(tmp_path, capsys, data_root):
-    from pah_sweep.search import main
-
-    code = main(
-        "cifar100",
-        [
-            "--set",
-            "data.train_per_class=5",  # 4 left after the prototype: 10% of 4 rounds to 0
-            "--storage",
-            str(tmp_path / "ray"),
-            "--mlflow-uri",
-            str(tmp_path / "mlflow.db"),
-            "--data-root",
-            str(data_root),
-        ],
-    )
-    assert code == 2 and not (tmp_path / "ray").exists()
-    assert "rounds to none" in capsys.readouterr().err
-
-
 def test_forgetting_cannot_be_an_objective_of_one_task_trials(tmp_path, capsys):
     from pah_sweep.search import main
 

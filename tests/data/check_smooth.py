@@ -1,4 +1,4 @@
-"""The new method's own test (copied to tests/test_new_method_smooth.py by tests/test_new_method.py): it
+"""The new method's own test (copied to tests/test_new_method_smooth.py by tests/integration/test_new_method.py): it
 trains, and it records its own option only."""
 
 from pah_core.engine import Engine

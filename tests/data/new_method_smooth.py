@@ -1,5 +1,5 @@
 """Fine-tuning with label smoothing: a method with one option, as a newcomer adds one (the test
-tests/test_new_method.py drops this file into pah_core/methods/)."""
+tests/integration/test_new_method.py drops this file into pah_core/methods/)."""
 
 from __future__ import annotations
 

@@ -14,11 +14,9 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import longer_tasks
-from tests.test_faults import _children, _config_of, _uninterrupted
+from tests.integration.test_faults import _children, _config_of, _uninterrupted
 
-pytestmark = pytest.mark.slow
-
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CELLS = longer_tasks(schedule__epochs_per_task=2)  # the trials still train when the node goes
 
 

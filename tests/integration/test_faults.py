@@ -19,9 +19,7 @@ from pah_sweep.trial import TRAIN, TUNE
 from tests.helpers import longer_tasks, mlflow_server, set_flags
 from tests.postgres import postgres_bin, postgres_server
 
-pytestmark = pytest.mark.slow
-
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 # The untrained model's accuracies (eval_future), measured once before task 1, must survive a kill.
 LONGER = longer_tasks()
 TINY = set_flags(

@@ -11,9 +11,7 @@ import pytest
 
 from tests.helpers import set_flags
 
-pytestmark = pytest.mark.slow
-
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

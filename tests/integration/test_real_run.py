@@ -1,12 +1,8 @@
 """A real CIFAR-100 run, 10 tasks at smoke scale: distillation must reduce forgetting."""
 
-import pytest
-
 from pah_core.config import load_config
 from pah_core.data import TaskStream
 from pah_core.engine import Engine
-
-pytestmark = [pytest.mark.slow, pytest.mark.data]
 
 # 10 tasks x 10 classes of real CIFAR-100, 60 training and 30 test images per class, 4 epochs per
 # task with a small CNN: enough learning per task for forgetting to be measurable in ~1 minute.

@@ -16,9 +16,7 @@ import pytest
 
 from tests.helpers import longer_tasks
 
-pytestmark = pytest.mark.slow
-
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 LONGER = longer_tasks(schedule__eval_future="false")  # stopped in the middle of a trial
 
 

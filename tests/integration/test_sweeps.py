@@ -11,9 +11,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow
-
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 # Every trial: 2 tasks of real CIFAR-100, 100 training and 10 test images per class, 3 epochs, a
 # small CNN. At this scale a task learns to ~40% (chance 10%) in about a second.
 TINY = [

@@ -23,11 +23,9 @@ import pytest
 import yaml
 
 from tests.helpers import basic_auth, free_port, http_get, wait_http
-from tests.test_sweeps import TINY
+from tests.integration.test_sweeps import TINY
 
-pytestmark = pytest.mark.slow
-
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CLUSTER = REPO / "cluster"
 BIN = Path(sys.executable).parent  # the venv's ray and mlflow CLIs
 EXPERIMENT = "pahc-e2e"
