@@ -37,16 +37,31 @@ def set_flags(**overrides) -> list[str]:
     return out
 
 
+# The one tiny preset of the integration tests' sweeps: 2 tasks of real CIFAR-100, 60 training
+# and 10 test images per class, a small CNN, 2 epochs (a task in about a second on one core). A
+# test changes only what it measures: tiny_cifar(schedule__epochs_per_task=3, ...).
+TINY_CIFAR = {
+    "data__train_per_class": 60,
+    "data__test_per_class": 10,
+    "schedule__max_tasks": 2,
+    "model__backbone": "small_cnn",
+    "schedule__epochs_per_task": 2,
+}
+
+
+def tiny_cifar(**changes) -> list[str]:
+    """Sweep ``--set`` flags of TINY_CIFAR with ``changes`` (keys with ``__`` for dots)."""
+    return set_flags(**{**TINY_CIFAR, **changes})
+
+
 def longer_tasks(**changes) -> list[str]:
-    """Sweep flags for 2 tasks of real CIFAR-100 (300 training images per class, 4 epochs, a
-    small CNN, the untrained model measured): a task takes a few seconds on one core, long enough to
-    kill or stop a trial in the middle of one (tests of faults, interrupts, a lost node)."""
-    return set_flags(
+    """The tiny preset with 300 training and 20 test images per class, 4 epochs and the untrained
+    model measured: a task takes a few seconds on one core, long enough to kill or stop a trial in
+    the middle of one (tests of faults, interrupts, a lost node)."""
+    return tiny_cifar(
         **{
             "data__train_per_class": 300,
             "data__test_per_class": 20,
-            "schedule__max_tasks": 2,
-            "model__backbone": "small_cnn",
             "schedule__epochs_per_task": 4,
             "schedule__eval_future": "true",
             **changes,

@@ -19,14 +19,11 @@ def test_a_sweep_trial_trains_on_its_gpu(ray_cluster, tmp_path, ray_train):
     from mlflow.tracking import MlflowClient
 
     from pah_sweep.search import main
-    from tests.helpers import set_flags
+    from tests.helpers import tiny_cifar
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    flags = set_flags(
-        data__train_per_class=100,
-        data__test_per_class=10,
-        schedule__max_tasks=1,
-        model__backbone="small_cnn",
+    flags = tiny_cifar(
+        data__train_per_class=100, schedule__max_tasks=1, schedule__epochs_per_task=1
     )
     argv = ["--storage", str(tmp_path / "ray"), "--mlflow-uri", uri, "--name", "gpu"]
     argv += ["--num-samples", "1", "--gpus-per-worker", "1", "--ray-train", ray_train, *flags]

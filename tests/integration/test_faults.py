@@ -16,19 +16,13 @@ import numpy as np
 import pytest
 
 from pah_sweep.trial import TRAIN, TUNE
-from tests.helpers import longer_tasks, mlflow_server, set_flags
+from tests.helpers import longer_tasks, mlflow_server, tiny_cifar
 from tests.postgres import postgres_bin, postgres_server
 
 REPO = Path(__file__).resolve().parents[2]
 # The untrained model's accuracies (eval_future), measured once before task 1, must survive a kill.
 LONGER = longer_tasks()
-TINY = set_flags(
-    data__train_per_class=60,
-    data__test_per_class=10,
-    schedule__max_tasks=2,
-    model__backbone="small_cnn",
-    schedule__epochs_per_task=2,
-)
+TINY = tiny_cifar()
 
 
 def _children(uri: str, experiment: str = "pah-cifar100"):

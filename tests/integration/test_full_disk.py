@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import set_flags
+from tests.helpers import tiny_cifar
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -48,13 +48,7 @@ def test_a_full_storage_stops_the_sweep_with_a_clear_error(ray_cluster, tmp_path
         uri,
         "--name",
         "full",
-        *set_flags(
-            data__train_per_class=60,
-            data__test_per_class=10,
-            schedule__max_tasks=2,
-            model__backbone="small_cnn",
-            schedule__epochs_per_task=1,
-        ),
+        *tiny_cifar(schedule__epochs_per_task=1),
     ]
     done = subprocess.run(
         argv, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, timeout=400

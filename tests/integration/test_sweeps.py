@@ -11,21 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import tiny_cifar
+
 REPO = Path(__file__).resolve().parents[2]
 # Every trial: 2 tasks of real CIFAR-100, 100 training and 10 test images per class, 3 epochs, a
 # small CNN. At this scale a task learns to ~40% (chance 10%) in about a second.
-TINY = [
-    "--set",
-    "data.train_per_class=100",
-    "--set",
-    "data.test_per_class=10",
-    "--set",
-    "schedule.max_tasks=2",
-    "--set",
-    "model.backbone=small_cnn",
-    "--set",
-    "schedule.epochs_per_task=3",
-]
+TINY = tiny_cifar(data__train_per_class=100, schedule__epochs_per_task=3)
 GOOD = {"optim.lr_backbone": 1e-3}
 GOOD_TOO = {"optim.lr_backbone": 1e-3, "model.hyper_width": 64}
 # Learning rates at the bottom of the search ranges: ~17% after task 1 where the others reach ~40%.
@@ -447,9 +438,7 @@ def test_a_method_comparison_tunes_each_method_alike_then_pairs_the_final_seeds(
         "--name", "c", "--workdir", str(tmp_path / "w"), "--out", str(tmp_path / "out"),
         "--methods", "pah,lwf", "--references", "finetune", "--num-samples", "1",
         "--startup-trials", "1", "--first-k", "1", "--final-seeds", "2",
-        "--set", "data.train_per_class=60", "--set", "data.test_per_class=10",
-        "--set", "schedule.max_tasks=2", "--set", "model.backbone=small_cnn",
-        "--set", "schedule.epochs_per_task=1",
+        *tiny_cifar(schedule__epochs_per_task=1),
     ]  # fmt: skip
     assert main(argv) == 0
     from mlflow.tracking import MlflowClient
