@@ -98,6 +98,12 @@ def summary_table(
         else f"ρ n/a: {len(done)} finished trial(s); rank correlations are shown from "
         f"{MIN_TRIALS_FOR_SENSITIVITY} (below that their 95% interval spans most of [-1, 1])"
     )
+    if importances is None and len(done) < MIN_TRIALS_FOR_IMPORTANCE:
+        # Why they are absent is first the trial count; what else holds (no Optuna storage) after.
+        importance_note = (
+            f"Optuna importance n/a: {len(done)} finished trial(s); importances are shown from "
+            f"{MIN_TRIALS_FOR_IMPORTANCE} (below that they are noise); also: {importance_note}"
+        )
     imp_marker = summary.note(importance_note)
     best = max(done, key=lambda r: r.metric(acc_key), default=None)
     for k in keys:
