@@ -78,7 +78,10 @@ def _study(searches, transfer=True):
     plan = [(p, *s) for p, ss in searches.items() for s in ss]
     if transfer:  # first_task tuned on CIFAR-100, its selection evaluated on Tiny-ImageNet
         plan.append(("first_task", 7, C, (0.40, 0.42, 0.41)))
-    for start, (protocol, seed, config, accs) in enumerate(plan, start=1):
+    for k, (protocol, seed, config, accs) in enumerate(plan, start=1):
+        # ms: a search's parent run starts at `start`, its final sweep's 10^6 s later; their
+        # training runs 5 s after their parent's start, the last to end `wall` after it
+        start, final_start = k * 10**10, k * 10**10 + 10**9
         moved = transfer and seed == 7
         name = f"hpo-{protocol}-s{seed}"
         trial_tasks, final_tasks, search_wall, final_wall = COMPUTE[protocol]
@@ -92,7 +95,6 @@ def _study(searches, transfer=True):
                 {
                     "compute/trial_tasks": trial_tasks,
                     "compute/trial_seconds": 10.0 * trial_tasks,
-                    "compute/wall_seconds": search_wall,
                 },
                 hpo_protocol=protocol,
                 sampler_seed=str(seed),
@@ -100,18 +102,18 @@ def _study(searches, transfer=True):
             )
         )
         for i in range(5):
-            metrics = {} if i == 4 else {"val/final_avg_acc": 0.5 + i / 100}
-            runs.append(_run(f"{sid}t{i}", sid, name, start, config, 1, metrics))
+            metrics = {"val/final_avg_acc": 0.5 + i / 100, "wall_seconds": search_wall - 5 - i}
+            metrics = {} if i == 4 else metrics  # stopped early: no wall_seconds either
+            runs.append(_run(f"{sid}t{i}", sid, name, start + 5000, config, 1, metrics))
         sweeps.append(
             _sweep(
                 fid,
                 f"{name}-final",
                 "final",
-                start,
+                final_start,
                 {
                     "compute/trial_tasks": final_tasks,
                     "compute/trial_seconds": 10.0 * final_tasks,
-                    "compute/wall_seconds": final_wall,
                 },
                 hpo_protocol=protocol,
                 selected_from=name,
@@ -122,8 +124,13 @@ def _study(searches, transfer=True):
         )
         skip = 3 if protocol == "first_k" else 0
         for s, acc in zip(SEEDS, accs, strict=True):
-            metrics = {"final_avg_acc": acc, "final_forgetting": 0.05}
-            runs.append(_run(f"{fid}{s}", fid, f"{name}-final", start, config, s, metrics, skip))
+            metrics = {
+                "final_avg_acc": acc,
+                "final_forgetting": 0.05,
+                "wall_seconds": final_wall - 5,
+            }
+            at = final_start + 5000
+            runs.append(_run(f"{fid}{s}", fid, f"{name}-final", at, config, s, metrics, skip))
     return sweeps, runs
 
 
@@ -195,7 +202,7 @@ def test_one_row_per_search_grouped_by_protocol(report):
     # end_of_training's trial-tasks only (its winner trained the stream), the others plus one
     # final run (first_task: 16 + 30 / 3; first_k: 48 + 21 / 3)
     row = t.rows[0]
-    assert [row[k].shown() for k in ("trial_tasks", "final_tasks", "wall", "deploy")] == [
+    assert [row[k].shown() for k in ("trial_tasks", "runs_tasks", "wall", "deploy")] == [
         "160",
         "30",
         "1200",
@@ -230,7 +237,7 @@ def test_summary_per_protocol_with_regret_agreement_and_compute(report):
     assert ft["reference"].shown() == "2/3 seeds"  # same choice with sampler seeds 0 and 2
     assert fk["reference"].shown() == "2/2 seeds"
     # compute totals over the searches, and the mean to a deployable model
-    assert [eot[k].shown() for k in ("trial_tasks", "trial_seconds", "final_tasks", "wall")] == [
+    assert [eot[k].shown() for k in ("trial_tasks", "trial_seconds", "runs_tasks", "wall")] == [
         "480",
         "4800",
         "90",
