@@ -98,7 +98,7 @@ def summary_table(
         else f"ρ n/a: {len(done)} finished trial(s); rank correlations are shown from "
         f"{MIN_TRIALS_FOR_SENSITIVITY} (below that their 95% interval spans most of [-1, 1])"
     )
-    imp_marker = summary.note(importance_note)
+    imp_marker = summary.note(_importance_note(len(done), importances, importance_note))
     best = max(done, key=lambda r: r.metric(acc_key), default=None)
     for k in keys:
         pts = [(_num(r.params.get(k)), r) for r in done]
@@ -123,6 +123,17 @@ def summary_table(
         )
     summary.provenance = provenance(exp, trials, {"sweep": sweep_label})
     return summary
+
+
+def _importance_note(done: int, importances: dict[str, float] | None, note: str) -> str:
+    """Why importances are absent: first the count of finished trials when it is below the
+    stated minimum, then what else holds (no Optuna storage, no study)."""
+    if importances is not None or done >= MIN_TRIALS_FOR_IMPORTANCE:
+        return note
+    return (
+        f"Optuna importance n/a: {done} finished trial(s); importances are shown from "
+        f"{MIN_TRIALS_FOR_IMPORTANCE} (below that they are noise); also: {note}"
+    )
 
 
 def _rhos(pts: list, acc_key: str, forg_key: str) -> tuple[float | None, float | None]:
