@@ -20,7 +20,6 @@ join the job's Ray through $RAY_ADDRESS).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -44,6 +43,7 @@ from pah_sweep.search import Selection  # noqa: E402
 from pah_sweep.space import method_space  # noqa: E402
 from pah_sweep.spec import SearchSpec, from_args  # noqa: E402
 from pah_sweep.study import PROTOCOLS  # noqa: E402
+from pah_sweep.study_export import export_and_report, exported_sweep, sweep_done  # noqa: E402
 
 # The tag that marks every sweep of one comparison, and the role of its final runs.
 COMPARISON_TAG = "comparison"
@@ -74,34 +74,11 @@ def sweep_spec(args: argparse.Namespace, spec: SearchSpec, name: str, role: str)
     return replace(spec, name=name, resume=resume, tags={**spec.tags, CONFIG_TAG: role})
 
 
-def exported(args: argparse.Namespace, sweep: str) -> dict[str, Any] | None:
-    """The record of ``sweep`` in the committed export (--out) of a comparison continued in a new
-    store (its first store gone with its machine), with its runs' records under ``runs``."""
-    folder = Path(args.out) / "export" if args.out else None
-    if folder is None or not (folder / "experiment.json").is_file():
-        return None
-    for f in (folder / "sweeps").glob("*.json"):
-        record = json.loads(f.read_text())
-        if record.get("name") == sweep:
-            runs = [json.loads(r.read_text()) for r in (folder / "runs").glob("*.json")]
-            record["runs"] = [r for r in runs if r.get("tags", {}).get("sweep") == sweep]
-            return record
-    return None
-
-
-def done(args: argparse.Namespace, uri: str, sweep: str) -> bool:
-    """Whether ``sweep`` finished: in the MLflow store, or in the committed export."""
-    if finished(uri, args.experiment, sweep):
-        return True
-    record = exported(args, sweep)
-    return record is not None and record.get("status") == "FINISHED"
-
-
 def exported_selection(args: argparse.Namespace, method: str, sweep: str) -> Selection | None:
     """The choice of ``method``'s search ``sweep`` as the export records it when the search
     finished in an earlier store: its ``best.<key>`` tags typed by the method's space, and the
     trial whose parameters they are. None when the export holds no finished search."""
-    record = exported(args, sweep)
+    record = exported_sweep(args.out, sweep)
     if record is None or record.get("status") != "FINISHED":
         return None
     space = method_space(method)
@@ -144,30 +121,10 @@ def typed(param: Param, text: str) -> Any:
     return int(text) if param.kind in ("int", "logint") else float(text)
 
 
-def export_and_report(args: argparse.Namespace, uri: str) -> None:
-    """The store's sweeps into ``--out``/export, keeping an earlier export's sweeps that this
-    store does not hold (a comparison continued in a new store), then the tables from it."""
-    from analysis.export import ExportSource, write_export
-    from analysis.paper_tables import build
-    from analysis.store import MlflowSource, client_for, resolve_uri
-
-    out = Path(args.out)
-    client = client_for(resolve_uri(uri))
-    if client.get_experiment_by_name(args.experiment) is None:
-        print(f"[compare] no run in {uri} yet: the export in {out} is unchanged", flush=True)
-        return
-    source = MlflowSource(client)
-    folder = write_export(source, args.experiment, out / "export", keep_other_sweeps=True)
-    report = build(None, out, source=ExportSource(folder))
-    print(f"[compare] export in {folder}; report in {out / 'report.md'}", flush=True)
-    for w in report.warnings:
-        print(f"[compare] warning: {w}")
-
-
 def tune_method(method: str, args: argparse.Namespace, spec: SearchSpec) -> int:
     """The method's search and its selection's final runs (``search.run`` does both)."""
     name, uri = f"{args.name}-{method}", spec.mlflow_uri
-    if args.resume and done(args, uri, f"{name}-final"):
+    if args.resume and sweep_done(uri, args.experiment, args.out, f"{name}-final"):
         print(f"[compare] {method}: tuned, skipped", flush=True)
         return 0
     selected = None
@@ -188,7 +145,7 @@ def default_runs(
 ) -> int:
     """The method's published defaults (its config's) on the final seeds and evaluation stream."""
     name = f"{args.name}-{method}" + ("-default" if role == "default" else "")
-    if args.resume and done(args, spec.mlflow_uri, name):
+    if args.resume and sweep_done(spec.mlflow_uri, args.experiment, args.out, name):
         print(f"[compare] {method}: {role} runs finished, skipped", flush=True)
         return 0
     print(f"\n[compare] {method}: {role} config on seeds {seeds}", flush=True)
@@ -280,9 +237,9 @@ def main(argv: list[str] | None = None) -> int:
                 if (rc := step()) != 0:
                     return rc
                 if args.out:
-                    export_and_report(args, uri)
+                    export_and_report(uri, args.experiment, args.out)
         elif args.out:
-            export_and_report(args, uri)
+            export_and_report(uri, args.experiment, args.out)
     except (SweepError, ConfigError, AnalysisError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

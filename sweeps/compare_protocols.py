@@ -1,19 +1,21 @@
 """The HPO protocols compared on PAH, as Lee, Hellan, Ericsson, Crowley and Storkey compare them
-("Hyperparameter Selection in Continual Learning", arXiv 2404.06466): one search per protocol
-(pah_sweep/presets.py's HPO_PROTOCOLS) over the same search space, trial budget and sampler seed, each
-followed by its selection's final runs on the same fresh seeds, into one MLflow experiment; then an
-MLflow-free export and the report built from it (the ``hpo_protocols`` table: what each protocol
-selected, its validation score, its test mean +- std over the final seeds, the compute it spent).
+("Hyperparameter Selection in Continual Learning", arXiv 2404.06466), replicated: for each sampler
+seed (``--replicates`` of them from ``--seed``), one search per protocol (pah_sweep/presets.py's
+HPO_PROTOCOLS) over the same search space and trial budget, each followed by its selection's final
+runs on the same fresh seeds, into one MLflow experiment; then an MLflow-free export and the report
+built from it (analysis/hpo_replicated.py: per protocol, the selections' final accuracy and
+forgetting over searches, regret, agreement and compute).
 
-    python sweeps/compare_protocols.py                    # start (61 min on 2 CPU cores, measured)
+    python sweeps/compare_protocols.py                    # start: 3 replicates of 16 trials
     python sweeps/compare_protocols.py --resume           # continue after a stop or a crash
     python analysis/paper_tables.py --from-export docs/results/hpo-protocols/export \\
         --out docs/results/hpo-protocols                  # the report again, no training
 
 The default scale is small but learning: full CIFAR-100 tasks (450 training images per class, 10%
 held out for validation), 10 tasks, a small CNN, 3 epochs per task. ``--set`` changes it.
-``--resume`` skips a protocol whose final runs finished and continues the others through the
-search's own ``--resume``.
+Replicate-first (every protocol of seed 0, then of seed 1, ...), the export written after each
+search: ``--resume`` skips a search whose final runs finished, in the store or in the export (a
+study continued in a new store), and continues the others through the search's own ``--resume``.
 """
 
 from __future__ import annotations
@@ -30,14 +32,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a plai
 from analysis.store import AnalysisError  # noqa: E402
 from pah_core.config import ConfigError  # noqa: E402
 from pah_sweep import search  # noqa: E402
-from pah_sweep.cli import open_workdir, parse_names, study_arguments  # noqa: E402
+from pah_sweep.cli import count, open_workdir, parse_names, study_arguments  # noqa: E402
 from pah_sweep.errors import SweepError  # noqa: E402
 from pah_sweep.presets import HPO_PROTOCOLS  # noqa: E402
 from pah_sweep.record import (  # noqa: E402
     check_tracking_uri_or_default,
-    finished,
 )
 from pah_sweep.spec import SearchSpec, from_args  # noqa: E402
+from pah_sweep.study_export import export_and_report, sweep_done  # noqa: E402
 
 # Small but learning on 2 CPU cores: every task's full training data, a few epochs, a small CNN.
 SCALE = {
@@ -48,19 +50,25 @@ SCALE = {
 EXPERIMENT = "hpo-protocols"
 
 
-def sweep_name(protocol: str) -> str:
-    return f"hpo-{protocol}"
+def sweep_name(protocol: str, seed: int) -> str:
+    return f"hpo-{protocol}-s{seed}"
 
 
-def run_protocol(protocol: str, args: argparse.Namespace, spec: SearchSpec) -> int:
-    """``protocol``'s search and its final runs: the study's spec under the protocol's name."""
-    name = sweep_name(protocol)
-    if args.resume and finished(spec.mlflow_uri, args.experiment, f"{name}-final"):
-        print(f"[compare] {protocol}: finished, skipped", flush=True)
+def run_protocol(protocol: str, replicate: int, args: argparse.Namespace, spec: SearchSpec) -> int:
+    """``protocol``'s search with the replicate's sampler seed, and its final runs (the same final
+    seeds in every replicate, so that regret compares selections on the same runs)."""
+    seed = spec.seed + replicate
+    name = sweep_name(protocol, seed)
+    if args.resume and sweep_done(spec.mlflow_uri, args.experiment, args.out, f"{name}-final"):
+        print(f"[compare] {name}: finished, skipped", flush=True)
         return 0
-    print(f"\n[compare] {protocol}: {HPO_PROTOCOLS[protocol]}", flush=True)
+    print(f"\n[compare] {name}: {HPO_PROTOCOLS[protocol]}, sampler seed {seed}", flush=True)
     resume = args.resume and (Path(spec.storage) / name).exists()
-    return search.run("cifar100", replace(spec, hpo_protocol=protocol, name=name, resume=resume))
+    tags = {**spec.tags, "replicate": str(replicate)}
+    return search.run(
+        "cifar100",
+        replace(spec, hpo_protocol=protocol, name=name, resume=resume, seed=seed, tags=tags),
+    )
 
 
 def study_spec(args: argparse.Namespace, uri: str, storage: Path) -> SearchSpec:
@@ -77,24 +85,17 @@ def study_spec(args: argparse.Namespace, uri: str, storage: Path) -> SearchSpec:
     )
 
 
-def export_and_report(uri: str, experiment: str, out: Path) -> None:
-    from analysis.export import ExportSource, write_export
-    from analysis.paper_tables import build
-    from analysis.store import MlflowSource, client_for, resolve_uri
-
-    source = MlflowSource(client_for(resolve_uri(uri)))
-    folder = write_export(source, experiment, out / "export")
-    report = build(None, out, source=ExportSource(folder))
-    print(f"[compare] export in {folder}; report in {out / 'report.md'}", flush=True)
-    for w in report.warnings:
-        print(f"[compare] warning: {w}")
-
-
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python sweeps/compare_protocols.py",
         description=__doc__.splitlines()[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--replicates",
+        type=count,
+        default=3,
+        help="independent searches per protocol, sampler seeds --seed, --seed+1, ... (default 3)",
     )
     p.add_argument(
         "--protocols",
@@ -109,12 +110,12 @@ def parser() -> argparse.ArgumentParser:
         "docs/results/hpo-protocols",
         SearchSpec,
         exclude=("method", "points", "grace_tasks", "hpo_protocol"),
-        defaults={"num_samples": 4, "final_seeds": 3},
+        defaults={"num_samples": 16, "final_seeds": 3},
         helps={
-            "num_samples": "trials per search (default 4)",
+            "num_samples": "trials per search (default 16)",
             "final_seeds": "final runs per selection (3)",
             "first_k": "first_k: the tuning tasks (3)",
-            "seed": "the Optuna sampler's seed (default 0)",
+            "seed": "the first replicate's Optuna sampler seed (default 0)",
         },
     )
 
@@ -130,11 +131,13 @@ def main(argv: list[str] | None = None) -> int:
         protocols = parse_names(args.protocols, HPO_PROTOCOLS, "--protocols")
         if not args.report_only:
             open_workdir(workdir, args.resume)
-            for protocol in protocols:
-                rc = run_protocol(protocol, args, spec)
-                if rc != 0:
-                    return rc
-        export_and_report(uri, args.experiment, Path(args.out))
+            for replicate in range(args.replicates):
+                for protocol in protocols:
+                    if (rc := run_protocol(protocol, replicate, args, spec)) != 0:
+                        return rc
+                    export_and_report(uri, args.experiment, args.out)
+        else:
+            export_and_report(uri, args.experiment, args.out)
     except (SweepError, ConfigError, AnalysisError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

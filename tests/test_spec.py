@@ -151,17 +151,22 @@ def test_a_comparison_composes_its_sweeps_by_replacing_fields(tmp_path, monkeypa
     assert reference.tags["comparison_config"] == "reference"
 
     calls.clear()
-    argv = ["--workdir", str(tmp_path / "p"), "--protocols", "first_task", "--verbose"]
-    monkeypatch.setattr(compare_protocols, "export_and_report", lambda *a: None)
-    assert compare_protocols.main(argv) == 0
-    ((_, spec),) = calls
-    assert (spec.name, spec.hpo_protocol, spec.verbose, spec.num_samples) == (
-        "hpo-first_task",
-        "first_task",
-        True,
-        4,
-    )
-    assert spec.overrides == compare_protocols.SCALE
+    argv = ["--workdir", str(tmp_path / "p"), "--protocols", "first_task,first_k", "--verbose"]
+    exports = []
+    monkeypatch.setattr(compare_protocols, "export_and_report", lambda *a: exports.append(a))
+    assert compare_protocols.main([*argv, "--replicates", "2", "--seed", "5"]) == 0
+    specs = [spec for _, spec in calls]
+    # Replicate-first: both protocols with sampler seed 5, then both with seed 6; the export after
+    # each search, so that a study cut off keeps every finished one.
+    assert [(s.name, s.hpo_protocol, s.seed, s.tags["replicate"]) for s in specs] == [
+        ("hpo-first_task-s5", "first_task", 5, "0"),
+        ("hpo-first_k-s5", "first_k", 5, "0"),
+        ("hpo-first_task-s6", "first_task", 6, "1"),
+        ("hpo-first_k-s6", "first_k", 6, "1"),
+    ]
+    assert len(exports) == 4
+    assert all(s.verbose and s.num_samples == 16 and s.final_seeds == 3 for s in specs)
+    assert all(s.overrides == compare_protocols.SCALE for s in specs)
 
 
 def test_the_demo_composes_its_search_and_reference_from_one_spec(tmp_path, monkeypatch):

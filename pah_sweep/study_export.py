@@ -1,0 +1,56 @@
+"""A study's sweeps and its committed export (``--out``/export): what the study drivers
+(compare_methods.py, compare_protocols.py) write after each step and read to resume.
+
+A study outlives its store: a session or a machine ends, the MLflow store with it, and the
+committed export is what is left. So each driver writes the export after every finished step
+(keeping the sweeps an earlier store exported) and counts a sweep as done when either the store or
+the export holds it finished."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .record import finished
+
+
+def exported_sweep(out: str | Path | None, sweep: str) -> dict[str, Any] | None:
+    """The record of ``sweep`` in the export under ``out``, its runs' records under ``runs``."""
+    folder = Path(out) / "export" if out else None
+    if folder is None or not (folder / "experiment.json").is_file():
+        return None
+    for f in (folder / "sweeps").glob("*.json"):
+        record = json.loads(f.read_text())
+        if record.get("name") == sweep:
+            runs = [json.loads(r.read_text()) for r in (folder / "runs").glob("*.json")]
+            record["runs"] = [r for r in runs if r.get("tags", {}).get("sweep") == sweep]
+            return record
+    return None
+
+
+def sweep_done(uri: str, experiment: str, out: str | Path | None, sweep: str) -> bool:
+    """Whether ``sweep`` finished: in the MLflow store, or in the export under ``out``."""
+    if finished(uri, experiment, sweep):
+        return True
+    record = exported_sweep(out, sweep)
+    return record is not None and record.get("status") == "FINISHED"
+
+
+def export_and_report(uri: str, experiment: str, out: str | Path) -> None:
+    """The store's sweeps into ``out``/export, keeping an earlier export's sweeps that this store
+    does not hold (a study continued in a new store), then the tables from it."""
+    from analysis.export import ExportSource, write_export
+    from analysis.paper_tables import build
+    from analysis.store import MlflowSource, client_for, resolve_uri
+
+    out = Path(out)
+    client = client_for(resolve_uri(uri))
+    if client.get_experiment_by_name(experiment) is None:
+        print(f"[study] no run in {uri} yet: the export in {out} is unchanged", flush=True)
+        return
+    folder = write_export(MlflowSource(client), experiment, out / "export", keep_other_sweeps=True)
+    report = build(None, out, source=ExportSource(folder))
+    print(f"[study] export in {folder}; report in {out / 'report.md'}", flush=True)
+    for w in report.warnings:
+        print(f"[study] warning: {w}")
