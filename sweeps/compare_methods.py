@@ -122,7 +122,8 @@ def typed(param: Param, text: str) -> Any:
 
 
 def tune_method(method: str, args: argparse.Namespace, spec: SearchSpec) -> int:
-    """The method's search and its selection's final runs (``search.run`` does both)."""
+    """The method's search, then (after the export, which then holds its selection) the
+    selection's final runs."""
     name, uri = f"{args.name}-{method}", spec.mlflow_uri
     if args.resume and sweep_done(uri, args.experiment, args.out, f"{name}-final"):
         print(f"[compare] {method}: tuned, skipped", flush=True)
@@ -130,14 +131,19 @@ def tune_method(method: str, args: argparse.Namespace, spec: SearchSpec) -> int:
     selected = None
     if args.resume and not finished(uri, args.experiment, name):
         selected = exported_selection(args, method, name)
+    tuned = replace(sweep_spec(args, spec, name, "tuned"), method=method)
     if selected is None:
         print(f"\n[compare] {method}: search ({spec.num_samples} trials, {spec.hpo_protocol})")
-    else:
-        print(f"\n[compare] {method}: search finished in an earlier store; final runs of its "
-              f"selection {selected.config}", flush=True)  # fmt: skip
-    return search.run(
-        "cifar100", replace(sweep_spec(args, spec, name, "tuned"), method=method), selected
-    )
+        if (rc := search.run("cifar100", replace(tuned, final_seeds=0))) != 0:
+            return rc
+        # Exported before its final runs: a study cut off during them keeps the selection.
+        if args.out:
+            export_and_report(uri, args.experiment, args.out)
+            selected = exported_selection(args, method, name)
+        tuned = replace(tuned, resume=True)
+    if selected is not None:
+        print(f"\n[compare] {method}: final runs of the search's selection {selected.config}")
+    return search.run("cifar100", tuned, selected)
 
 
 def default_runs(
