@@ -134,7 +134,9 @@ def test_a_comparison_composes_its_sweeps_by_replacing_fields(tmp_path, monkeypa
     argv = ["--workdir", str(tmp_path), "--methods", "lwf", "--references", "finetune"]
     flags = ["--max-concurrent", "2", "--tag", "who=me", "--set", "model.hyper_width=16"]
     assert compare_methods.main([*argv, *flags, "--workers-per-trial", "2"]) == 0
-    (_, tuned), (_, default), (_, reference) = calls
+    # The search alone first (exported before its finals), then its finals (the search resumed).
+    (_, tuned), (_, finals), (_, default), (_, reference) = calls
+    assert finals == dataclasses.replace(tuned, final_seeds=5, resume=True)
     base = compare_methods.study_spec(
         compare_methods.parser().parse_args([*argv, *flags, "--workers-per-trial", "2"]),
         tuned.mlflow_uri,
@@ -146,6 +148,7 @@ def test_a_comparison_composes_its_sweeps_by_replacing_fields(tmp_path, monkeypa
         name="compare-lwf",
         method="lwf",
         tags={"who": "me", "comparison": "compare", "comparison_config": "tuned"},
+        final_seeds=0,
     )
     assert default.name == "compare-lwf-default" and reference.name == "compare-finetune"
     assert reference.tags["comparison_config"] == "reference"
