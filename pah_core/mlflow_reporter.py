@@ -28,7 +28,9 @@ RUN_KEY_TAG = "pah.run_key"
 
 
 def git_sha(path: str | os.PathLike | None = None) -> str:
-    """The checkout's commit (with "-dirty" when it has changes), or "unknown" outside git."""
+    """The checkout's commit (with "-dirty" when its code has changes), or "unknown" outside git.
+    A study writes its export and tables under docs/ while it runs: those are its outputs, not
+    changes to the code that made them."""
     cwd = Path(path or Path(__file__).resolve().parent)
     try:
         sha = subprocess.run(
@@ -37,7 +39,15 @@ def git_sha(path: str | os.PathLike | None = None) -> str:
         if sha.returncode != 0:
             return "unknown"
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            [
+                "git",
+                "status",
+                "--porcelain",
+                "--untracked-files=no",
+                "--",
+                ":(top)",
+                ":(top,exclude)docs",
+            ],
             cwd=cwd,
             capture_output=True,
             text=True,
