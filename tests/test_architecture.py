@@ -323,3 +323,16 @@ def test_no_function_is_longer_than_a_screen():
                     if n > FUNCTION_LINES:
                         long.append(f"{p.relative_to(ROOT)}:{node.lineno} {node.name} ({n} lines)")
     assert not long, f"functions over {FUNCTION_LINES} lines: {long}"
+
+
+def test_the_cluster_image_copies_every_package_the_project_installs():
+    """A package added to pyproject.toml but not to cluster/Dockerfile installs here and is
+    missing on the cluster (pah_sweep was, for a commit)."""
+    import tomllib
+
+    include = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    packages = [p.rstrip("*") for p in include["packages"]["find"]["include"]]
+    assert "pah_sweep" in packages
+    dockerfile = (ROOT / "cluster" / "Dockerfile").read_text()
+    missing = [p for p in packages if f"COPY {p} ./{p}" not in dockerfile]
+    assert not missing, f"cluster/Dockerfile does not COPY {missing}"
