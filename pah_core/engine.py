@@ -349,6 +349,7 @@ class Engine:
         self.method.end_task(task)
         self.dist.sync_buffers(self.method.model)
         upto = len(self.stream) if cfg.schedule.eval_future else t + 1
+        eval_started = time.perf_counter()
         counts = self.evaluate_seen(t, range(upto))
         n_rules = len(s.rules)
         s.correct[t, :upto], s.total[t, :upto] = counts[:, 0], counts[:, 1]
@@ -359,6 +360,7 @@ class Engine:
             s.val_correct[t, : t + 1], s.val_total[t, : t + 1] = val[:, 0], val[:, 1]
             headline = 2 + s.rules.index(cfg.schedule.task_inference)
             s.val_cil_correct[t, : t + 1] = val[:, headline]
+        eval_seconds = time.perf_counter() - eval_started
         losses = {k: v for k, v in epoch_stats.items() if k.startswith("loss")}
         s.diagnostics.append({"task": t, **self.method.diagnostics(t), "losses": losses})
         s.next_task = t + 1
@@ -377,6 +379,7 @@ class Engine:
             **s.val_metrics(),
             "seconds": s.seconds_per_task[-1],
             "checkpoint_seconds": ckpt_seconds,
+            "eval_seconds": eval_seconds,
         }
         event = TaskEnd(
             t=t,

@@ -137,3 +137,22 @@ def test_a_run_restored_before_run_keeps_its_untrained_reference_and_total_wall_
     # The total: the first segment's boundary time plus the last task's.
     assert resumed["wall_seconds"] >= before["wall_seconds"] - 1e-6
     assert resumed["wall_seconds"] >= sum(resumed["seconds_per_task"]) - 1e-6
+
+
+def test_each_task_boundary_reports_how_long_its_evaluation_took():
+    """eval_seconds: the test and validation passes of a boundary, timed apart from training, so
+    that evaluation's share of a run can be read from any run's metrics (issue #28)."""
+
+    class Times(Reporter):
+        def __init__(self):
+            self.rows = []
+
+        def task_end(self, e):
+            self.rows.append(e.metrics)
+
+    cfg = tiny_config("data.val_fraction=0.2", "schedule.eval_future=true")
+    rec = Times()
+    Engine(cfg, tiny_stream(cfg), reporters=[rec]).run()
+    assert len(rec.rows) == 3
+    for m in rec.rows:
+        assert 0 < m["eval_seconds"] < m["seconds"]
