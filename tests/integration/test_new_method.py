@@ -28,6 +28,7 @@ def test_dropping_in_a_method_file_is_the_whole_change(tmp_path):
                     "analysis/",
                     "tests/",
                     "configs/",
+                    "cluster/",
                     "docs/results/demo/",
                 )
             )
