@@ -1,6 +1,7 @@
 """A method comparison (sweeps/compare_methods.py): each method's tuned and published-default
 configurations and the untuned references on the same final seeds, and their differences paired by
-seed (tuned − default per method; every other row − the first method's tuned one)."""
+seed (tuned − default per method; every other row − the first method's tuned one; every other
+default − the first method's default)."""
 
 from __future__ import annotations
 
@@ -107,11 +108,22 @@ def comparison_differences(
             for (m, role), runs in groups.items()
             if role in ("tuned", "reference") and m != first
         ]
+        # Untuned against untuned: whether a gap between tuned methods is the methods' or tuning's.
+        if (first, "default") in groups:
+            pairs += [
+                (
+                    f"{method_name(m)} default − {method_name(first)} default",
+                    runs,
+                    groups[(first, "default")],
+                )
+                for (m, role), runs in groups.items()
+                if role == "default" and m != first
+            ]
     return differences_table(
         exp,
         "comparison_differences",
-        "Differences paired by seed (percentage points): tuning's effect per method, and each "
-        "method against the first one, tuned",
+        "Differences paired by seed (percentage points): tuning's effect per method, each "
+        "method against the first one, tuned, and the defaults against the first one's defaults",
         pairs,
     )
 

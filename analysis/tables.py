@@ -384,7 +384,7 @@ def provenance(exp: Experiment, runs: Iterable[RunRecord], extra: dict[str, Any]
     return {
         "mlflow_uri": exp.uri,
         "experiment": exp.name,
-        "run_ids": sorted(r.run_id for r in runs),
+        "run_ids": sorted({r.run_id for r in runs}),  # a run in two rows of a table counts once
         "git_sha": sorted({r.tags.get("git_sha", "unknown") for r in runs}),
         "dataset_fingerprint": sorted({r.tags.get("dataset_fingerprint", "unknown") for r in runs}),
         "generated": data_time(runs),

@@ -23,7 +23,7 @@ def test_t_interval_and_paired_differences_by_hand():
 
 @pytest.fixture
 def export():
-    """PAH tuned and default, LwF tuned (under eval_bn=train), fine-tune as a reference: 3 seeds
+    """PAH tuned and default, LwF tuned (under eval_bn=train) and default, fine-tune as a reference: 3 seeds
     (tests/small_export.py's COMPARISON)."""
     from tests.small_export import FOLDER
 
@@ -41,6 +41,7 @@ def test_comparison_tables_from_a_hand_made_export(export, tmp_path):
         ("PAH", "tuned"),
         ("PAH", "default"),
         ("LwF", "tuned"),
+        ("LwF", "default"),
         ("Fine-tune", "reference"),
     ]
     acc = comp.rows[0]["acc"]  # PAH tuned: 50, 52, 51 -> mean 51, sd 1, 95% CI 51 -+ 2.48
@@ -60,6 +61,12 @@ def test_comparison_tables_from_a_hand_made_export(export, tmp_path):
     assert "accuracy: first higher" in lwf["verdict"].shown()
     assert "forgetting: not resolved" in lwf["verdict"].shown()  # identical: a zero interval
     assert "Fine-tune reference − PAH tuned" in rows
+    untuned = rows["LwF default − PAH default"]  # +3, +3, +2
+    assert untuned["final_avg_acc"].mean == pytest.approx(8 / 3)
+    assert untuned["final_avg_acc:signs"].shown() == "3/3 > 0"
+    assert list(rows).index("LwF default − PAH default") == len(rows) - 1
+    # A run in two rows is one run of the table's provenance.
+    assert len(diff.provenance["run_ids"]) == len(set(diff.provenance["run_ids"]))
     # The same export gives the same files, byte for byte (no clock in them).
     again = build(None, tmp_path / "b", source=ExportSource(export))
     for name in ("report.md", "tables.tex", "comparison.md", "comparison_differences.csv"):
