@@ -219,7 +219,7 @@ def task_il_only(engine: Engine, t: int) -> None:
 
     with batchnorm_mode(engine.method.model, "running"):
         for j in range(t + 1):
-            for x, y in engine.eval_batches(j, t):
+            for x, y in engine.evaluator.batches(j, t):
                 (engine.method.predict(x, j).argmax(dim=-1) == y).sum()
 
 
@@ -232,9 +232,9 @@ def bench_eval_cost(src, device, tasks: list[int]) -> dict[str, Any]:
         engine.method.begin_task(stream.task(j), norm)
     rows = []
     for t in tasks:
-        engine.evaluate_seen(t)  # warm-up (builds the loaders' device copies)
+        engine.evaluator.seen(t)  # warm-up (builds the loaders' device copies)
         start = time.perf_counter()
-        engine.evaluate_seen(t)
+        engine.evaluator.seen(t)
         seconds = time.perf_counter() - start
         start = time.perf_counter()
         task_il_only(engine, t)
