@@ -159,6 +159,8 @@ class Engine:
             "total": s.total[: s.next_task].tolist(),
             "wall_seconds": wall_seconds,
             "seconds_per_task": list(s.seconds_per_task),
+            "eval_seconds_per_task": list(s.eval_seconds_per_task),
+            "untrained_eval_seconds": s.untrained_eval_seconds,
             "train_images_per_second": s.train_images / s.train_seconds
             if s.train_seconds
             else None,
@@ -186,7 +188,9 @@ class Engine:
         """eval_future: every task's accuracy, through its own head, of the model as initialised
         (before any task began: PAH's prototypes are still random), the reference b of FWT.
         Evaluation draws from no global generator, so training is unchanged by it."""
+        started = time.perf_counter()
         counts = self.evaluator.seen(-1, range(len(self.stream)))
+        self.state.untrained_eval_seconds = time.perf_counter() - started
         self.state.init_correct = counts[:, 0].tolist()
         self.state.init_total = counts[:, 1].tolist()
 
@@ -283,6 +287,7 @@ class Engine:
             headline = 2 + s.rules.index(cfg.schedule.task_inference)
             s.val_cil_correct[t, : t + 1] = val[:, headline]
         eval_seconds = time.perf_counter() - eval_started
+        s.eval_seconds_per_task.append(eval_seconds)
         losses = {k: v for k, v in epoch_stats.items() if k.startswith("loss")}
         s.diagnostics.append({"task": t, **self.method.diagnostics(t), "losses": losses})
         s.next_task = t + 1

@@ -61,6 +61,7 @@ def test_resume_after_task_k_gives_the_same_matrix(tmp_path):
     resumed = Engine(cfg, tiny_stream(cfg), checkpoint_dir=tmp_path / "b").run(resume_from=ckpt)
     assert resumed["correct"] == full["correct"]
     assert resumed["accuracy_matrix"] == full["accuracy_matrix"]
+    assert len(resumed["eval_seconds_per_task"]) == 3  # task 1's came with the checkpoint
     a = torch.load(tmp_path / "a" / "task_02" / "state.pt", weights_only=False)["method_state"][
         "model"
     ]
@@ -152,7 +153,24 @@ def test_each_task_boundary_reports_how_long_its_evaluation_took():
 
     cfg = tiny_config("data.val_fraction=0.2", "schedule.eval_future=true")
     rec = Times()
-    Engine(cfg, tiny_stream(cfg), reporters=[rec]).run()
+    results = Engine(cfg, tiny_stream(cfg), reporters=[rec]).run()
     assert len(rec.rows) == 3
     for m in rec.rows:
         assert 0 < m["eval_seconds"] < m["seconds"]
+    # results.json has them too (benchmarks/eval_share.py reads them), and the untrained pass.
+    assert results["eval_seconds_per_task"] == [m["eval_seconds"] for m in rec.rows]
+    assert results["untrained_eval_seconds"] > 0
+
+
+def test_a_checkpoint_from_before_the_evaluation_timings_resumes(tmp_path):
+    """eval_seconds_per_task and untrained_eval_seconds came after checkpoint format 3 shipped:
+    a checkpoint without them resumes, with the timings of the tasks it runs."""
+    first = tiny_config("schedule.max_tasks=1")
+    Engine(first, tiny_stream(first), checkpoint_dir=tmp_path).run()
+    path = tmp_path / "task_00" / "state.pt"
+    payload = torch.load(path, weights_only=True)
+    del payload["eval_seconds_per_task"], payload["untrained_eval_seconds"]
+    torch.save(payload, path)
+    cfg = tiny_config()
+    resumed = Engine(cfg, tiny_stream(cfg)).run(resume_from=tmp_path / "task_00")
+    assert resumed["tasks_completed"] == 3 and len(resumed["eval_seconds_per_task"]) == 2
