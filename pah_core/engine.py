@@ -66,7 +66,9 @@ class Engine:
         np.random.seed(cfg.run.seed)
         spec = stream.spec
         self.method = method or build_method(cfg, spec, self.device, dist)
-        self.normalize = Normalize(spec.mean, spec.std, self.device)
+        self.normalize = Normalize(
+            spec.mean, spec.std, self.device, channels_last=cfg.run.channels_last
+        )
         self.n_run = cfg.tasks_to_run
         has_prototypes = type(self.method).prototype_features is not Method.prototype_features
         rules = LOGIT_RULES + (("nearest_prototype",) if has_prototypes else ())

@@ -3,8 +3,9 @@ validation splits), task-incremental and task-agnostic under every rule, from on
 image.
 
 A boundary evaluates its test splits and its validation splits under one model state: one
-inference-mode context (no autograd bookkeeping), the BatchNorm mode of ``schedule.eval_bn``, and
-the seen tasks' prototype features computed once for both. Batches are those of ``schedule.eval_batch_size`` (the official protocol's shuffled ones under
+inference-mode context (no autograd bookkeeping), the run's numerics (``pah_core.numerics``: bf16
+autocast, with the rules computed in fp32), the BatchNorm mode of ``schedule.eval_bn``, and the
+seen tasks' prototype features computed once for both. Batches are those of ``schedule.eval_batch_size`` (the official protocol's shuffled ones under
 ``eval_bn=train``), so the counts are the ones a separate pass per split gives.
 """
 
@@ -75,15 +76,19 @@ class Evaluator:
 
     @contextlib.contextmanager
     def model_state(self, t: int) -> Iterator[torch.Tensor | None]:
-        """The model as evaluated after task t: inference mode, the BatchNorm statistics of
-        ``schedule.eval_bn`` (evaluation batches never update the running statistics:
-        ``batchnorm_mode`` restores them); yields the seen tasks' prototype features (None
-        without prototypes, or before any task)."""
+        """The model as evaluated after task t: inference mode, the run's autocast, the BatchNorm
+        statistics of ``schedule.eval_bn`` (evaluation batches never update the running
+        statistics: ``batchnorm_mode`` restores them); yields the seen tasks' prototype features
+        (None without prototypes, or before any task)."""
         bn = "batch" if self.cfg.schedule.eval_bn == "train" else "running"
-        with torch.inference_mode(), batchnorm_mode(self.method.model, bn):
+        with (
+            torch.inference_mode(),
+            self.method.numerics.autocast(),
+            batchnorm_mode(self.method.model, bn),
+        ):
             protos = None
             if self.has_prototypes and t >= 0:
-                protos = self.method.prototype_features(range(t + 1))
+                protos = self.method.prototype_features(range(t + 1)).float()
             yield protos
 
     def task_counts(
@@ -101,10 +106,11 @@ class Evaluator:
                 counts[0] += (self.method.predict(x, j).argmax(dim=-1) == y).sum()
                 continue
             logits, features = self.method.all_heads(x, range(after + 1))
+            logits = logits.float()  # the rules in fp32 whatever the forward's precision
             counts[0] += (logits[j].argmax(dim=-1) == y).sum()
             for r, rule in enumerate(rules):
                 if rule == "nearest_prototype":
-                    scores = task_inference.prototype_scores(features, prototypes)
+                    scores = task_inference.prototype_scores(features.float(), prototypes)
                 else:
                     scores = task_inference.task_scores(logits, rule)
                 task, cls = task_inference.predict(logits, scores)
