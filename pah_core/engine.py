@@ -163,6 +163,7 @@ class Engine:
             "seconds_per_task": list(s.seconds_per_task),
             "eval_seconds_per_task": list(s.eval_seconds_per_task),
             "untrained_eval_seconds": s.untrained_eval_seconds,
+            "train_images": s.train_images,
             "train_images_per_second": s.train_images / s.train_seconds
             if s.train_seconds
             else None,

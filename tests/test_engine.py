@@ -25,8 +25,9 @@ class Recorder(Reporter):
 def test_run_emits_events_and_full_matrix(tmp_path):
     cfg = tiny_config()
     rec = Recorder()
+    stream = tiny_stream(cfg)
     results = Engine(
-        cfg, tiny_stream(cfg), [rec, JSONReporter(tmp_path)], checkpoint_dir=tmp_path / "ck"
+        cfg, stream, [rec, JSONReporter(tmp_path)], checkpoint_dir=tmp_path / "ck"
     ).run()
     assert [e[1] for e in rec.events if e[0] == "task_end"] == [0, 1, 2]
     assert rec.events[-1] == ("run_end", 3)
@@ -34,6 +35,9 @@ def test_run_emits_events_and_full_matrix(tmp_path):
     assert len(m) == 3 and all(m[i][j] is None for i in range(3) for j in range(i + 1, 3))
     # The matrix is computed from exact counts: every test image of every seen task, once.
     assert results["total"] == [[40, 0, 0], [40, 40, 0], [40, 40, 40]]
+    # Every training image of every task, each epoch (cells' images/s, benchmarks/gpu.py).
+    train = sum(len(stream.task(t).train) for t in range(3))
+    assert results["train_images"] == cfg.schedule.epochs_per_task * train
     on_disk = json.loads((tmp_path / "results.json").read_text())
     assert on_disk["status"] == "finished" and on_disk["accuracy_matrix"] == m
     for key in (
