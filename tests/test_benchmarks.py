@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import pah_core.numerics
-from benchmarks import common, numerics
+from benchmarks import common, numerics, study_throughput
 
 
 def test_interleaved_rounds_rotate_the_order():
@@ -17,6 +17,43 @@ def test_interleaved_rounds_rotate_the_order():
     assert calls == ["a", "b", "c", "b", "c", "a"]
     assert out == {"a": [1, 6], "b": [2, 4], "c": [3, 5]}
     assert common.median([3.0, 1.0, 2.0, 10.0]) == 2.5
+
+
+# -- study throughput -----------------------------------------------------------------------------
+
+
+def test_the_settings_that_fit_the_cores():
+    assert study_throughput.settings_for(2) == ["2x1", "1x2"]
+    assert study_throughput.settings_for(4) == ["4x1", "2x2", "1x4"]
+    # A setting may carry numerics: today's cell and a candidate side by side.
+    assert study_throughput.parse_setting("2x1") == (2, 1, {})
+    assert study_throughput.parse_setting("1x2:bf16") == (1, 2, {"run.precision": "bf16"})
+    for bad in ("2x0", "2x1:fp16", "x2"):
+        with pytest.raises(SystemExit):
+            study_throughput.parser().parse_args(["--settings", bad])
+
+
+def test_cells_per_hour_from_given_rounds():
+    rounds = {
+        "2x1": [{"wall_seconds": 100.0}, {"wall_seconds": 120.0}, {"wall_seconds": 110.0}],
+        "1x2": [{"wall_seconds": 150.0}, {"wall_seconds": 140.0}, {"wall_seconds": 160.0}],
+    }
+    s = study_throughput.summarize(rounds, 2, "2x1")
+    assert s["rows"]["2x1"]["cells_per_hour"] == pytest.approx(2 * 3600 / 110)
+    assert s["rows"]["1x2"]["cells_per_hour"] == pytest.approx(2 * 3600 / 150)
+    assert s["rows"]["1x2"]["vs_default"] == pytest.approx(110 / 150)
+    assert s["best"] == "2x1" and s["rows"]["2x1"]["vs_default"] == 1.0
+
+
+def test_study_throughput_smallest_mode_writes_its_json(tmp_path):
+    args = ["--synthetic", "--settings", "1x1", "--rounds", "1", "--cells-per-round", "1"]
+    study_throughput.main([*args, "--out", str(tmp_path)])
+    saved = json.loads((tmp_path / "study_throughput.json").read_text())
+    row = saved["rows"]["1x1"]
+    assert row["cells_per_hour"] == pytest.approx(3600 / row["median_wall_seconds"])
+    assert saved["best"] == "1x1" and saved["suggested_entry"].endswith("= (1, 1)")
+    (cell,) = saved["rounds"]["1x1"][0]["cells"]
+    assert cell["tasks_completed"] == 2 and len(cell["eval_seconds_per_task"]) == 2
 
 
 # -- numerics --------------------------------------------------------------------------------------
