@@ -8,7 +8,8 @@ import pytest
 import torch
 
 import pah_core.numerics
-from benchmarks import common, numerics, study_throughput
+from benchmarks import common, eval_share, numerics, study_throughput
+from tests.helpers import sqlite_store
 
 
 def test_interleaved_rounds_rotate_the_order():
@@ -103,3 +104,49 @@ def test_numerics_smallest_mode_writes_its_json(tmp_path):
     fp32, cl = per_run["fp32"]["0"]["wall_seconds"], per_run["channels_last"]["0"]["wall_seconds"]
     assert vs["speedups"] == [pytest.approx(fp32 / cl)]
     assert vs["default_candidate"] is False  # one seed decides nothing
+
+
+# -- evaluation's share ----------------------------------------------------------------------------
+
+
+def test_the_share_from_given_seconds():
+    s = eval_share.share([1.0, 2.0], [10.0, 10.0], untrained=1.0)
+    assert s["share"] == pytest.approx(4 / 21) and s["per_task"] == [0.1, 0.2]
+    assert eval_share.share([], [10.0])["share"] is None
+    assert eval_share.summarize(
+        {"a": {"share": 0.1}, "b": {"share": 0.3}, "c": {"share": None}}
+    ) == {
+        "n": 2,
+        "median": 0.2,
+        "min": 0.1,
+        "max": 0.3,
+    }
+
+
+def test_the_share_of_results_files_and_of_an_mlflow_store(tmp_path):
+    from mlflow.entities import Metric
+
+    f = tmp_path / "results.json"
+    f.write_text(json.dumps({"seconds_per_task": [8, 12], "eval_seconds_per_task": [2, 3]}))
+    eval_share.main(["--results", str(f), "--out", str(tmp_path)])
+    saved = json.loads((tmp_path / "eval_share.json").read_text())
+    assert saved["all"]["median"] == pytest.approx(5 / 20)
+
+    uri, client, exp_id = sqlite_store(tmp_path, "e")
+    rid = client.create_run(exp_id, tags={"method": "pah"}).info.run_id
+    metrics = [Metric("seconds", s, 0, t) for t, s in enumerate((10.0, 30.0))]
+    metrics += [Metric("eval_seconds", s, 0, t) for t, s in enumerate((1.0, 3.0))]
+    client.log_batch(rid, metrics=metrics)
+    client.set_terminated(rid, "FINISHED")
+    read = eval_share.from_mlflow(uri, "e", None)
+    assert read["runs"][rid]["share"] == pytest.approx(4 / 40)
+    assert read["by_method"]["pah"]["median"] == pytest.approx(0.1)
+
+
+def test_eval_share_smallest_mode_writes_its_json(tmp_path):
+    args = ["--synthetic", "--rounds", "1", "--variants", "now", "--threads", "1"]
+    eval_share.main([*args, "--out", str(tmp_path)])
+    saved = json.loads((tmp_path / "eval_share.json").read_text())
+    assert 0 < saved["share_now"]["share"] < 1
+    assert saved["boundary"]["now_counts_equal_before"] is True
+    assert set(saved["boundary"]["rows"]) == {"before #28", "now"}
