@@ -3,13 +3,18 @@ tiny synthetic cells writes its JSON with the fields RESULTS.md reads, and the n
 are computed right from given ones (medians, cells per hour, ratios, paired differences)."""
 
 import json
+import os
+import subprocess
+from pathlib import Path
 
 import pytest
 import torch
 
 import pah_core.numerics
-from benchmarks import common, eval_share, numerics, study_throughput
+from benchmarks import common, eval_share, gpu, numerics, study_throughput
 from tests.helpers import sqlite_store
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_interleaved_rounds_rotate_the_order():
@@ -150,3 +155,63 @@ def test_eval_share_smallest_mode_writes_its_json(tmp_path):
     assert 0 < saved["share_now"]["share"] < 1
     assert saved["boundary"]["now_counts_equal_before"] is True
     assert set(saved["boundary"]["rows"]) == {"before #28", "now"}
+
+
+# -- one GPU ---------------------------------------------------------------------------------------
+
+
+def test_gpu_arguments():
+    p = gpu.parser()
+    assert p.parse_args(["--pack", "4,1,2,2"]).pack == [1, 2, 4]
+    for bad in (["--pack", "0"], ["--pack", "a"], ["--combos", "warp"]):
+        with pytest.raises(SystemExit):
+            p.parse_args(bad)
+
+
+def test_packing_and_the_table_from_given_numbers():
+    def cells(k, images):
+        return [{"train_images": images} for _ in range(k)]
+
+    rounds = {
+        1: [{"wall_seconds": 100.0, "cells": cells(1, 5000)}],
+        2: [{"wall_seconds": 120.0, "cells": cells(2, 5000)}],
+    }
+    s = gpu.pack_summary(rounds)
+    assert s["rows"]["1"]["trials_per_gpu_hour"] == pytest.approx(36.0)
+    assert s["rows"]["2"]["trials_per_gpu_hour"] == pytest.approx(60.0)
+    assert s["rows"]["2"]["trials_vs_one"] == pytest.approx(60 / 36)
+    assert s["rows"]["2"]["images_per_second"] == pytest.approx(10000 / 120)
+    assert s["best"] == "2"
+    step = {
+        "task": 10,
+        "batch": 64,
+        "reference": "eager fp32",
+        "rows": {"eager fp32": {"ms_per_step": 23.0, "images_per_second": 2782.6, "speedup": 1.0}},
+        "skipped": {"CUDA graphs fp32": "needs CUDA"},
+    }
+    lines = gpu.table({"pack": s, "step": step}).splitlines()
+    assert "2 | 60.0 | 1.67x | 83 | 1.67x" in lines
+    assert "eager fp32 | 23.0 | 2783 | 1.00x" in lines
+    assert "CUDA graphs fp32 | skipped: needs CUDA | | " in lines
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the machine without a GPU")
+def test_gpu_dry_run_on_cpu_and_the_wrapper_without_a_gpu(tmp_path):
+    with pytest.raises(SystemExit):
+        gpu.main(["--out", str(tmp_path)])  # cuda asked for, none here
+    args = ["--device", "cpu", "--synthetic", "--pack", "1", "--rounds", "1", "--steps", "1"]
+    args += ["--step-rounds", "1", "--combos", "eager fp32,CUDA graphs fp32"]
+    gpu.main([*args, "--out", str(tmp_path)])
+    saved = json.loads((tmp_path / "gpu.json").read_text())
+    assert saved["pack"]["rows"]["1"]["trials_vs_one"] == 1.0
+    assert set(saved["step"]["rows"]) == {"eager fp32"}
+    assert "CUDA graphs fp32" in saved["step"]["skipped"]
+    env = {**os.environ, "PYTHON": str(Path(os.sys.executable))}
+    done = subprocess.run(
+        ["bash", str(ROOT / "benchmarks" / "gpu.sh"), str(tmp_path), str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert done.returncode == 3 and "no CUDA device visible" in done.stderr
+    assert "torch" in (tmp_path / "out" / "machine.txt").read_text()
