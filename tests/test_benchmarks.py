@@ -2,6 +2,7 @@
 tiny synthetic cells writes its JSON with the fields RESULTS.md reads, and the numbers they report
 are computed right from given ones (medians, cells per hour, ratios, paired differences)."""
 
+import importlib
 import json
 import os
 import subprocess
@@ -11,7 +12,7 @@ import pytest
 import torch
 
 import pah_core.numerics
-from benchmarks import common, eval_share, gpu, numerics, study_throughput
+from benchmarks import common, eval_share, gpu, numerics, run, study_throughput
 from tests.helpers import sqlite_store
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,6 +24,12 @@ def test_interleaved_rounds_rotate_the_order():
     assert calls == ["a", "b", "c", "b", "c", "a"]
     assert out == {"a": [1, 6], "b": [2, 4], "c": [3, 5]}
     assert common.median([3.0, 1.0, 2.0, 10.0]) == 2.5
+
+
+def test_run_wires_every_benchmark_of_its_sets():
+    for name in run.SETS["all"]:
+        assert callable(importlib.import_module(f"benchmarks.{name}").main), name
+    assert set(run.SETS["throughput"]) == {"study_throughput", "numerics", "eval_share"}
 
 
 # -- study throughput -----------------------------------------------------------------------------
