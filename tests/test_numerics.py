@@ -139,3 +139,16 @@ def test_the_defaults_change_nothing():
     assert not torch.is_autocast_enabled("cpu")
     with numerics.autocast():
         assert not torch.is_autocast_enabled("cpu")
+
+
+def test_checkpoints_from_before_the_options_resume_as_fp32():
+    """Checkpoints and runs recorded before these keys ran fp32, plain layout, uncompiled
+    (KEYS_ADDED): they resume under the defaults, and another setting is a clear refusal."""
+    from pah_core.checkpoints import config_differences
+
+    new = ("run.precision", "run.channels_last", "run.compile")
+    old = {k: v for k, v in tiny_config().flat().items() if k not in new}
+    assert config_differences(old, tiny_config().flat()) == []
+    assert config_differences(old, tiny_config("run.channels_last=true").flat()) == [
+        "run.channels_last: False (checkpoint) vs True (now)"
+    ]
