@@ -28,7 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import eval_reference  # noqa: E402
-from benchmarks.cells import Cell, as_text, base_overrides, run_together  # noqa: E402
+from benchmarks.cells import CONFIG, Cell, as_text, base_overrides, run_together  # noqa: E402
 from benchmarks.common import cores, interleaved, machine, median, save  # noqa: E402
 
 
@@ -116,7 +116,8 @@ def engine_at_task(overrides: dict[str, Any], src, t: int):
     from pah_core.data import TaskStream
     from pah_core.engine import Engine
 
-    cfg = load_config(None, [f"{k}={as_text(v)}" for k, v in overrides.items()])
+    # The shipped config, as the cells run it: its validation splits are evaluated too.
+    cfg = load_config(CONFIG, [f"{k}={as_text(v)}" for k, v in overrides.items()])
     engine = Engine(cfg, TaskStream(src, cfg.data, cfg.run.seed))
     t = min(t, len(engine.stream) - 1)
     for j in range(t + 1):
@@ -136,7 +137,7 @@ def bench_boundary(
     from pah_core.data import load_source
     from pah_core.numerics import bf16_supported
 
-    data = load_config(None, [f"{k}={as_text(v)}" for k, v in base.items()]).data
+    data = load_config(CONFIG, [f"{k}={as_text(v)}" for k, v in base.items()]).data
     src = load_source(data, data_root)
     variants = ["before #28", "now", *[v for v in variants if v not in ("before #28", "now")]]
     if not bf16_supported(torch.device("cpu")):

@@ -29,7 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from analysis.stats import paired  # noqa: E402
-from benchmarks.cells import Cell, base_overrides, run_together  # noqa: E402
+from benchmarks.cells import CONFIG, Cell, base_overrides, run_together  # noqa: E402
 from benchmarks.common import cores, interleaved, machine, median, save  # noqa: E402
 from benchmarks.trainer import method_at_task, seconds_per_call  # noqa: E402
 from pah_core.config import load_config  # noqa: E402
@@ -99,9 +99,10 @@ def bench_steps(
     call's seconds (compilation)."""
     cuda = device.type == "cuda"
     steps_of, first_call = {}, {}
-    src = load_source(load_config(None, overrides_list(base)).data, data_root)
+    # The shipped config, as the cells run it (validation splits included).
+    src = load_source(load_config(CONFIG, overrides_list(base)).data, data_root)
     for combo in combos:
-        cfg = load_config(None, overrides_list({**base, **options[combo], "method.name": "pah"}))
+        cfg = load_config(CONFIG, overrides_list({**base, **options[combo], "method.name": "pah"}))
         stream = TaskStream(src, cfg.data, cfg.run.seed)
         t_here = min(t, len(stream) - 1)
         method, norm = method_at_task(cfg, stream, t_here, device)
