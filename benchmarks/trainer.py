@@ -24,7 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import save  # noqa: E402
+from benchmarks.common import median, save  # noqa: E402
 from pah_core.config import load_config  # noqa: E402
 from pah_core.data import BatchLoader, Normalize, TaskStream, load_cifar100, resolve_data_root  # noqa: E402
 from pah_core.engine import Engine  # noqa: E402
@@ -35,7 +35,7 @@ from pah_core.reporters import Reporter  # noqa: E402
 def method_at_task(cfg, stream: TaskStream, t: int, device: torch.device):
     """A method whose tasks 0..t have begun (teacher and old prototypes in place), untrained."""
     method = build_method(cfg, stream.spec, device)
-    norm = Normalize(stream.spec.mean, stream.spec.std, device)
+    norm = Normalize(stream.spec.mean, stream.spec.std, device, cfg.run.channels_last)
     for j in range(t + 1):
         method.begin_task(stream.task(j), norm)
     return method, norm
@@ -69,10 +69,6 @@ def pah_extra_work(method, x: torch.Tensor, t: int) -> dict[str, Any]:
         method.opt_proto.step()
 
     return {"teacher_forward": teacher_forward, "prototype_step": prototype_step}
-
-
-def median(values: list[float]) -> float:
-    return sorted(values)[len(values) // 2]
 
 
 def bench_step_ratio(src, device, tasks: list[int], steps: int, rounds: int) -> dict[str, Any]:
@@ -219,7 +215,7 @@ def task_il_only(engine: Engine, t: int) -> None:
 
     with batchnorm_mode(engine.method.model, "running"):
         for j in range(t + 1):
-            for x, y in engine.eval_batches(j, t):
+            for x, y in engine.evaluator.batches(j, t):
                 (engine.method.predict(x, j).argmax(dim=-1) == y).sum()
 
 
@@ -232,9 +228,9 @@ def bench_eval_cost(src, device, tasks: list[int]) -> dict[str, Any]:
         engine.method.begin_task(stream.task(j), norm)
     rows = []
     for t in tasks:
-        engine.evaluate_seen(t)  # warm-up (builds the loaders' device copies)
+        engine.evaluator.seen(t)  # warm-up (builds the loaders' device copies)
         start = time.perf_counter()
-        engine.evaluate_seen(t)
+        engine.evaluator.seen(t)
         seconds = time.perf_counter() - start
         start = time.perf_counter()
         task_il_only(engine, t)

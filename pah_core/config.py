@@ -183,6 +183,15 @@ class RunConfig:
     threads: int | None = None
     checkpoint: bool = True
     progress: bool = True
+    # How the run computes (pah_core/numerics.py), off until benchmarks/numerics.py measures them
+    # (issue #28). bf16: forward passes and losses under bfloat16 autocast on the run's device,
+    # training and evaluation (weights, gradients and optimiser state stay fp32).
+    precision: Literal["fp32", "bf16"] = "fp32"
+    # The model's convolution weights and the input images in channels_last memory layout.
+    channels_last: bool = False
+    # torch.compile of the backbone (the teacher's too) in one of torch.compile's modes, null for
+    # none; reduce-overhead (CUDA graphs) on CUDA only. Checkpoints keep the uncompiled model's keys.
+    compile: Literal["default", "reduce-overhead", "max-autotune"] | None = None
 
 
 @dataclass
@@ -225,6 +234,9 @@ KEYS_ADDED: dict[str, Any] = {
     "data.split_seed": "order_seed",
     "schedule.task_inference": "max_softmax",
     "schedule.eval_future": False,
+    "run.precision": "fp32",
+    "run.channels_last": False,
+    "run.compile": None,
 }
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pah_core import metrics, task_inference
+from pah_core import metrics
 from pah_core.checkpoints import (
     CHECKPOINT_FILE,
     CHECKPOINT_FORMAT,
@@ -28,12 +28,12 @@ from pah_core.checkpoints import (
     write_checkpoint,
 )
 from pah_core.config import Config
-from pah_core.data import Augment, BatchLoader, Normalize, Split, TaskStream
+from pah_core.data import Augment, BatchLoader, Normalize, TaskStream
 from pah_core.device import pick_device
 from pah_core.distributed import LOCAL, Distributed
+from pah_core.evaluation import Evaluator
 from pah_core.losslog import LOG_EVERY, LossLog
 from pah_core.methods import Method, build_method
-from pah_core.models import batchnorm_mode
 from pah_core.reporters import Reporter, RunStopped, TaskEnd
 from pah_core.run_state import RunState, listed
 from pah_core.task_inference import LOGIT_RULES
@@ -66,16 +66,19 @@ class Engine:
         np.random.seed(cfg.run.seed)
         spec = stream.spec
         self.method = method or build_method(cfg, spec, self.device, dist)
-        self.normalize = Normalize(spec.mean, spec.std, self.device)
+        self.normalize = Normalize(
+            spec.mean, spec.std, self.device, channels_last=cfg.run.channels_last
+        )
         self.n_run = cfg.tasks_to_run
-        self.has_prototypes = type(self.method).prototype_features is not Method.prototype_features
-        rules = LOGIT_RULES + (("nearest_prototype",) if self.has_prototypes else ())
+        has_prototypes = type(self.method).prototype_features is not Method.prototype_features
+        rules = LOGIT_RULES + (("nearest_prototype",) if has_prototypes else ())
         if cfg.schedule.task_inference not in rules:
             raise ValueError(
                 f"schedule.task_inference = {cfg.schedule.task_inference!r} needs prototypes, "
                 f"which {cfg.method.name} has not: use one of {', '.join(rules)}"
             )
         self.state = RunState(n_tasks=len(stream), rules=rules)
+        self.evaluator = Evaluator(cfg, stream, self.method, self.normalize, dist, rules)
         # Validation splits exist when data.val_fraction > 0; then every boundary evaluates them.
         # (task(0), not val_split(0): the stream keeps the task it built, which training starts with.)
         self.has_val = len(stream.task(0).val) > 0
@@ -85,85 +88,6 @@ class Engine:
     def _emit(self, event: str, *args: Any) -> None:
         for r in self.reporters:
             getattr(r, event)(*args)
-
-    # -- evaluation -----------------------------------------------------------------------------
-
-    def eval_batches(self, j: int, after: int, split: str = "test") -> BatchLoader:
-        """Task j's test images as evaluated after task ``after``.
-
-        ``eval_bn=eval``: running statistics, so batching cannot change a prediction; batches of
-        ``eval_batch_size`` in the stream's content order. ``eval_bn=train`` (official protocol):
-        batch statistics, so each prediction depends on its batch; as the official code, shuffled
-        batches of ``optim.batch_size``, here from a generator seeded by (run.seed, after, j), so
-        that the test file's class-sorted order never reaches a batch and every run is reproducible.
-        """
-        images = self.stream.split(j, split)
-        batch_size = self.cfg.schedule.eval_batch_size
-        if self.cfg.schedule.eval_bn == "train":
-            g = torch.Generator().manual_seed(
-                self.cfg.run.seed * 1_000_003 + after * 1_009 + j + 17
-            )
-            perm = torch.randperm(len(images), generator=g)
-            images = Split(x=images.x[perm], y=images.y[perm])
-            batch_size = self.cfg.optim.batch_size
-        return BatchLoader(
-            images,
-            batch_size,
-            self.normalize,
-            self.device,
-            shard=(self.dist.rank, self.dist.world_size),
-            # Batch statistics need 2+ images per batch: a last batch of one joins the one before.
-            merge_tail_below=2,
-        )
-
-    @torch.no_grad()
-    def evaluate_task(
-        self,
-        j: int,
-        after: int | None = None,
-        prototypes: torch.Tensor | None = None,
-        split: str = "test",
-    ) -> np.ndarray:
-        """Exact counts on task j's test set after task ``after``, summed over ranks with no padded
-        duplicates: [task-IL correct, total, class-IL correct per rule..., task picked right per
-        rule...]. Task-agnostic counts exist for seen tasks (j <= after) only; one backbone pass
-        per image serves every head and rule."""
-        after = j if after is None else after
-        rules = self.state.rules
-        counts = torch.zeros(2 + 2 * len(rules), dtype=torch.int64, device=self.device)
-        for x, y in self.eval_batches(j, after, split):
-            counts[1] += y.numel()
-            if j > after:  # a future task (eval_future): its own head only
-                counts[0] += (self.method.predict(x, j).argmax(dim=-1) == y).sum()
-                continue
-            logits, features = self.method.all_heads(x, range(after + 1))
-            counts[0] += (logits[j].argmax(dim=-1) == y).sum()
-            for r, rule in enumerate(rules):
-                if rule == "nearest_prototype":
-                    scores = task_inference.prototype_scores(features, prototypes)
-                else:
-                    scores = task_inference.task_scores(logits, rule)
-                task, cls = task_inference.predict(logits, scores)
-                counts[2 + r] += (cls == j * logits.shape[-1] + y).sum()
-                counts[2 + len(rules) + r] += (task == j).sum()
-        self.dist.sum(counts)
-        return counts.cpu().numpy()
-
-    def evaluate_seen(self, t: int, tasks: range | None = None, split: str = "test") -> np.ndarray:
-        """Counts (tasks, 2 + 2 * rules) of every task in ``tasks`` (default 0..t) after task t, on
-        the ``test`` splits or the ``val`` splits (what sweeps select on)."""
-        model = self.method.model
-        # "eval": running statistics (default); "train": batch statistics, as the official code.
-        # Test batches never update the running statistics (batchnorm_mode restores them).
-        bn = "batch" if self.cfg.schedule.eval_bn == "train" else "running"
-        with batchnorm_mode(model, bn):
-            seen = range(t + 1)
-            protos = (
-                self.method.prototype_features(seen) if self.has_prototypes and t >= 0 else None
-            )
-            return np.stack(
-                [self.evaluate_task(j, t, protos, split) for j in (tasks or range(t + 1))]
-            )
 
     # -- checkpoints ----------------------------------------------------------------------------
 
@@ -237,6 +161,9 @@ class Engine:
             "total": s.total[: s.next_task].tolist(),
             "wall_seconds": wall_seconds,
             "seconds_per_task": list(s.seconds_per_task),
+            "eval_seconds_per_task": list(s.eval_seconds_per_task),
+            "untrained_eval_seconds": s.untrained_eval_seconds,
+            "train_images": s.train_images,
             "train_images_per_second": s.train_images / s.train_seconds
             if s.train_seconds
             else None,
@@ -264,7 +191,9 @@ class Engine:
         """eval_future: every task's accuracy, through its own head, of the model as initialised
         (before any task began: PAH's prototypes are still random), the reference b of FWT.
         Evaluation draws from no global generator, so training is unchanged by it."""
-        counts = self.evaluate_seen(-1, range(len(self.stream)))
+        started = time.perf_counter()
+        counts = self.evaluator.seen(-1, range(len(self.stream)))
+        self.state.untrained_eval_seconds = time.perf_counter() - started
         self.state.init_correct = counts[:, 0].tolist()
         self.state.init_total = counts[:, 1].tolist()
 
@@ -350,17 +279,18 @@ class Engine:
         self.dist.sync_buffers(self.method.model)
         upto = len(self.stream) if cfg.schedule.eval_future else t + 1
         eval_started = time.perf_counter()
-        counts = self.evaluate_seen(t, range(upto))
+        # Test and validation splits under one model state (pah_core.evaluation).
+        counts, val = self.evaluator.boundary(t, range(upto), self.has_val)
         n_rules = len(s.rules)
         s.correct[t, :upto], s.total[t, :upto] = counts[:, 0], counts[:, 1]
         s.cil_correct[:, t, : t + 1] = counts[: t + 1, 2 : 2 + n_rules].T
         s.task_correct[:, t, : t + 1] = counts[: t + 1, 2 + n_rules :].T
-        if self.has_val:
-            val = self.evaluate_seen(t, split="val")
+        if val is not None:
             s.val_correct[t, : t + 1], s.val_total[t, : t + 1] = val[:, 0], val[:, 1]
             headline = 2 + s.rules.index(cfg.schedule.task_inference)
             s.val_cil_correct[t, : t + 1] = val[:, headline]
         eval_seconds = time.perf_counter() - eval_started
+        s.eval_seconds_per_task.append(eval_seconds)
         losses = {k: v for k, v in epoch_stats.items() if k.startswith("loss")}
         s.diagnostics.append({"task": t, **self.method.diagnostics(t), "losses": losses})
         s.next_task = t + 1

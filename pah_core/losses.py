@@ -28,8 +28,9 @@ def distillation_kl(
     if student_logits.shape[0] == 0:
         return student_logits.sum() * 0.0
     t = float(temperature)
-    log_s = F.log_softmax(student_logits / t, dim=-1)
-    log_t = F.log_softmax(teacher_logits / t, dim=-1)
+    # In fp32 whatever the logits' precision (bf16 under run.precision=bf16; a no-op in fp32).
+    log_s = F.log_softmax(student_logits.float() / t, dim=-1)
+    log_t = F.log_softmax(teacher_logits.float() / t, dim=-1)
     if direction == "teacher_student":
         kl = (log_t.exp() * (log_t - log_s)).sum(-1)
     elif direction == "student_teacher":

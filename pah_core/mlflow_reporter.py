@@ -285,6 +285,8 @@ class MLflowReporter(Reporter):
         extra = {"wall_seconds": results["wall_seconds"]}
         if results.get("train_images_per_second"):
             extra["train_images_per_second"] = results["train_images_per_second"]
+        if results.get("untrained_eval_seconds"):  # eval_future's pass before task 1
+            extra["untrained_eval_seconds"] = results["untrained_eval_seconds"]
         for k, v in extra.items():
             self.client.log_metric(self.run_id, k, float(v))
         self.client.set_terminated(self.run_id, status="FINISHED")

@@ -18,7 +18,7 @@ def listed(m: np.ndarray) -> list[list[float | None]]:
 
 
 # Fields added after checkpoint format 3 first shipped; older checkpoints resume with the default.
-OPTIONAL_FIELDS = frozenset({"wall_seconds"})
+OPTIONAL_FIELDS = frozenset({"wall_seconds", "eval_seconds_per_task", "untrained_eval_seconds"})
 
 
 @dataclass
@@ -30,6 +30,10 @@ class RunState:
     correct: np.ndarray = field(default=None)  # type: ignore[assignment]
     total: np.ndarray = field(default=None)  # type: ignore[assignment]
     seconds_per_task: list[float] = field(default_factory=list)
+    # Of each task's seconds, its boundary's evaluation (test and validation passes), and the
+    # untrained model's evaluation before task 1 (eval_future): evaluation's share of a run.
+    eval_seconds_per_task: list[float] = field(default_factory=list)
+    untrained_eval_seconds: float = 0.0
     # Wall-clock seconds of the run up to its last task boundary, over every resumed segment: a
     # resumed run's wall_seconds is its total, not its last segment's.
     wall_seconds: float = 0.0

@@ -107,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     from pah_core.device import DeviceError, pick_device
+    from pah_core.numerics import Numerics, NumericsError
 
     out = Path(args.out).resolve()
     try:
@@ -115,8 +116,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     try:
-        pick_device(cfg.run.device)  # before the dataset loads: a missing GPU is known at once
-    except DeviceError as e:
+        # Before the dataset loads: a missing GPU, or bf16 it cannot do, is known at once.
+        Numerics.of(cfg.run, pick_device(cfg.run.device))
+    except (DeviceError, NumericsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     try:

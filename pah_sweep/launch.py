@@ -38,7 +38,7 @@ from .record import (
     finish_parent_run,
     reopen_parent_run,
 )
-from .resources import check_resources, init_ray
+from .resources import Concurrency, init_ray, sweep_concurrency
 from .spec import SweepSpec
 from .study_figures import log_study_figures
 from .summary import print_summary, summarise
@@ -59,6 +59,7 @@ class Setup:
     plan: Plan
     max_concurrent: int
     plumbing: TrialPlumbing
+    concurrency: Concurrency
 
     @property
     def parent_run_id(self) -> str:
@@ -83,14 +84,20 @@ def launch(plan: Plan, spec: SweepSpec, tags: dict[str, str] | None = None) -> S
         quiet_ray()
         if logs:
             print(f"[sweep] worker output and Ray's logs: {logs} (--verbose shows them here)")
-    fits = check_resources(
-        ray.cluster_resources(), spec.workers_per_trial, spec.cpus_per_worker, spec.gpus_per_worker
+    # Cells x threads (--concurrency): what fits, the CPUs each trial asks for, recorded as tags.
+    conc, cpus_per_worker = sweep_concurrency(
+        spec.concurrency,
+        ray.cluster_resources(),
+        spec.workers_per_trial,
+        spec.cpus_per_worker,
+        spec.gpus_per_worker,
     )
     tags = {
         "git_sha": git_sha(REPO),
         "dataset_fingerprint": stream_spec.fingerprint,
         "preset": spec.preset,
         "sweep_kind": plan.kind,
+        **conc.tags(),
         **spec.tags,
         **(tags or {}),
     }
@@ -103,14 +110,14 @@ def launch(plan: Plan, spec: SweepSpec, tags: dict[str, str] | None = None) -> S
         parent_run_id=record(plan, tags),
         sweep_name=plan.name,
         workers=spec.workers_per_trial,
-        cpus_per_worker=spec.cpus_per_worker,
+        cpus_per_worker=cpus_per_worker,
         gpus_per_worker=spec.gpus_per_worker,
         tags=tags,
         variants=plan.variants,
         runner=plan.runner,
     )
-    wanted = fits if spec.max_concurrent is None else min(spec.max_concurrent, fits)
-    return Setup(plan=plan, max_concurrent=wanted, plumbing=plumbing)
+    cells = conc.cells if spec.max_concurrent is None else min(spec.max_concurrent, conc.cells)
+    return Setup(plan=plan, max_concurrent=cells, plumbing=plumbing, concurrency=conc)
 
 
 def check_data(plan: Plan, spec: SweepSpec):
@@ -200,8 +207,8 @@ def execute(
     # the snapshot is written locally, its upload to cloud storage keeps Tune's own pace).
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
     print(
-        f"[sweep] {plan.name}: {plan.num_samples} trial(s), {setup.max_concurrent} at a time, "
-        f"objectives {plan.objectives}, {plan.n_run} task(s) each; MLflow {plan.mlflow_uri} "
+        f"[sweep] {plan.name}: {plan.num_samples} trial(s), {setup.max_concurrent} at a time "
+        f"(cells x threads {setup.concurrency}, {setup.concurrency.why}), objectives {plan.objectives}, {plan.n_run} task(s) each; MLflow {plan.mlflow_uri} "
         f"(experiment {plan.experiment!r})",
         flush=True,
     )

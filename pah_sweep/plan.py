@@ -18,7 +18,7 @@ from .claim import check_sweep_dir
 from .errors import SweepError
 from .presets import PRESETS
 from .record import SweepState, absolute_storage, check_name, check_tracking_uri_or_default
-from .resources import check_ray_address
+from .resources import check_concurrency_flags, check_ray_address
 from .spec import SweepSpec
 from .trial import TUNE, trial_runner
 
@@ -89,6 +89,7 @@ def plan_sweep(
     sweep keeps; a grid's cells by task-IL accuracy)."""
     started = time.perf_counter()
     check_ray_address(spec.address)
+    check_concurrency_flags(spec.concurrency, spec.workers_per_trial, spec.cpus_per_worker)
     base_path = Path(spec.config) if spec.config else REPO / "configs" / f"{dataset}_pah.yaml"
     # The HPO protocol's overrides (a search's first_task: one task per trial) win over --set.
     overrides = {**(base_overrides or {}), **spec.overrides, **(protocol_overrides or {})}

@@ -1,10 +1,14 @@
-"""Ray for a sweep: start or join it, and how many trials its resources fit at once."""
+"""Ray for a sweep: start or join it, how many trials its resources fit at once, and how a
+machine's cores are shared between them (cells x threads)."""
 
 from __future__ import annotations
 
 import math
 import os
+import re
 import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 
 from . import REPO
 from .errors import SweepError
@@ -121,3 +125,104 @@ def check_resources(cluster: dict[str, float], workers: int, cpus: float, gpus: 
     if need_gpu > 0:
         fits = min(fits, math.floor(have_gpu / need_gpu + 1e-9))
     return max(1, fits)
+
+
+# -- cells x threads ------------------------------------------------------------------------------
+
+# The CPUs a one-worker trial asks for by default (--cpus-per-worker): with its driver, one core.
+ONE_CORE = 1.0 - DRIVER_CPUS
+
+# The best cells x threads measured on a machine with this many cores (cores -> (cells, threads);
+# benchmarks/study_throughput.py prints the entry, benchmarks/RESULTS.md holds the measurement).
+# Cores not listed keep the rule from before any measurement: one thread per cell, as many cells
+# as cores.
+MEASURED_CONCURRENCY: dict[int, tuple[int, int]] = {}
+
+
+@dataclass(frozen=True)
+class Concurrency:
+    """How a sweep shares the cores: ``cells`` trials at once, each with ``threads`` torch
+    threads (and as many CPUs); ``why``: how it was chosen, recorded with every run."""
+
+    cells: int
+    threads: int
+    why: str
+
+    def __str__(self) -> str:
+        return f"{self.cells}x{self.threads}"
+
+    def tags(self) -> dict[str, str]:
+        """The tags on the sweep's parent run and every trial's run."""
+        return {"concurrency": str(self), "concurrency_from": self.why}
+
+
+def parse_concurrency(text: str) -> tuple[int, int] | None:
+    """``--concurrency``: ``auto`` (None), or ``CELLSxTHREADS`` such as ``2x1``."""
+    if text == "auto":
+        return None
+    m = re.fullmatch(r"([1-9]\d*)x([1-9]\d*)", text.strip())
+    if m is None:
+        raise SweepError(
+            f"--concurrency {text!r}: write auto, or CELLSxTHREADS (trials at once x torch "
+            "threads each), e.g. 2x1 or 1x2"
+        )
+    return int(m.group(1)), int(m.group(2))
+
+
+def choose_concurrency(
+    cores: int, measured: Mapping[int, tuple[int, int]] | None = None
+) -> Concurrency:
+    """The cells x threads for a machine of ``cores`` cores: the measured best where there is one
+    (``measured``, default ``MEASURED_CONCURRENCY``), else one thread per cell and as many cells
+    as cores."""
+    measured = MEASURED_CONCURRENCY if measured is None else measured
+    if cores in measured:
+        cells, threads = measured[cores]
+        return Concurrency(cells, threads, f"auto: measured best for {cores} cores")
+    return Concurrency(
+        max(1, cores), 1, f"auto: {cores} cores, one thread per cell (none measured for {cores})"
+    )
+
+
+def check_concurrency_flags(concurrency: str, workers: int, cpus_per_worker: float) -> None:
+    """Before anything starts: ``--concurrency CxT`` sets each trial's one worker and its CPUs,
+    which --workers-per-trial and --cpus-per-worker set too; one of the two ways, not both."""
+    if parse_concurrency(concurrency) is None:
+        return
+    if workers != 1 or cpus_per_worker != ONE_CORE:
+        raise SweepError(
+            f"--concurrency {concurrency} gives each trial one worker with THREADS CPUs, and "
+            "--workers-per-trial or --cpus-per-worker say otherwise: drop one of them"
+        )
+
+
+def sweep_concurrency(
+    concurrency: str,
+    cluster: dict[str, float],
+    workers: int,
+    cpus_per_worker: float,
+    gpus_per_worker: float,
+) -> tuple[Concurrency, float]:
+    """The sweep's cells x threads on ``cluster`` (Ray's resources), and the CPUs each trial's
+    worker asks for. ``auto`` chooses (``choose_concurrency``, for the CPUs Ray sees) for one-worker
+    CPU trials whose CPUs --cpus-per-worker does not set; otherwise the resource flags decide, as
+    before: one thread per CPU of a worker, as many cells as fit. Never more cells than fit."""
+    asked = parse_concurrency(concurrency)
+    if asked is not None:
+        cells, threads = asked
+        cpus = threads - DRIVER_CPUS
+        fits = check_resources(cluster, workers, cpus, gpus_per_worker)
+        if cells > fits:
+            raise SweepError(
+                f"--concurrency {concurrency}: the cluster ({float(cluster.get('CPU', 0)):g} CPUs) "
+                f"fits {fits} trial(s) of {threads} thread(s) at once, not {cells}: ask for fewer"
+            )
+        return Concurrency(cells, threads, "--concurrency"), cpus
+    if workers == 1 and gpus_per_worker == 0 and cpus_per_worker == ONE_CORE:
+        chosen = choose_concurrency(int(float(cluster.get("CPU", 0)) + 1e-9))
+        cpus = chosen.threads - DRIVER_CPUS
+        fits = check_resources(cluster, workers, cpus, gpus_per_worker)
+        return replace(chosen, cells=min(chosen.cells, fits)), cpus
+    fits = check_resources(cluster, workers, cpus_per_worker, gpus_per_worker)
+    threads = max(1, round(cpus_per_worker))
+    return Concurrency(fits, threads, "the resource flags"), cpus_per_worker

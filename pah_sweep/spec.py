@@ -27,7 +27,8 @@ from pah_core.typed_dicts import parse_overrides
 
 from .errors import SweepError
 from .presets import DEFAULT_SAMPLES, HPO_PROTOCOLS, PRESETS
-from .trial import DRIVER_CPUS, OBJECTIVE_CHOICES
+from .resources import ONE_CORE, parse_concurrency
+from .trial import OBJECTIVE_CHOICES
 
 FLAG = "flag"  # the metadata key of a field's Flag
 PARSED = "spec_fields"  # the parsed Namespace's record of which of its attributes are spec flags
@@ -52,6 +53,21 @@ def _number(kind: type, low: float, low_allowed: bool, allowed: str) -> Callable
 count = _number(int, 1, True, "an integer, 1 or more")
 positive = _number(float, 0.0, False, "a number above 0")
 non_negative = _number(float, 0.0, True, "a number, 0 or more")
+
+
+def concurrency(text: str) -> str:
+    """An argparse type: ``--concurrency`` as written, once ``parse_concurrency`` accepts it."""
+    try:
+        parse_concurrency(text)
+    except SweepError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not allowed: auto, or CELLSxTHREADS (trials at once x torch threads "
+            "each), e.g. 2x1 or 1x2"
+        ) from None
+    return text
+
+
+concurrency.__name__ = "auto, or CELLSxTHREADS"
 
 
 def parse_tags(items: list[str]) -> dict[str, str]:
@@ -141,7 +157,7 @@ class SweepSpec:
     workers_per_trial: int = flag("--workers-per-trial", 1, group="resources", type=count)
     cpus_per_worker: float = flag(
         "--cpus-per-worker",
-        1.0 - DRIVER_CPUS,
+        ONE_CORE,
         group="resources",
         type=positive,
         help="CPUs per worker (default 0.99: a 1-worker trial plus its driver take one core)",
@@ -157,6 +173,17 @@ class SweepSpec:
         "dies; each task's checkpoint is stored before the next task starts), more workers train "
         "under Ray Train; always: Ray Train for every trial (checkpoints upload while the next "
         "task trains, which pays off with large models on cloud storage; its dashboard views)",
+    )
+    concurrency: str = flag(
+        "--concurrency",
+        "auto",
+        group="resources",
+        type=concurrency,
+        help="trials at once x torch threads each, e.g. 2x1 or 1x2 (one worker per trial with "
+        "THREADS CPUs); auto (default): the best measured for the CPUs Ray sees "
+        "(pah_sweep/resources.py MEASURED_CONCURRENCY), else one thread per trial and as many "
+        "trials as CPUs, or what --workers-per-trial/--cpus-per-worker/--gpus-per-worker set; "
+        "recorded as the tag 'concurrency' on every run",
     )
     max_concurrent: int | None = flag(
         "--max-concurrent",

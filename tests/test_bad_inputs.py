@@ -116,6 +116,14 @@ SWEEP_CASES = [
     (["--cpus-per-worker", "nan"], "argument --cpus-per-worker: nan is not allowed"),
     (["--gpus-per-worker", "-1"], "argument --gpus-per-worker: -1 is not allowed: a number, 0 or"),
     (["--workers-per-trial", "0"], "argument --workers-per-trial: 0 is not allowed"),
+    (
+        ["--concurrency", "2y1"],
+        "argument --concurrency: '2y1' is not allowed: auto, or CELLSxTHREADS",
+    ),
+    (
+        ["--concurrency", "1x2", "--cpus-per-worker", "2"],
+        "--concurrency 1x2 gives each trial one worker with THREADS CPUs",
+    ),
     (["--points", "{tmp}/missing.json"], "missing.json: no such file"),
     (["--points", "{tmp}/bad.json"], "bad.json: not valid JSON"),
     (["--points", "{tmp}/object.json"], "expected a JSON list of {config key: value} objects"),

@@ -60,7 +60,7 @@ def test_gpu_and_cpu_evaluate_the_same_weights_alike(tmp_path):
     on_cpu = tiny_config("run.device=cpu", "schedule.max_tasks=2")
     cpu = Engine(on_cpu, tiny_stream(on_cpu))
     cpu.load_checkpoint(tmp_path / "task_01")
-    gpu_counts, cpu_counts = gpu.evaluate_seen(1), cpu.evaluate_seen(1)
+    gpu_counts, cpu_counts = gpu.evaluator.seen(1), cpu.evaluator.seen(1)
     assert (gpu_counts[:, 1] == 40).all() and (cpu_counts[:, 1] == 40).all()
     assert np.abs(gpu_counts - cpu_counts).max() <= 1  # at most one image of 40 flips
 
@@ -71,7 +71,7 @@ def test_evaluation_leaves_batchnorm_statistics_alone_on_cuda(eval_bn):
     engine = Engine(cfg, tiny_stream(cfg))
     engine.method.begin_task(engine.stream.task(0), engine.normalize)
     before = {k: v.clone() for k, v in engine.method.model.state_dict().items() if "running" in k}
-    engine.evaluate_seen(0)
+    engine.evaluator.seen(0)
     after = engine.method.model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
     with batchnorm_mode(engine.method.model, "batch"):

@@ -25,8 +25,9 @@ class Recorder(Reporter):
 def test_run_emits_events_and_full_matrix(tmp_path):
     cfg = tiny_config()
     rec = Recorder()
+    stream = tiny_stream(cfg)
     results = Engine(
-        cfg, tiny_stream(cfg), [rec, JSONReporter(tmp_path)], checkpoint_dir=tmp_path / "ck"
+        cfg, stream, [rec, JSONReporter(tmp_path)], checkpoint_dir=tmp_path / "ck"
     ).run()
     assert [e[1] for e in rec.events if e[0] == "task_end"] == [0, 1, 2]
     assert rec.events[-1] == ("run_end", 3)
@@ -34,6 +35,9 @@ def test_run_emits_events_and_full_matrix(tmp_path):
     assert len(m) == 3 and all(m[i][j] is None for i in range(3) for j in range(i + 1, 3))
     # The matrix is computed from exact counts: every test image of every seen task, once.
     assert results["total"] == [[40, 0, 0], [40, 40, 0], [40, 40, 40]]
+    # Every training image of every task, each epoch (cells' images/s, benchmarks/gpu.py).
+    train = sum(len(stream.task(t).train) for t in range(3))
+    assert results["train_images"] == cfg.schedule.epochs_per_task * train
     on_disk = json.loads((tmp_path / "results.json").read_text())
     assert on_disk["status"] == "finished" and on_disk["accuracy_matrix"] == m
     for key in (
@@ -61,6 +65,7 @@ def test_resume_after_task_k_gives_the_same_matrix(tmp_path):
     resumed = Engine(cfg, tiny_stream(cfg), checkpoint_dir=tmp_path / "b").run(resume_from=ckpt)
     assert resumed["correct"] == full["correct"]
     assert resumed["accuracy_matrix"] == full["accuracy_matrix"]
+    assert len(resumed["eval_seconds_per_task"]) == 3  # task 1's came with the checkpoint
     a = torch.load(tmp_path / "a" / "task_02" / "state.pt", weights_only=False)["method_state"][
         "model"
     ]
@@ -152,7 +157,24 @@ def test_each_task_boundary_reports_how_long_its_evaluation_took():
 
     cfg = tiny_config("data.val_fraction=0.2", "schedule.eval_future=true")
     rec = Times()
-    Engine(cfg, tiny_stream(cfg), reporters=[rec]).run()
+    results = Engine(cfg, tiny_stream(cfg), reporters=[rec]).run()
     assert len(rec.rows) == 3
     for m in rec.rows:
         assert 0 < m["eval_seconds"] < m["seconds"]
+    # results.json has them too (benchmarks/eval_share.py reads them), and the untrained pass.
+    assert results["eval_seconds_per_task"] == [m["eval_seconds"] for m in rec.rows]
+    assert results["untrained_eval_seconds"] > 0
+
+
+def test_a_checkpoint_from_before_the_evaluation_timings_resumes(tmp_path):
+    """eval_seconds_per_task and untrained_eval_seconds came after checkpoint format 3 shipped:
+    a checkpoint without them resumes, with the timings of the tasks it runs."""
+    first = tiny_config("schedule.max_tasks=1")
+    Engine(first, tiny_stream(first), checkpoint_dir=tmp_path).run()
+    path = tmp_path / "task_00" / "state.pt"
+    payload = torch.load(path, weights_only=True)
+    del payload["eval_seconds_per_task"], payload["untrained_eval_seconds"]
+    torch.save(payload, path)
+    cfg = tiny_config()
+    resumed = Engine(cfg, tiny_stream(cfg)).run(resume_from=tmp_path / "task_00")
+    assert resumed["tasks_completed"] == 3 and len(resumed["eval_seconds_per_task"]) == 2

@@ -25,7 +25,7 @@ def test_a_last_batch_of_one_joins_the_previous_one():
     """Batch statistics cannot normalise a single image: evaluation merges it, counting it once."""
     cfg = tiny_config("optim.batch_size=13", "schedule.eval_bn=train")
     engine = Engine(cfg, tiny_stream(cfg))
-    sizes = [len(y) for _, y in engine.eval_batches(0, after=0)]  # 40 test images per task
+    sizes = [len(y) for _, y in engine.evaluator.batches(0, after=0)]  # 40 test images per task
     assert sizes == [13, 13, 14] and sum(sizes) == len(engine.stream.test_split(0))
 
 
@@ -34,7 +34,7 @@ def test_evaluation_leaves_batchnorm_statistics_alone():
     engine = Engine(cfg, tiny_stream(cfg))
     engine.stream.task(0)
     before = {k: v.clone() for k, v in engine.method.model.state_dict().items()}
-    engine.evaluate_seen(0)
+    engine.evaluator.seen(0)
     after = engine.method.model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert engine.method.model.training

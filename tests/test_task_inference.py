@@ -220,7 +220,7 @@ def test_task_agnostic_evaluation_is_one_backbone_pass_per_image(method):
         lambda module, args, out: seen.append(args[0].shape[0])
     )
     try:
-        engine.evaluate_seen(2)
+        engine.evaluator.seen(2)
     finally:
         hook.remove()
     images = sum(len(engine.stream.test_split(j)) for j in range(3))

@@ -42,9 +42,17 @@ def random_flip(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
 
 
 class Normalize:
-    """uint8 (N, 3, H, W) -> float32, (x / 255 - mean) / std, on the tensor's device."""
+    """uint8 (N, 3, H, W) -> float32, (x / 255 - mean) / std, on the tensor's device; with
+    ``channels_last`` in that memory layout (run.channels_last), converted in the same copy."""
 
-    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...], device: torch.device):
+    def __init__(
+        self,
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+        device: torch.device,
+        channels_last: bool = False,
+    ):
+        self.channels_last = channels_last
         self.scale = (1.0 / (255.0 * torch.tensor(std, dtype=torch.float32, device=device))).view(
             1, -1, 1, 1
         )
@@ -54,7 +62,11 @@ class Normalize:
         ).view(1, -1, 1, 1)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return x.float().mul_(self.scale).sub_(self.shift)
+        if self.channels_last and x.dim() == 4:
+            x = x.to(dtype=torch.float32, memory_format=torch.channels_last)
+        else:
+            x = x.float()
+        return x.mul_(self.scale).sub_(self.shift)
 
 
 class BatchLoader:

@@ -106,7 +106,9 @@ class AGEM(MultiHeadMethod):
         g = [p.grad for p in params]
         for p in params:
             p.grad = None
-        self.memory_loss().backward()
+        with self.numerics.autocast():
+            loss = self.memory_loss()
+        loss.backward()
         self.dist.sync_grads(params)
         g_ref = [p.grad for p in params]
 

@@ -18,6 +18,7 @@ from torch import nn
 
 from pah_core.data import StreamSpec, Task
 from pah_core.distributed import LOCAL, Distributed
+from pah_core.numerics import Numerics
 from pah_core.search_space import Param
 
 if TYPE_CHECKING:  # types only: config loads the methods, so they must not import it at run time
@@ -52,6 +53,9 @@ class Method(ABC):
         self.spec = spec
         self.device = device
         self.dist = dist
+        # run.precision, run.channels_last, run.compile: a subclass prepares its model(s) with
+        # it and computes its training losses under its autocast (the engine evaluates under it).
+        self.numerics = Numerics.of(cfg.run, device)
 
     # The module evaluated by the engine and saved in checkpoints.
     model: nn.Module
@@ -119,12 +123,13 @@ class Method(ABC):
         return {"total": n}
 
 
-def frozen_copy(model: nn.Module) -> nn.Module:
+def frozen_copy(model: nn.Module, numerics: Numerics) -> nn.Module:
     """The distillation teacher: a copy of ``model`` as it is now, without gradients, its
-    BatchNorm in train mode like the student's forward, so student == teacher gives zero loss."""
+    BatchNorm in train mode like the student's forward, so student == teacher gives zero loss;
+    laid out and compiled as the student (a deep copy drops a compiled forward)."""
     teacher = copy.deepcopy(model)
     teacher.requires_grad_(False)
-    return teacher.train()
+    return numerics.prepare(teacher.train())
 
 
 _REGISTRY: dict[str, type[Method]] = {}

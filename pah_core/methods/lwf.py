@@ -55,7 +55,7 @@ class LwF(MultiHeadMethod):
         self.teacher = None
         if task.task_id == 0:
             return
-        self.teacher = frozen_copy(self.model)
+        self.teacher = frozen_copy(self.model, self.numerics)
 
     def end_task(self, task: Task) -> None:
         self.teacher = None  # rebuilt at the next task start; keeps checkpoints small

@@ -56,7 +56,7 @@ class MultiHeadMethod(Method):
         self, cfg: Config, spec: StreamSpec, device: torch.device, dist: Distributed = LOCAL
     ):
         super().__init__(cfg, spec, device, dist)
-        self.model = self.build_model().to(device)
+        self.model = self.numerics.prepare(self.build_model().to(device))
         self.opt = self.adamw(self.param_groups())
         self.normalize: Callable[[torch.Tensor], torch.Tensor] | None = None
 
@@ -104,7 +104,8 @@ class MultiHeadMethod(Method):
     ) -> dict[str, torch.Tensor]:
         t = task_id
         self.opt.zero_grad(set_to_none=True)
-        loss, stats = self.task_loss(x, y, t)
+        with self.numerics.autocast():  # the forward passes and the loss; backward outside
+            loss, stats = self.task_loss(x, y, t)
         loss.backward()
         self.dist.sync_grads(self.model.parameters())
         stats.update(self.before_step(t) or {})

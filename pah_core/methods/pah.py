@@ -155,11 +155,9 @@ class PAH(Method):
     ):
         super().__init__(cfg, spec, device, dist)
         self.p = cfg.method.pah
-        self.model = PAHNet(cfg.model, spec.n_tasks, spec.classes_per_task, spec.image_size).to(
-            device
-        )
+        net = PAHNet(cfg.model, spec.n_tasks, spec.classes_per_task, spec.image_size)
+        self.model = net = self.numerics.prepare(net.to(device))
         o = cfg.optim
-        net = self.model
         self.opt = self.adamw(
             [
                 {"params": list(net.backbone.parameters()), "lr": o.lr_backbone},
@@ -195,8 +193,8 @@ class PAH(Method):
             self._teacher_heads = self._teacher_proto_logits = None
             return
         # The frozen reference f_{k-1}: backbone, hypernetwork and prototypes as they are now.
-        teacher = self.teacher = frozen_copy(self.model)
-        with torch.no_grad():
+        teacher = self.teacher = frozen_copy(self.model, self.numerics)
+        with torch.no_grad(), self.numerics.autocast():
             self._teacher_heads = teacher.heads(range(t))
             # The teacher and the old prototypes are frozen for the whole task: compute once.
             self._teacher_proto_logits = self.prototype_logits(teacher, t)
@@ -302,7 +300,8 @@ class PAH(Method):
         t = task_id
         net = self.model
         self.opt.zero_grad(set_to_none=True)
-        loss, stats = self.main_loss(x, y, t)
+        with self.numerics.autocast():  # the forward passes and the loss; backward outside
+            loss, stats = self.main_loss(x, y, t)
         loss.backward()
         self.dist.sync_grads(net.parameters())
         main_proto_grad = (
@@ -315,7 +314,8 @@ class PAH(Method):
         if self._uses_sp(t) or main_proto_grad is not None:
             grad = main_proto_grad
             if self._uses_sp(t):
-                l_sp = self.prototype_loss(t)
+                with self.numerics.autocast():
+                    l_sp = self.prototype_loss(t)
                 # Only the prototypes get this gradient: autograd.grad skips the weight gradients of
                 # the backbone and hypernetwork that a full backward() would compute and throw away.
                 (sp_grad,) = torch.autograd.grad(self.p.lambda_sp * l_sp, [net.prototypes])

@@ -56,18 +56,18 @@ def test_train_mode_evaluation_uses_official_batches(cifar):
     (64), every image exactly once; eval_bn=eval keeps eval_batch_size."""
     cfg = _cifar_cfg("schedule.eval_bn=train", "data.test_per_class=null")
     engine = Engine(cfg, TaskStream(cifar, cfg.data, cfg.run.seed))
-    batches = [y for _, y in engine.eval_batches(0, after=0)]
+    batches = [y for _, y in engine.evaluator.batches(0, after=0)]
     assert [len(y) for y in batches] == [64] * 15 + [40]
     assert sorted(torch.cat(batches).tolist()) == sorted(engine.stream.test_split(0).y.tolist())
     # Mixed classes in every batch: batch statistics no longer follow the labels.
     assert min(len(set(y.tolist())) for y in batches) >= 5
-    again = [y for _, y in engine.eval_batches(0, after=0)]
+    again = [y for _, y in engine.evaluator.batches(0, after=0)]
     assert all(torch.equal(a, b) for a, b in zip(batches, again, strict=True))  # seeded
-    other = [y for _, y in engine.eval_batches(0, after=1)]
+    other = [y for _, y in engine.evaluator.batches(0, after=1)]
     assert not all(torch.equal(a, b) for a, b in zip(batches, other, strict=True))
     eval_cfg = _cifar_cfg("data.test_per_class=null")
     eval_engine = Engine(eval_cfg, TaskStream(cifar, eval_cfg.data, eval_cfg.run.seed))
-    assert [len(y) for _, y in eval_engine.eval_batches(0, after=0)] == [500, 500]
+    assert [len(y) for _, y in eval_engine.evaluator.batches(0, after=0)] == [500, 500]
 
 
 # -- 2. the prototype step on the first task ------------------------------------------------------
