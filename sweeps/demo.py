@@ -29,7 +29,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a plain checkout too
 
-from pah_core.config import load_config, own_method_keys  # noqa: E402
+from pah_core.config import load_config, own_method_keys, with_added_keys  # noqa: E402
 from pah_core.tracking import load_run_json, optuna_storage_beside, ui_commands  # noqa: E402
 from pah_core.typed_dicts import flatten  # noqa: E402
 from pah_sweep import REPO, search  # noqa: E402
@@ -62,8 +62,10 @@ def shipped_reference(config: dict[str, Any]) -> dict[str, Any] | None:
         return None
     shipped = json.loads(REFERENCE.read_text())
     # Other methods' options are no part of the run (a reference written before runs recorded
-    # their own method's options only lists every method's).
-    same = own_method_keys(flatten(shipped.get("config") or {})) == own_method_keys(flatten(config))
+    # their own method's options only lists every method's); keys added since it was written
+    # count as the values it ran under.
+    recorded = with_added_keys(flatten(shipped.get("config") or {}))
+    same = own_method_keys(recorded) == own_method_keys(with_added_keys(flatten(config)))
     return shipped if same else None
 
 
