@@ -79,6 +79,7 @@ def from_mlflow(uri: str, experiment: str, sweeps: list[str] | None) -> dict[str
         evals = [r.history["eval_seconds"].get(s) for s in steps]
         per_run[r.run_id] = {
             "method": r.method,
+            "sweep": r.sweep,
             "variant": r.variant,
             "seed": r.seed,
             **share(
@@ -87,13 +88,16 @@ def from_mlflow(uri: str, experiment: str, sweeps: list[str] | None) -> dict[str
                 r.metric("untrained_eval_seconds") or 0.0,
             ),
         }
-    by_method: dict[str, dict[str, Any]] = {}
+    # By sweep too: a search's 3-task trials and a final sweep's 7-task cells of one method
+    # evaluate different numbers of tasks per boundary.
+    groups: dict[str, dict[str, dict[str, Any]]] = {"method": {}, "sweep": {}}
     for rid, s in per_run.items():
-        by_method.setdefault(s["method"], {})[rid] = s
+        for by, g in groups.items():
+            g.setdefault(str(s[by]), {})[rid] = s
     return {
         "source": {"mlflow": uri, "experiment": experiment, "sweeps": sweeps},
         "runs": per_run,
-        "by_method": {m: summarize(v) for m, v in by_method.items()},
+        **{f"by_{by}": {k: summarize(v) for k, v in g.items()} for by, g in groups.items()},
         "all": summarize(per_run),
     }
 
@@ -261,10 +265,10 @@ def print_results(results: dict[str, Any]) -> None:
             f"share with the evaluation before #28 (derived): {pct(results['share_before_derived'])}"
         )
         return
-    if "by_method" in results:
-        for m, s in results["by_method"].items():
+    for by in ("by_method", "by_sweep"):
+        for m, s in results.get(by, {}).items():
             print(
-                f"  {m:10} n={s['n']}  median {pct(s.get('median'))}  [{pct(s.get('min'))}, {pct(s.get('max'))}]"
+                f"  {m:24} n={s['n']}  median {pct(s.get('median'))}  [{pct(s.get('min'))}, {pct(s.get('max'))}]"
             )
     a = results["all"]
     print(f"all runs: n={a['n']}, median share {pct(a.get('median'))}")

@@ -145,7 +145,7 @@ def test_the_share_of_results_files_and_of_an_mlflow_store(tmp_path):
     assert saved["all"]["median"] == pytest.approx(5 / 20)
 
     uri, client, exp_id = sqlite_store(tmp_path, "e")
-    rid = client.create_run(exp_id, tags={"method": "pah"}).info.run_id
+    rid = client.create_run(exp_id, tags={"method": "pah", "sweep": "s-final"}).info.run_id
     metrics = [Metric("seconds", s, 0, t) for t, s in enumerate((10.0, 30.0))]
     metrics += [Metric("eval_seconds", s, 0, t) for t, s in enumerate((1.0, 3.0))]
     client.log_batch(rid, metrics=metrics)
@@ -153,6 +153,7 @@ def test_the_share_of_results_files_and_of_an_mlflow_store(tmp_path):
     read = eval_share.from_mlflow(uri, "e", None)
     assert read["runs"][rid]["share"] == pytest.approx(4 / 40)
     assert read["by_method"]["pah"]["median"] == pytest.approx(0.1)
+    assert read["by_sweep"]["s-final"]["n"] == 1
 
 
 def test_eval_share_smallest_mode_writes_its_json(tmp_path):
