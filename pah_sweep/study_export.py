@@ -4,7 +4,8 @@
 A study outlives its store: a session or a machine ends, the MLflow store with it, and the
 committed export is what is left. So each driver writes the export after every finished step
 (keeping the sweeps an earlier store exported) and counts a sweep as done when either the store or
-the export holds it finished."""
+the export holds it finished. The report built from the export follows each step that trained
+something (compare_methods.py: once at the end of a run whose every step was skipped)."""
 
 from __future__ import annotations
 
@@ -37,11 +38,10 @@ def sweep_done(uri: str, experiment: str, out: str | Path | None, sweep: str) ->
     return record is not None and record.get("status") == "FINISHED"
 
 
-def export_and_report(uri: str, experiment: str, out: str | Path) -> None:
+def export_and_report(uri: str, experiment: str, out: str | Path, report: bool = True) -> None:
     """The store's sweeps into ``out``/export, keeping an earlier export's sweeps that this store
-    does not hold (a study continued in a new store), then the tables from it."""
-    from analysis.export import ExportSource, write_export
-    from analysis.paper_tables import build
+    does not hold (a study continued in a new store), then (``report``) the tables from it."""
+    from analysis.export import write_export
     from analysis.store import MlflowSource, client_for, resolve_uri
 
     out = Path(out)
@@ -50,7 +50,21 @@ def export_and_report(uri: str, experiment: str, out: str | Path) -> None:
         print(f"[study] no run in {uri} yet: the export in {out} is unchanged", flush=True)
         return
     folder = write_export(MlflowSource(client), experiment, out / "export", keep_other_sweeps=True)
-    report = build(None, out, source=ExportSource(folder))
-    print(f"[study] export in {folder}; report in {out / 'report.md'}", flush=True)
+    print(f"[study] export in {folder}", flush=True)
+    if report:
+        report_from_export(out)
+
+
+def report_from_export(out: str | Path) -> None:
+    """The tables and figures in ``out`` from its export (``out``/export), if there is one."""
+    from analysis.export import ExportSource
+    from analysis.paper_tables import build
+
+    out = Path(out)
+    if not (out / "export" / "experiment.json").is_file():
+        print(f"[study] no export in {out}: no report", flush=True)
+        return
+    report = build(None, out, source=ExportSource(out / "export"))
+    print(f"[study] report in {out / 'report.md'}", flush=True)
     for w in report.warnings:
         print(f"[study] warning: {w}")

@@ -43,7 +43,12 @@ from pah_sweep.search import Selection  # noqa: E402
 from pah_sweep.space import method_space  # noqa: E402
 from pah_sweep.spec import SearchSpec, from_args  # noqa: E402
 from pah_sweep.study import PROTOCOLS  # noqa: E402
-from pah_sweep.study_export import export_and_report, exported_sweep, sweep_done  # noqa: E402
+from pah_sweep.study_export import (  # noqa: E402
+    export_and_report,
+    exported_sweep,
+    report_from_export,
+    sweep_done,
+)
 
 # The tag that marks every sweep of one comparison, and the role of its final runs.
 COMPARISON_TAG = "comparison"
@@ -121,13 +126,13 @@ def typed(param: Param, text: str) -> Any:
     return int(text) if param.kind in ("int", "logint") else float(text)
 
 
-def tune_method(method: str, args: argparse.Namespace, spec: SearchSpec) -> int:
+def tune_method(method: str, args: argparse.Namespace, spec: SearchSpec) -> int | None:
     """The method's search, then (after the export, which then holds its selection) the
-    selection's final runs."""
+    selection's final runs; None when both finished before (--resume): nothing ran."""
     name, uri = f"{args.name}-{method}", spec.mlflow_uri
     if args.resume and sweep_done(uri, args.experiment, args.out, f"{name}-final"):
         print(f"[compare] {method}: tuned, skipped", flush=True)
-        return 0
+        return None
     selected = None
     if args.resume and not finished(uri, args.experiment, name):
         selected = exported_selection(args, method, name)
@@ -148,12 +153,13 @@ def tune_method(method: str, args: argparse.Namespace, spec: SearchSpec) -> int:
 
 def default_runs(
     method: str, role: str, args: argparse.Namespace, spec: SearchSpec, seeds: list[int]
-) -> int:
-    """The method's published defaults (its config's) on the final seeds and evaluation stream."""
+) -> int | None:
+    """The method's published defaults (its config's) on the final seeds and evaluation stream;
+    None when they finished before (--resume): nothing ran."""
     name = f"{args.name}-{method}" + ("-default" if role == "default" else "")
     if args.resume and sweep_done(spec.mlflow_uri, args.experiment, args.out, name):
         print(f"[compare] {method}: {role} runs finished, skipped", flush=True)
-        return 0
+        return None
     print(f"\n[compare] {method}: {role} config on seeds {seeds}", flush=True)
     _, final_overrides = protocol_overrides(spec.hpo_protocol, spec.first_k)
     return run_grid(
@@ -233,17 +239,24 @@ def main(argv: list[str] | None = None) -> int:
             open_workdir(workdir, args.resume)
             # The export is written after each step: a study cut off (its machine, its session)
             # keeps every finished sweep in --out, from which --resume continues in a new store.
+            # The report (tables and figures from the export, seconds each time) follows each
+            # step that ran something; after a skipped step it would be the same, so it is built
+            # once at the end when every step was skipped.
             steps = []
             for m in methods:
                 steps.append(lambda m=m: tune_method(m, args, spec))
                 steps.append(lambda m=m: default_runs(m, "default", args, spec, seeds))
             for r in refs:
                 steps.append(lambda r=r: default_runs(r, "reference", args, spec, seeds))
+            reported = False
             for step in steps:
-                if (rc := step()) != 0:
+                if (rc := step()) not in (0, None):
                     return rc
                 if args.out:
-                    export_and_report(uri, args.experiment, args.out)
+                    export_and_report(uri, args.experiment, args.out, report=rc is not None)
+                    reported |= rc is not None
+            if args.out and not reported:
+                report_from_export(args.out)
         elif args.out:
             export_and_report(uri, args.experiment, args.out)
     except (SweepError, ConfigError, AnalysisError) as e:

@@ -1,11 +1,14 @@
 """Small real objects for tests: a synthetic stream and a small CNN; local ports and servers."""
 
+import atexit
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -161,13 +164,35 @@ def mlflow_server(backend_uri: str, workdir: Path, **env: str) -> Iterator[str]:
             proc.wait(timeout=10)
 
 
+_EMPTY_STORE: list[Path] = []  # this process's empty MLflow sqlite store, made once
+
+
+def new_mlflow_store(db: Path) -> str:
+    """A new, empty MLflow sqlite store at ``db`` (owner-only, as a sweep creates its own), and
+    its URI. Creating a store runs MLflow's schema migrations, seconds of sqlite commits each time:
+    MLflow creates one empty store per test process, and each new store is a copy of it. What is
+    then written into it (experiments, runs) is MLflow's own doing, as in a store of any age; the
+    tests where a sweep or a study creates its store from nothing keep doing so."""
+    if not _EMPTY_STORE:
+        from mlflow.tracking import MlflowClient
+
+        folder = Path(tempfile.mkdtemp(prefix="pah-empty-store-"))
+        atexit.register(shutil.rmtree, folder, True)
+        MlflowClient(f"sqlite:///{folder / 'mlflow.db'}").search_experiments()
+        _EMPTY_STORE.append(folder / "mlflow.db")
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with os.fdopen(os.open(db, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
+        f.write(_EMPTY_STORE[0].read_bytes())
+    return f"sqlite:///{db}"
+
+
 def sqlite_store(tmp_path: Path, experiment: str):
     """A real MLflow sqlite store in ``tmp_path`` with ``experiment``: (uri, client, its id)."""
     from mlflow.tracking import MlflowClient
 
     from pah_core.mlflow_reporter import get_or_create_experiment
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = new_mlflow_store(tmp_path / "mlflow.db")
     client = MlflowClient(uri)
     return uri, client, get_or_create_experiment(client, experiment)
 

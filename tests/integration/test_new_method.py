@@ -10,10 +10,31 @@ REPO = Path(__file__).resolve().parents[2]
 DATA = Path(__file__).resolve().parents[1] / "data"
 
 
+# The fast tests that a new file in pah_core/methods/ can break, run in the copy beside the new
+# method's own test: those that read the method registry or pin what a new method must not change.
+# The rest of the fast suite (each other method's mechanisms, the data, the sweeps' machinery) never
+# sees a method it does not name; CI runs all of it on the repository itself.
+REGISTRY_TESTS = [
+    "tests/test_architecture.py",  # methods discovered, own their options; the import rules
+    "tests/test_search_spaces.py",  # every registered method's search space and defaults
+    "tests/test_config.py",  # the default config, pinned: no other run's config changes
+    "tests/test_spec.py",  # the sweep and study CLIs, whose method choices come from the registry
+    "tests/test_tables_export.py",  # the tables' rows and notes (method labels, ablation variants)
+    "tests/test_comparison_tables.py",  # the comparison's rows and notes
+    "tests/test_new_method.py::test_a_run_records_only_its_own_methods_options",
+    # Every registered method but PAH: listed, each method's option checks, and the generic
+    # contract (trains, resumes bit for bit, a divergence is a clear error) for the new one.
+    "tests/test_baselines.py::test_all_baselines_are_listed",
+    "tests/test_baselines.py::test_baseline_config_checks",
+    "tests/test_baselines.py::test_end_to_end_and_resume_gives_the_same_matrix[smooth]",
+    "tests/test_baselines.py::test_divergence_raises_a_clear_error[smooth]",
+]
+
+
 def test_dropping_in_a_method_file_is_the_whole_change(tmp_path):
     """A copy of the repository with one new file in pah_core/methods/ (and its test in tests/):
-    the fast suite passes there, the new method is searchable, and a checkpoint written before the
-    file existed resumes."""
+    its test and the fast tests that a method file can break pass there, the new method is
+    searchable, and a checkpoint written before the file existed resumes."""
     copy = tmp_path / "repo"
     files = subprocess.run(
         ["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True
@@ -49,15 +70,20 @@ def test_dropping_in_a_method_file_is_the_whole_change(tmp_path):
     )
     shutil.copy2(DATA / "new_method_smooth.py", copy / "pah_core" / "methods" / "smooth.py")
     shutil.copy2(DATA / "check_smooth.py", copy / "tests" / "test_new_method_smooth.py")
+    mine = "tests/test_new_method_smooth.py"
     fast = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-x", "-m", "not slow", "-p", "no:cacheprovider"],
+        [sys.executable, "-m", "pytest", "-q", "-x", "-m", "not slow", "-p", "no:cacheprovider"]
+        + ["-rA", mine, *REGISTRY_TESTS],
         cwd=copy,
         capture_output=True,
         text=True,
         timeout=900,
     )
     assert fast.returncode == 0, fast.stdout[-3000:]
-    assert "test_new_method_smooth.py" not in fast.stdout or "passed" in fast.stdout
+    # The new method's own test ran and passed, and the generic contract with the new method.
+    assert f"PASSED {mine}::test_smooth_trains_and_records_only_its_own_option" in fast.stdout
+    for test in REGISTRY_TESTS[-2:]:
+        assert f"PASSED {test}" in fast.stdout, test
     listed = subprocess.run(
         [
             sys.executable,

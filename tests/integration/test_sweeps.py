@@ -11,12 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import tiny_cifar
+from tests.helpers import new_mlflow_store, tiny_cifar
 
 REPO = Path(__file__).resolve().parents[2]
-# Every trial: 2 tasks of real CIFAR-100, 100 training and 10 test images per class, 3 epochs, a
-# small CNN. At this scale a task learns to ~40% (chance 10%) in about a second.
+# The trials that must learn (ASHA tells good from bad learning rates) or be caught mid-trial: 2
+# tasks of real CIFAR-100, 100 training and 10 test images per class, 3 epochs, a small CNN. At
+# this scale a task learns to ~40% (chance 10%) in about a second.
 TINY = tiny_cifar(data__train_per_class=100, schedule__epochs_per_task=3)
+# The others: what they check does not depend on how much a trial learns (the same 10 test images
+# per class), so 60 training images per class and 1 epoch.
+SMALL = tiny_cifar(schedule__epochs_per_task=1)
 GOOD = {"optim.lr_backbone": 1e-3}
 GOOD_TOO = {"optim.lr_backbone": 1e-3, "model.hyper_width": 64}
 # Learning rates at the bottom of the search ranges: ~17% after task 1 where the others reach ~40%.
@@ -26,6 +30,11 @@ DIVERGE = {"optim.lr_backbone": 1e30, "optim.lr_hypernet": 1e30, "optim.lr_proto
 
 
 def _store_args(tmp_path, name="s"):
+    """The sweep's flags for its Ray results and MLflow store in ``tmp_path``; the store made empty
+    first (tests.helpers.new_mlflow_store) unless it exists. The comparison's sweeps and a failed
+    launch below create their stores themselves."""
+    if not (tmp_path / "mlflow.db").exists():
+        new_mlflow_store(tmp_path / "mlflow.db")
     return [
         "--storage",
         str(tmp_path / "ray"),
@@ -36,10 +45,10 @@ def _store_args(tmp_path, name="s"):
     ]
 
 
-def _sweep(tmp_path, *argv):
+def _sweep(tmp_path, *argv, cells=SMALL):
     from pah_sweep.search import main
 
-    return main("cifar100", [*_store_args(tmp_path), *TINY, *argv])
+    return main("cifar100", [*_store_args(tmp_path), *cells, *argv])
 
 
 def _points(tmp_path, *points):
@@ -79,6 +88,7 @@ def test_optuna_asha_sweep_logs_parent_and_children(ray_cluster, tmp_path, capsy
         "--set",
         "schedule.max_tasks=3",
         *_points(tmp_path, GOOD, GOOD_TOO, BAD),
+        cells=TINY,
     )
     assert rc == 0
     client, parents, children = _runs(tmp_path)
@@ -226,11 +236,8 @@ def test_killed_sweep_resumes_without_rerunning_or_duplicating(ray_cluster, tmp_
         *TINY,
     ]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    from mlflow.tracking import MlflowClient
-
-    # Create the store before the sweep starts, so that polling it below never races the schema
-    # migration of the sweep's first connection (the driver does the same before tuner.fit()).
-    MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").search_experiments()
+    # The store exists before the sweep starts (_store_args), so that polling it below never races
+    # the schema migration of the sweep's first connection.
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 240
@@ -280,7 +287,7 @@ def test_killed_sweep_resumes_without_rerunning_or_duplicating(ray_cluster, tmp_
 def test_ablation_grid_runs_every_variant_to_the_end(ray_cluster, tmp_path):
     from sweeps.ablation import main
 
-    rc = main([*_store_args(tmp_path, "abl"), "--variants", "full,ce_only", "--seeds", "0", *TINY])
+    rc = main([*_store_args(tmp_path, "abl"), "--variants", "full,ce_only", "--seeds", "0", *SMALL])
     assert rc == 0
     _, parents, children = _runs(tmp_path)
     assert parents[0].data.tags["sweep_kind"] == "ablation"
@@ -292,31 +299,48 @@ def test_ablation_grid_runs_every_variant_to_the_end(ray_cluster, tmp_path):
     assert all(c.data.metrics["tasks_done"] == 2 and c.info.status == "FINISHED" for c in children)
 
 
+FIRST_TASK = ["--hpo-protocol", "first_task", "--num-samples", "1", "--final-seeds", "2"]
+
+
+@pytest.fixture(scope="module")
+def first_task_search(ray_cluster, tmp_path_factory):
+    """A --hpo-protocol first_task search of one trial and its final sweep on 2 fresh seeds: the
+    folder of its store and Ray results (sweep "s", finals "s-final")."""
+    tmp = tmp_path_factory.mktemp("first_task")
+    assert _sweep(tmp, *FIRST_TASK) == 0
+    return tmp
+
+
 def test_resume_keeps_its_settings_and_a_failed_launch_leaves_no_trace(
-    ray_cluster, tmp_path, capsys
+    first_task_search, tmp_path, capsys
 ):
-    """A --resume with another --set is refused, naming the key, and changes nothing; a launch
-    that fails after its parent run exists (here the Optuna storage beside the MLflow store is not
-    a database: the Tuner opens it) leaves that run FAILED, not RUNNING, and no sweep folder that
-    would block the name."""
+    """A --resume with another --set is refused, naming the key, and changes nothing (here of the
+    finished first_task search); a launch that fails after its parent run exists (here the Optuna
+    storage beside the MLflow store is not a database: the Tuner opens it) leaves that run FAILED,
+    not RUNNING, and no sweep folder that would block the name."""
     from mlflow.tracking import MlflowClient
 
-    one = ["--num-samples", "1", "--set", "schedule.max_tasks=1"]
-    assert _sweep(tmp_path, *one) == 0
+    tmp = first_task_search
+    _, parents_before, children_before = _runs(tmp)
     capsys.readouterr()
-    assert _sweep(tmp_path, *one, "--resume", "--set", "model.hyper_width=64") == 2
+    assert _sweep(tmp, *FIRST_TASK, "--resume", "--set", "model.hyper_width=64") == 2
     err = capsys.readouterr().err
     assert "was started with other config overrides (--set): model.hyper_width = unset" in err
-    _, parents, children = _runs(tmp_path)
-    assert [p.info.status for p in parents] == ["FINISHED"] and len(children) == 1
+    _, parents, children = _runs(tmp)
+    assert [p.info.status for p in parents] == ["FINISHED", "FINISHED"]
+    assert sorted(c.info.run_id for c in children) == sorted(c.info.run_id for c in children_before)
+    assert [(p.info.run_id, p.info.end_time) for p in parents] == [
+        (p.info.run_id, p.info.end_time) for p in parents_before
+    ]
 
     other = tmp_path / "other"
     other.mkdir()
     (other / "optuna.db").write_text("not a database\n")
     from pah_sweep.search import main
 
+    one = ["--num-samples", "1", "--set", "schedule.max_tasks=1"]
     store = ["--storage", str(tmp_path / "ray"), "--mlflow-uri", str(other / "mlflow.db")]
-    assert main("cifar100", [*store, "--name", "broken", *TINY, *one]) == 2
+    assert main("cifar100", [*store, "--name", "broken", *SMALL, *one]) == 2
     err = capsys.readouterr().err
     assert "the Optuna storage" in err and "optuna.db cannot be used" in err
     client = MlflowClient(f"sqlite:///{other / 'mlflow.db'}")
@@ -326,13 +350,10 @@ def test_resume_keeps_its_settings_and_a_failed_launch_leaves_no_trace(
     assert not (tmp_path / "ray" / "broken").exists()  # the name is free again
 
 
-def test_first_task_protocol_selects_then_evaluates_on_fresh_seeds(ray_cluster, tmp_path):
+def test_first_task_protocol_selects_then_evaluates_on_fresh_seeds(first_task_search):
     """--hpo-protocol first_task: trials train (and are validated on) the first task only; the
     selected configuration then runs the whole stream on fresh seeds, as a sweep of its own."""
-    rc = _sweep(
-        tmp_path, "--hpo-protocol", "first_task", "--num-samples", "1", "--final-seeds", "2"
-    )
-    assert rc == 0
+    tmp_path = first_task_search
     client, parents, children = _runs(tmp_path)
     search = next(p for p in parents if p.data.tags["sweep"] == "s")
     final = next(p for p in parents if p.data.tags["sweep"] == "s-final")
@@ -366,40 +387,6 @@ def test_first_task_protocol_selects_then_evaluates_on_fresh_seeds(ray_cluster, 
     assert float(final.data.tags["selected_val_avg_acc"]) == pytest.approx(best["val_avg_acc"])
 
 
-def test_first_k_protocol_tunes_on_the_first_tasks_and_reports_on_the_others(ray_cluster, tmp_path):
-    """--hpo-protocol first_k (A-GEM's): trials train the first k tasks only; the selected
-    configuration runs on a stream of the other tasks, whose classes the search never saw."""
-    import yaml
-
-    from pah_core.config import load_config
-    from pah_core.data import TaskStream, load_source
-
-    rc = _sweep(
-        tmp_path, "--hpo-protocol", "first_k", "--first-k", "1", "--num-samples", "1",
-        "--final-seeds", "1",
-    )  # fmt: skip
-    assert rc == 0
-    _, parents, children = _runs(tmp_path)
-    search = next(p for p in parents if p.data.tags["sweep"] == "s")
-    final = next(p for p in parents if p.data.tags["sweep"] == "s-final")
-    (trial,) = [c for c in children if c.data.tags["mlflow.parentRunId"] == search.info.run_id]
-    (run,) = [c for c in children if c.data.tags["mlflow.parentRunId"] == final.info.run_id]
-    assert search.data.tags["hpo_protocol"] == "first_k"
-    assert trial.data.metrics["tasks_done"] == 1 and search.data.metrics["compute/trial_tasks"] == 1
-    assert run.data.params["data.skip_tasks"] == "1" and run.data.metrics["tasks_done"] == 2
-
-    def classes(params):  # the classes a logged config trains on (its data.* and max_tasks)
-        keys = [k for k in params if k.startswith("data.") or k == "schedule.max_tasks"]
-        data = {k: yaml.safe_load(params[k]) for k in keys}
-        data = {k: None if v == "None" else v for k, v in data.items()}
-        cfg = load_config(str(REPO / "configs" / "cifar100_pah.yaml"), data)
-        stream = TaskStream(load_source(cfg.data), cfg.data, cfg.run.seed)
-        return {c for t in range(cfg.tasks_to_run) for c in stream.task_classes(t)}
-
-    tuned, reported = classes(trial.data.params), classes(run.data.params)
-    assert len(tuned) == 10 and len(reported) == 20 and not tuned & reported
-
-
 def test_a_baseline_is_searched_over_the_space_its_method_file_declares(ray_cluster, tmp_path):
     """--method lwf: the trials are LwF's, sampled from lwf.py's space, its published defaults
     first; the parent run records the space it searched."""
@@ -426,27 +413,50 @@ def test_a_baseline_is_searched_over_the_space_its_method_file_declares(ray_clus
     assert names[0].endswith(": paper defaults") and " kd" in names[1], names
 
 
-def test_a_method_comparison_tunes_each_method_alike_then_pairs_the_final_seeds(
-    ray_cluster, tmp_path, capsys
-):
-    """sweeps/compare_methods.py: each method searched with the same budget and protocol (its
-    own space), its tuned and default configs and a reference on the same final seeds and stream,
-    the comparison's tables from the export; --resume then trains nothing."""
-    from sweeps.compare_methods import main
+COMPARISON = [
+    "--name", "c", "--methods", "pah,lwf", "--references", "finetune", "--num-samples", "1",
+    "--startup-trials", "1", "--first-k", "1", "--final-seeds", "2", *SMALL,
+]  # fmt: skip
 
-    argv = [
-        "--name", "c", "--workdir", str(tmp_path / "w"), "--out", str(tmp_path / "out"),
-        "--methods", "pah,lwf", "--references", "finetune", "--num-samples", "1",
-        "--startup-trials", "1", "--first-k", "1", "--final-seeds", "2",
-        *tiny_cifar(schedule__epochs_per_task=1),
-    ]  # fmt: skip
-    assert main(argv) == 0
+
+def _comparison_argv(tmp, workdir="w", out="out"):
+    return [*COMPARISON, "--workdir", str(tmp / workdir), "--out", str(tmp / out)]
+
+
+def _compared(uri):
+    """A comparison's runs in its store: (client, experiment id, all runs, parents by sweep)."""
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(f"sqlite:///{tmp_path / 'w' / 'mlflow.db'}")
+    client = MlflowClient(uri)
     exp = client.get_experiment_by_name("compare-methods")
     runs = client.search_runs([exp.experiment_id], max_results=1000)
     parents = {r.data.tags["sweep"]: r for r in runs if r.data.tags.get("pah.role") == "sweep"}
+    return client, exp.experiment_id, runs, parents
+
+
+def _under(runs, parent):
+    return [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+
+
+@pytest.fixture(scope="module")
+def comparison(ray_cluster, tmp_path_factory):
+    """sweeps/compare_methods.py on PAH and LwF (the first_k protocol, k=1: one tuning task) with
+    a fine-tune reference, 2 final seeds, into its own new workdir (it creates its store): the
+    folder, its store's URI and its runs."""
+    from sweeps.compare_methods import main
+
+    tmp = tmp_path_factory.mktemp("comparison")
+    assert main(_comparison_argv(tmp)) == 0
+    uri = f"sqlite:///{tmp / 'w' / 'mlflow.db'}"
+    _, _, runs, parents = _compared(uri)
+    return {"tmp": tmp, "uri": uri, "runs": runs, "parents": parents}
+
+
+def test_a_method_comparison_tunes_each_method_alike_then_pairs_the_final_seeds(comparison):
+    """sweeps/compare_methods.py: each method searched with the same budget and protocol (its
+    own space), its tuned and default configs and a reference on the same final seeds and stream,
+    the comparison's tables from the export."""
+    runs, parents = comparison["runs"], comparison["parents"]
     assert set(parents) == {
         "c-pah", "c-pah-final", "c-pah-default", "c-lwf", "c-lwf-final", "c-lwf-default",
         "c-finetune",
@@ -456,49 +466,98 @@ def test_a_method_comparison_tunes_each_method_alike_then_pairs_the_final_seeds(
         assert tags["hpo_protocol"] == "first_k" and tags["tpe_startup_trials"] == "1"
     finals = {}
     for name in ("c-pah-final", "c-pah-default", "c-lwf-final", "c-lwf-default", "c-finetune"):
-        pid = parents[name].info.run_id
-        kids = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == pid]
+        kids = _under(runs, parents[name])
         finals[name] = kids
         assert sorted(r.data.params["run.seed"] for r in kids) == ["2", "3"], name
         assert {r.data.params["data.skip_tasks"] for r in kids} == {"1"}, name
     assert {r.data.params["method.name"] for r in finals["c-lwf-default"]} == {"lwf"}
     assert {r.data.params["method.name"] for r in finals["c-lwf-final"]} == {"lwf"}
     assert {r.data.params["method.lwf.lambda_kd"] for r in finals["c-lwf-default"]} == {"1.0"}
-    report = (tmp_path / "out" / "report.md").read_text()
+    report = (comparison["tmp"] / "out" / "report.md").read_text()
     assert "LwF: tuned − default" in report and "LwF tuned − PAH tuned" in report
     assert "Fine-tune reference − PAH tuned" in report
+
+
+def test_first_k_protocol_tunes_on_the_first_tasks_and_reports_on_the_others(comparison):
+    """--hpo-protocol first_k (A-GEM's; the comparison's, here with k=1): trials train the first k
+    tasks only; the selected configuration runs on a stream of the other tasks, whose classes the
+    search never saw."""
+    import yaml
+
+    from pah_core.config import load_config
+    from pah_core.data import TaskStream, load_source
+
+    runs, parents = comparison["runs"], comparison["parents"]
+    search, final = parents["c-pah"], parents["c-pah-final"]
+    (trial,) = _under(runs, search)
+    finals = _under(runs, final)
+    assert search.data.tags["hpo_protocol"] == "first_k" and len(finals) == 2
+    assert trial.data.metrics["tasks_done"] == 1 and search.data.metrics["compute/trial_tasks"] == 1
+    assert all(
+        r.data.params["data.skip_tasks"] == "1" and r.data.metrics["tasks_done"] == 2
+        for r in finals
+    )
+
+    def classes(params):  # the classes a logged config trains on (its data.* and max_tasks)
+        keys = [k for k in params if k.startswith("data.") or k == "schedule.max_tasks"]
+        data = {k: yaml.safe_load(params[k]) for k in keys}
+        data = {k: None if v == "None" else v for k, v in data.items()}
+        cfg = load_config(str(REPO / "configs" / "cifar100_pah.yaml"), data)
+        stream = TaskStream(load_source(cfg.data), cfg.data, cfg.run.seed)
+        return {c for t in range(cfg.tasks_to_run) for c in stream.task_classes(t)}
+
+    tuned = classes(trial.data.params)
+    assert len(tuned) == 10
+    for run in finals:
+        reported = classes(run.data.params)
+        assert len(reported) == 20 and not tuned & reported
+
+
+def test_a_resumed_comparison_trains_nothing(comparison, capsys):
+    """--resume of a finished comparison: every step is skipped, no run is added."""
+    from sweeps.compare_methods import main
+
     capsys.readouterr()
-    assert main([*argv, "--resume"]) == 0
+    assert main([*_comparison_argv(comparison["tmp"]), "--resume"]) == 0
     out = capsys.readouterr().out
     assert out.count("skipped") == 5
-    assert len(client.search_runs([exp.experiment_id], max_results=1000)) == len(runs)
-    # A continuation in a new store (the first lost with its machine) whose committed export
-    # holds the LwF search but not yet its final runs: the finals run from the exported
-    # selection, and the search is not run again.
-    export = tmp_path / "out" / "export"
+    assert len(_compared(comparison["uri"])[2]) == len(comparison["runs"])
+    # The export after every step, the report (the same after each skipped step) once.
+    assert out.count("[study] export in") == 5 and out.count("[study] report in") == 1
+
+
+def test_a_comparison_continues_from_its_export_in_a_new_store(comparison):
+    """A continuation in a new store (the first lost with its machine) whose committed export
+    holds the LwF search but not yet its final runs: the finals run from the exported selection,
+    and the search is not run again."""
+    import shutil
+
+    from sweeps.compare_methods import main
+
+    tmp, runs, parents = comparison["tmp"], comparison["runs"], comparison["parents"]
+    finals = _under(runs, parents["c-lwf-final"])
+    # The committed export as it was before the LwF finals: a copy without them.
+    shutil.copytree(tmp / "out" / "export", tmp / "out2" / "export")
+    export = tmp / "out2" / "export"
     meta = json.loads((export / "experiment.json").read_text())
-    lost = [parents["c-lwf-final"].info.run_id, *(r.info.run_id for r in finals["c-lwf-final"])]
+    lost = [parents["c-lwf-final"].info.run_id, *(r.info.run_id for r in finals)]
     for rid in lost:
         for sub in ("sweeps", "runs"):
             (export / sub / f"{rid}.json").unlink(missing_ok=True)
     meta["sweeps"] = [s for s in meta["sweeps"] if s not in lost]
     meta["runs"] = [r for r in meta["runs"] if r not in lost]
     (export / "experiment.json").write_text(json.dumps(meta))
-    argv2 = [*argv, "--resume", "--methods", "lwf", "--references", ""]
-    argv2[argv2.index("--workdir") + 1] = str(tmp_path / "w2")
-    assert main(argv2) == 0
-    client2 = MlflowClient(f"sqlite:///{tmp_path / 'w2' / 'mlflow.db'}")
-    exp2 = client2.get_experiment_by_name("compare-methods")
-    runs2 = client2.search_runs([exp2.experiment_id], max_results=1000)
-    parents2 = {r.data.tags["sweep"]: r for r in runs2 if r.data.tags.get("pah.role") == "sweep"}
+    again = ["--resume", "--methods", "lwf", "--references", ""]
+    assert main([*_comparison_argv(tmp, "w2", "out2"), *again]) == 0
+    _, _, runs2, parents2 = _compared(f"sqlite:///{tmp / 'w2' / 'mlflow.db'}")
     assert set(parents2) == {"c-lwf-final"}  # no search, no default runs: both were exported
     tags, tags2 = parents["c-lwf-final"].data.tags, parents2["c-lwf-final"].data.tags
     for key in ("selected_from", "selected_trial", "selected_val_avg_acc"):
         assert tags2[key] == tags[key], key
-    pid2 = parents2["c-lwf-final"].info.run_id
-    kids2 = [r for r in runs2 if r.data.tags.get("mlflow.parentRunId") == pid2]
+    kids2 = _under(runs2, parents2["c-lwf-final"])
     searched = ("method.lwf.lambda_kd", "method.lwf.temperature", "optim.lr_head")
     assert {tuple(r.data.params[k] for k in searched) for r in kids2} == {
-        tuple(r.data.params[k] for k in searched) for r in finals["c-lwf-final"]
+        tuple(r.data.params[k] for k in searched) for r in finals
     }
     assert sorted(r.data.params["run.seed"] for r in kids2) == ["2", "3"]
+    assert "LwF: tuned − default" in (tmp / "out2" / "report.md").read_text()
