@@ -7,6 +7,7 @@ medians and ratios of that run; the JSON keeps every round.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -28,6 +29,14 @@ def save(name: str, results: dict[str, Any], folder: str | Path | None = None) -
     path.write_text(json.dumps(results, indent=2))
     print(f"wrote {path}")
     return path
+
+
+def io_flags(p: argparse.ArgumentParser) -> None:
+    """The flags every #28 benchmark takes: where the data is, tiny synthetic data for the tests,
+    and where the JSON goes."""
+    p.add_argument("--data-root")
+    p.add_argument("--synthetic", action="store_true", help="tiny synthetic data (tests)")
+    p.add_argument("--out", help="folder for the JSON (default benchmarks/out)")
 
 
 def median(values: Sequence[float]) -> float:

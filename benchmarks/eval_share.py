@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import eval_reference  # noqa: E402
 from benchmarks.cells import CONFIG, Cell, as_text, base_overrides, run_together  # noqa: E402
-from benchmarks.common import cores, interleaved, machine, median, save  # noqa: E402
+from benchmarks.common import cores, interleaved, io_flags, machine, median, save  # noqa: E402
 
 
 def share(eval_seconds: list[float], seconds: list[float], untrained: float = 0.0) -> dict:
@@ -218,9 +218,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--experiment", help="with --mlflow: the experiment")
     p.add_argument("--sweep", action="append", help="with --mlflow: only this sweep (repeatable)")
     p.add_argument("--results", nargs="+", help="read these results.json instead of measuring")
-    p.add_argument("--data-root")
-    p.add_argument("--synthetic", action="store_true", help="tiny synthetic data (tests)")
-    p.add_argument("--out", help="folder for the JSON (default benchmarks/out)")
+    io_flags(p)
     return p
 
 

@@ -28,7 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.cells import Cell, base_overrides, run_together  # noqa: E402
-from benchmarks.common import cores, interleaved, machine, median, save  # noqa: E402
+from benchmarks.common import cores, interleaved, io_flags, machine, median, save  # noqa: E402
 from benchmarks.numerics import bench_steps, usable  # noqa: E402
 
 STEP_OPTIONS: dict[str, dict[str, Any]] = {
@@ -116,9 +116,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--step-rounds", type=int, help="step rounds (default 5; quick 3)")
     p.add_argument("--skip-pack", action="store_true")
     p.add_argument("--skip-steps", action="store_true")
-    p.add_argument("--data-root")
-    p.add_argument("--synthetic", action="store_true", help="tiny synthetic data (tests)")
-    p.add_argument("--out", help="folder for the JSON (default benchmarks/out)")
+    io_flags(p)
     return p
 
 

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from analysis.stats import paired  # noqa: E402
 from benchmarks.cells import CONFIG, Cell, base_overrides, run_together  # noqa: E402
-from benchmarks.common import cores, interleaved, machine, median, save  # noqa: E402
+from benchmarks.common import cores, interleaved, io_flags, machine, median, save  # noqa: E402
 from benchmarks.trainer import method_at_task, seconds_per_call  # noqa: E402
 from pah_core.config import load_config  # noqa: E402
 from pah_core.data import TaskStream, load_source  # noqa: E402
@@ -199,9 +199,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, help="steps per round (default 20; quick 5)")
     p.add_argument("--rounds", type=int, help="step rounds (default 5; quick 3)")
     p.add_argument("--skip-runs", action="store_true", help="the step only")
-    p.add_argument("--data-root")
-    p.add_argument("--synthetic", action="store_true", help="tiny synthetic data (tests)")
-    p.add_argument("--out", help="folder for the JSON (default benchmarks/out)")
+    io_flags(p)
     return p
 
 

@@ -26,7 +26,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.cells import Cell, base_overrides, run_in_waves  # noqa: E402
-from benchmarks.common import cores, interleaved, machine, median, save  # noqa: E402
+from benchmarks.common import cores, interleaved, io_flags, machine, median, save  # noqa: E402
 from benchmarks.numerics import OPTIONS  # noqa: E402
 
 
@@ -86,9 +86,7 @@ def parser() -> argparse.ArgumentParser:
         help="also run every setting with this numerics option (as CxT:OPTION)",
     )
     p.add_argument("--method", default="pah")
-    p.add_argument("--data-root")
-    p.add_argument("--synthetic", action="store_true", help="tiny synthetic cells (tests)")
-    p.add_argument("--out", help="folder for the JSON (default benchmarks/out)")
+    io_flags(p)
     return p
 
 
