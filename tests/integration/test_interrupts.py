@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import longer_tasks
+from tests.helpers import longer_tasks, new_mlflow_store
 
 REPO = Path(__file__).resolve().parents[2]
 LONGER = longer_tasks(schedule__eval_future="false")  # stopped in the middle of a trial
@@ -44,16 +44,9 @@ def _loose(root: Path) -> list[str]:
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_stopped_search_is_killed_not_finished_and_resumes(ray_cluster, tmp_path, sig):
-    from mlflow.tracking import MlflowClient
-
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    # The schema exists before the polling below; created owner-only, as the sweep would create
+    # The schema exists before the polling below; the store owner-only, as the sweep would create
     # it (a store the user made before is the user's to set).
-    umask = os.umask(0o077)
-    try:
-        MlflowClient(uri).search_experiments()
-    finally:
-        os.umask(umask)
+    uri = new_mlflow_store(tmp_path / "mlflow.db")
     argv = [
         sys.executable,
         str(REPO / "sweeps" / "cifar100_search.py"),
