@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from tests.helpers import basic_auth, free_port, http_get, wait_http
-from tests.integration.test_sweeps import TINY
+from tests.integration.test_sweeps import SMALL
 
 REPO = Path(__file__).resolve().parents[2]
 CLUSTER = REPO / "cluster"
@@ -41,7 +41,7 @@ SWEEP_ARGS = [
     SWEEP,
     "--experiment",
     EXPERIMENT,
-    *TINY,
+    *SMALL,
     "--set",
     "schedule.max_tasks=1",
 ]
