@@ -125,7 +125,7 @@ def wait_http(url: str, timeout: float, proc: subprocess.Popen, log: Path) -> No
             http_get(url, timeout=5)
             return
         except OSError:
-            time.sleep(1)
+            time.sleep(0.25)
     raise AssertionError(f"{url} did not answer in {timeout:.0f} s:\n{log.read_text()[-3000:]}")
 
 

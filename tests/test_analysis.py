@@ -12,6 +12,7 @@ import pytest
 
 from analysis import store
 from analysis.tables import load_paper
+from tests.helpers import new_mlflow_store
 
 
 def _parent(client, exp_id, name, kind, **tags):
@@ -154,7 +155,7 @@ def test_protocol_table_from_searches_and_their_final_runs(tmp_path):
 
     from analysis.hpo_protocols import protocol_table
 
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client = MlflowClient(new_mlflow_store(tmp_path / "mlflow.db"))
     exp_id = client.create_experiment("e", artifact_location=(tmp_path / "art").as_uri())
     expected = {}
     for protocol, width, accs, tasks in (
@@ -217,7 +218,7 @@ def test_sensitivity_ranks_trials_on_their_validation_numbers(tmp_path):
 
     from analysis.sensitivity import sensitivity_tables
 
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client = MlflowClient(new_mlflow_store(tmp_path / "mlflow.db"))
     exp_id = client.create_experiment("e", artifact_location=(tmp_path / "art").as_uri())
     search = _parent(client, exp_id, "s", "search")
     # test accuracy rises with the width, validation accuracy falls with it (10 trials: the

@@ -5,6 +5,7 @@ nothing silently accepted."""
 import pytest
 
 from pah_core.train import main as train_main
+from tests.helpers import new_mlflow_store
 
 BASE = [
     "--config",
@@ -229,10 +230,8 @@ ANALYSIS_CASES = [
 @pytest.fixture(scope="module")
 def empty_store(tmp_path_factory) -> str:
     """An MLflow store with no experiment of ours (created once: a new store's schema takes seconds)."""
-    from mlflow.tracking import MlflowClient
-
     path = tmp_path_factory.mktemp("store") / "mlflow.db"
-    MlflowClient(f"sqlite:///{path}").search_experiments()
+    new_mlflow_store(path)
     return str(path)
 
 
@@ -458,7 +457,7 @@ def test_a_sweep_named_its_is_found_in_mlflow(tmp_path):
     from pah_core.mlflow_reporter import RUN_KEY_TAG, find_run
     from pah_sweep.record import best_config_of_sweep
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = new_mlflow_store(tmp_path / "mlflow.db")
     client = MlflowClient(uri)
     exp = client.create_experiment("e", artifact_location=(tmp_path / "art").as_uri())
     for name in ("its", "it's"):  # a decoy first: the quoted search must tell them apart

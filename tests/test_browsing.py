@@ -3,6 +3,7 @@ experiment, and trial run names that say what each trial is."""
 
 from pah_core.tracking import EXPERIMENT_KIND_TAG, ui_commands
 from pah_sweep.space import run_name
+from tests.helpers import new_mlflow_store
 
 
 def test_links_open_the_runs_table_of_the_training_view():
@@ -20,7 +21,7 @@ def test_new_experiments_are_tagged_for_model_training(tmp_path):
 
     from pah_core.mlflow_reporter import get_or_create_experiment
 
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client = MlflowClient(new_mlflow_store(tmp_path / "mlflow.db"))
     exp_id = get_or_create_experiment(client, "e")
     assert get_or_create_experiment(client, "e") == exp_id
     key, value = EXPERIMENT_KIND_TAG

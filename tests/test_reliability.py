@@ -17,7 +17,7 @@ import pytest
 from pah_core.locks import LOCK_FILE, LockError, lock_folder
 from pah_core.train import main as train_main
 from pah_sweep import trust
-from tests.helpers import TINY_CLI
+from tests.helpers import TINY_CLI, new_mlflow_store
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -135,7 +135,7 @@ def test_a_second_run_on_a_live_out_is_refused_and_overwrite_refuses_it(tmp_path
 def _store_with_parents(tmp_path: Path, *names: str) -> tuple[str, dict[str, str]]:
     from mlflow.tracking import MlflowClient
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = new_mlflow_store(tmp_path / "mlflow.db")
     client = MlflowClient(uri)
     exp = client.create_experiment("pah-cifar100", artifact_location=(tmp_path / "a").as_uri())
     ids = {}

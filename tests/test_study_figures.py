@@ -4,6 +4,7 @@ import pytest
 
 from pah_core.metrics import MIN_TRIALS_FOR_IMPORTANCE
 from pah_sweep.study_figures import log_study_figures, study_figures
+from tests.helpers import new_mlflow_store
 
 
 def _study(url, directions, n=MIN_TRIALS_FOR_IMPORTANCE):
@@ -32,7 +33,7 @@ def test_the_study_pictures_land_on_the_parent_run(tmp_path, objectives, directi
 
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
     _study(url, directions)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = new_mlflow_store(tmp_path / "mlflow.db")
     client = MlflowClient(uri)
     exp = client.create_experiment("e", artifact_location=(tmp_path / "art").as_uri())
     parent = client.create_run(exp).info.run_id

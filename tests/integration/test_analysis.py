@@ -13,7 +13,7 @@ import pytest
 from analysis import paper_tables, store
 from analysis.export import portable
 from analysis.store import AnalysisError
-from tests.helpers import tiny_config, tiny_stream
+from tests.helpers import new_mlflow_store, tiny_config, tiny_stream
 from tests.test_analysis import _expect, _parent
 
 EXP = "pah-analysis-test"
@@ -32,7 +32,8 @@ def _train(uri, run_name, overrides, parent=None, tags=None):
     from pah_core.engine import Engine
     from pah_core.mlflow_reporter import MLflowReporter
 
-    cfg = tiny_config("schedule.epochs_per_task=1", *overrides)
+    # 2 of the stream's 3 tasks: a matrix with forgetting, the least the tables need.
+    cfg = tiny_config("schedule.epochs_per_task=1", "schedule.max_tasks=2", *overrides)
     stream = tiny_stream(cfg)
     rep = MLflowReporter(
         tracking_uri=uri,
@@ -60,7 +61,7 @@ def mlstore(tmp_path_factory):
     from pah_core.mlflow_reporter import get_or_create_experiment
 
     tmp = tmp_path_factory.mktemp("mlstore")
-    uri = f"sqlite:///{tmp}/mlflow.db"
+    uri = new_mlflow_store(tmp / "mlflow.db")
     client = MlflowClient(tracking_uri=uri)
     exp_id = get_or_create_experiment(client, EXP)
 

@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from tests.helpers import basic_auth, free_port, http_get, wait_http
-from tests.integration.test_sweeps import TINY
+from tests.integration.test_sweeps import SMALL
 
 REPO = Path(__file__).resolve().parents[2]
 CLUSTER = REPO / "cluster"
@@ -41,7 +41,7 @@ SWEEP_ARGS = [
     SWEEP,
     "--experiment",
     EXPERIMENT,
-    *TINY,
+    *SMALL,
     "--set",
     "schedule.max_tasks=1",
 ]
@@ -69,8 +69,11 @@ def _tagged_pids(tag: str) -> list[int]:
     return pids
 
 
-def _kill_tagged(tag: str, timeout: float = 20.0) -> list[int]:
-    """SIGTERM, then SIGKILL, every process carrying the tag; returns the ones still alive."""
+def _kill_tagged(tag: str, timeout: float = 5.0) -> list[int]:
+    """SIGTERM, then SIGKILL, every process carrying the tag; returns the ones still alive. Those
+    that end on SIGTERM (the MLflow server, most of Ray's) do so within ~2 s; the head's raylet,
+    GCS server and one Python process of it outlive SIGTERM however long one waits (25 s tried):
+    after ``timeout`` seconds, SIGKILL."""
     for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10.0)):
         pids = _tagged_pids(tag)
         for pid in pids:

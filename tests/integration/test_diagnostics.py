@@ -6,7 +6,7 @@ import numpy as np
 
 from pah_core import figures
 from pah_core.engine import Engine
-from tests.helpers import tiny_config, tiny_stream
+from tests.helpers import new_mlflow_store, tiny_config, tiny_stream
 
 
 def test_mlflow_run_has_the_pictures_and_drift_metrics(tmp_path):
@@ -16,7 +16,7 @@ def test_mlflow_run_has_the_pictures_and_drift_metrics(tmp_path):
 
     from pah_core.mlflow_reporter import MLflowReporter
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = new_mlflow_store(tmp_path / "mlflow.db")
     cfg = tiny_config("schedule.epochs_per_task=1")
     engine = Engine(cfg, tiny_stream(cfg), [MLflowReporter(uri, "diag", run_name="r")])
     engine.run()

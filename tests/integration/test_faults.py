@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from pah_sweep.trial import TRAIN, TUNE
-from tests.helpers import longer_tasks, mlflow_server, tiny_cifar
+from tests.helpers import longer_tasks, mlflow_server, new_mlflow_store, tiny_cifar
 from tests.postgres import postgres_bin, postgres_server
 
 REPO = Path(__file__).resolve().parents[2]
@@ -91,10 +91,7 @@ def test_a_killed_trial_process_restarts_from_its_checkpoint(ray_cluster, tmp_pa
     from pah_sweep.trial import trial_runner
 
     title = ENGINE_PROCESS[trial_runner(1, ray_train)]
-    from mlflow.tracking import MlflowClient
-
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    MlflowClient(uri).search_experiments()  # the schema exists before anyone polls it
+    uri = new_mlflow_store(tmp_path / "mlflow.db")  # the schema exists before anyone polls it
     argv = [
         sys.executable,
         str(REPO / "sweeps" / "baselines.py"),
@@ -197,7 +194,7 @@ def test_sweep_on_a_postgresql_backed_server_reads_back_like_sqlite(
     from analysis import paper_tables
     from sweeps.baselines import main as baselines
 
-    stores = {"postgres": postgres_mlflow["url"], "sqlite": f"sqlite:///{tmp_path / 'm.db'}"}
+    stores = {"postgres": postgres_mlflow["url"], "sqlite": new_mlflow_store(tmp_path / "m.db")}
     seconds = {}
     for name, uri in stores.items():
         started = time.time()

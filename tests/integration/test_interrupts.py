@@ -14,10 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import longer_tasks
+from tests.helpers import longer_tasks, new_mlflow_store
 
 REPO = Path(__file__).resolve().parents[2]
-LONGER = longer_tasks(schedule__eval_future="false")  # stopped in the middle of a trial
+# Stopped in the middle of a trial: the signal follows its first task's report within a second
+# (the sweep stops in ~3.5 s, its trial at once), and a task of 2 epochs of 300 images per class
+# takes several seconds on one core. The resumed search trains 5 more tasks: 2 epochs, not 4.
+LONGER = longer_tasks(schedule__epochs_per_task=2, schedule__eval_future="false")
 
 
 def _runs(uri: str):
@@ -44,16 +47,9 @@ def _loose(root: Path) -> list[str]:
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_stopped_search_is_killed_not_finished_and_resumes(ray_cluster, tmp_path, sig):
-    from mlflow.tracking import MlflowClient
-
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    # The schema exists before the polling below; created owner-only, as the sweep would create
+    # The schema exists before the polling below; the store owner-only, as the sweep would create
     # it (a store the user made before is the user's to set).
-    umask = os.umask(0o077)
-    try:
-        MlflowClient(uri).search_experiments()
-    finally:
-        os.umask(umask)
+    uri = new_mlflow_store(tmp_path / "mlflow.db")
     argv = [
         sys.executable,
         str(REPO / "sweeps" / "cifar100_search.py"),

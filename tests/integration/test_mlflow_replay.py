@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import new_mlflow_store
+
 REPO = str(Path(__file__).resolve().parents[2])
 
 SCRIPT = textwrap.dedent(
@@ -49,7 +51,7 @@ def _run(tmp_path, *args):
 def test_a_replayed_task_is_logged_once(tmp_path):
     from mlflow.tracking import MlflowClient
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = new_mlflow_store(tmp_path / "mlflow.db")
     ckpt = tmp_path / "ck"
     first = _run(tmp_path, uri, ckpt, 1, "-")
     assert first.returncode == 9, first.stderr[-2000:]
@@ -82,7 +84,7 @@ def test_a_trial_lost_by_a_killed_driver_is_closed_not_left_running(tmp_path):
 
     from pah_sweep.record import LOST_TRIAL, close_lost_trials
 
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client = MlflowClient(new_mlflow_store(tmp_path / "mlflow.db"))
     exp = client.create_experiment("lost")
     parent = client.create_run(exp, run_name="s").info.run_id
     other = client.create_run(exp, run_name="other sweep").info.run_id

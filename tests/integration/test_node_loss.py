@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import longer_tasks
+from tests.helpers import longer_tasks, new_mlflow_store
 from tests.integration.test_faults import _children, _config_of, _uninterrupted
 
 REPO = Path(__file__).resolve().parents[2]
@@ -56,10 +56,7 @@ def two_nodes(tmp_path_factory, data_root):
 
 def test_a_sweep_survives_losing_a_node(two_nodes, tmp_path):
     cluster, second = two_nodes
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    from mlflow.tracking import MlflowClient
-
-    MlflowClient(uri).search_experiments()  # the schema exists before anyone polls it
+    uri = new_mlflow_store(tmp_path / "mlflow.db")  # the schema exists before anyone polls it
     argv = [
         sys.executable, str(REPO / "sweeps" / "baselines.py"), "--address", cluster.address,
         "--methods", "pah", "--seeds", "0,1,2", "--max-concurrent", "3",

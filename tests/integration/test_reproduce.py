@@ -19,6 +19,7 @@ from analysis.export import portable
 from analysis.tables import FULL_FROM_TAG
 from sweeps import reproduce
 from sweeps.ablation import VARIANTS
+from tests.helpers import new_mlflow_store
 from tests.test_reproduce import _argv, _main, _runs
 
 REPO = Path(__file__).resolve().parents[2]
@@ -43,11 +44,10 @@ def study(ray_cluster, tmp_path_factory):
     from mlflow.tracking import MlflowClient
 
     tmp = tmp_path_factory.mktemp("study")
-    uri = f"sqlite:///{tmp / 'work' / 'mlflow.db'}"
-    (tmp / "work").mkdir()
-    # Create the store before the study starts, so that polling it never races the schema
-    # migration of the study's first connection (as in test_sweeps.py).
-    MlflowClient(uri).search_experiments()
+    # The store exists before the study starts, so that polling it never races the schema
+    # migration of the study's first connection (as in test_sweeps.py). The continuation below
+    # (test_a_study_continues_from_its_export_in_a_new_workdir) creates its store itself.
+    uri = new_mlflow_store(tmp / "work" / "mlflow.db")
     script = [sys.executable, str(REPO / "sweeps" / "reproduce.py"), "--address", ray_cluster]
     proc = subprocess.Popen(
         [*script, *_argv(tmp, "--parts", "main", "--max-concurrent", "1")],

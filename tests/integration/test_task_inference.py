@@ -14,9 +14,9 @@ def test_mlflow_run_holds_the_task_agnostic_numbers_and_forward_transfer(tmp_pat
 
     from pah_core.engine import Engine
     from pah_core.mlflow_reporter import MLflowReporter
-    from tests.helpers import tiny_config, tiny_stream
+    from tests.helpers import new_mlflow_store, tiny_config, tiny_stream
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = new_mlflow_store(tmp_path / "mlflow.db")
     cfg = tiny_config("schedule.eval_future=true", "schedule.epochs_per_task=1")
     r = Engine(cfg, tiny_stream(cfg), [MLflowReporter(uri, "cil", run_name="r")]).run()
     client = MlflowClient(uri)
