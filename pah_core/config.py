@@ -38,6 +38,7 @@ RUN_ONLY_KEYS = frozenset(
         "run.checkpoint",
         "run.progress",
         "schedule.eval_batch_size",
+        "schedule.eval_future_tasks",
     }
 )
 
@@ -174,6 +175,10 @@ class ScheduleConfig:
     # Also evaluate the tasks not trained yet (the full T x T matrix) and the untrained model
     # before task 1, for forward transfer (GEM's FWT).
     eval_future: bool = False
+    # Which future tasks eval_future evaluates at each boundary: all (the full T x T matrix) or
+    # the next one only (the matrix's superdiagonal, all that FWT reads: 9 of 45 future-task
+    # passes of a 10-task run). Every number a run reports is the same either way.
+    eval_future_tasks: Literal["all", "next"] = "all"
 
 
 @dataclass
@@ -234,6 +239,7 @@ KEYS_ADDED: dict[str, Any] = {
     "data.split_seed": "order_seed",
     "schedule.task_inference": "max_softmax",
     "schedule.eval_future": False,
+    "schedule.eval_future_tasks": "all",
     "run.precision": "fp32",
     "run.channels_last": False,
     "run.compile": None,

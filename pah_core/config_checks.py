@@ -136,6 +136,12 @@ def _validate_run(cfg: Config) -> None:
     require(
         s.eval_batch_size >= 1, "schedule.eval_batch_size", s.eval_batch_size, "an integer >= 1"
     )
+    require(
+        s.eval_future or s.eval_future_tasks == "all",
+        "schedule.eval_future_tasks",
+        s.eval_future_tasks,
+        "all unless schedule.eval_future=true (it says which future tasks eval_future evaluates)",
+    )
     if s.max_tasks is not None:
         require(
             1 <= s.max_tasks <= d.n_tasks - d.skip_tasks,

@@ -180,7 +180,7 @@ class Engine:
             out["class_il"] = s.class_il_results()
         if s.init_total:
             out["untrained_accuracy"] = s.untrained_accuracy()
-            fwt = metrics.forward_transfer_if_full(mat, out["untrained_accuracy"])
+            fwt = metrics.forward_transfer_if_measured(mat, out["untrained_accuracy"])
             if fwt is not None:
                 out["forward_transfer"] = fwt
         if s.next_task:  # what MLflow logs and the tables read, by the same names
@@ -272,12 +272,20 @@ class Engine:
             self._emit("epoch_end", t, epoch, epoch_stats)
         return epoch_stats
 
+    def _evaluated_upto(self, t: int) -> int:
+        """How many of the stream's tasks the boundary after task t evaluates: the seen ones, and
+        with eval_future every future one or the next one only (``schedule.eval_future_tasks``)."""
+        s = self.cfg.schedule
+        if not s.eval_future:
+            return t + 1
+        return len(self.stream) if s.eval_future_tasks == "all" else min(t + 2, len(self.stream))
+
     def _finish_task(self, t: int, task, task_started: float, epoch_stats: dict) -> None:
         """After task t's training: evaluate, record, checkpoint, report the boundary."""
         cfg, s = self.cfg, self.state
         self.method.end_task(task)
         self.dist.sync_buffers(self.method.model)
-        upto = len(self.stream) if cfg.schedule.eval_future else t + 1
+        upto = self._evaluated_upto(t)
         eval_started = time.perf_counter()
         # Test and validation splits under one model state (pah_core.evaluation).
         counts, val = self.evaluator.boundary(t, range(upto), self.has_val)

@@ -101,9 +101,10 @@ def official_code_bwt(a: Matrix, after: int | None = None) -> float:
 
 def forward_transfer(full: Matrix, random_init: Sequence[float]) -> float:
     """Forward transfer (Lopez-Paz & Ranzato 2017, "Gradient Episodic Memory", section 4):
-    FWT = 1/(T-1) * sum_{i=1}^{T-1} (R[i-1][i] - b[i]), with R the full T x T matrix (row i: after
-    training task i, every task evaluated, future ones included; ``schedule.eval_future``) and b[i]
-    the accuracy on task i of the model at its random initialisation. How much learning the earlier
+    FWT = 1/(T-1) * sum_{i=1}^{T-1} (R[i-1][i] - b[i]), with R the T x T matrix (row i: after
+    training task i; its superdiagonal R[i-1][i] is task i's accuracy before it was trained,
+    ``schedule.eval_future``) and b[i] the accuracy on task i of the model at its random
+    initialisation. How much learning the earlier
     tasks helps a task before it is trained; 0.0 for a single task."""
     r = as_matrix(full)
     b = np.asarray(random_init, dtype=np.float64)
@@ -156,11 +157,15 @@ def summary(a: Matrix) -> dict[str, float | list[float]]:
     return out
 
 
-def forward_transfer_if_full(a: Matrix, untrained: Sequence[float] | None) -> float | None:
-    """Forward transfer where it exists: the run trained and evaluated the whole stream (a
-    square matrix with every entry, ``schedule.eval_future``) and measured its untrained model."""
+def forward_transfer_if_measured(a: Matrix, untrained: Sequence[float] | None) -> float | None:
+    """Forward transfer where the run measured it: it trained the whole stream (a square matrix,
+    complete on and below the diagonal), evaluated each task before training it (the
+    superdiagonal, ``schedule.eval_future`` with either ``eval_future_tasks``) and its untrained
+    model."""
     m = as_matrix(a)
-    if not untrained or m.shape[0] != m.shape[1] or np.isnan(m).any():
+    if not untrained or m.shape[0] != m.shape[1]:
+        return None
+    if np.isnan(m[np.tril_indices_from(m)]).any() or np.isnan(np.diag(m, 1)).any():
         return None
     return forward_transfer(m, untrained)
 
@@ -171,7 +176,7 @@ def final_metrics(
     """A finished run's final numbers under the names MLflow logs and the tables read: the one
     producer of every ``final_*`` metric. The matrix's summary, the task-agnostic numbers in
     ``run_metrics`` (the engine's task metrics: the headline rule's and every rule's), and
-    forward transfer where the run has it (``forward_transfer_if_full``)."""
+    forward transfer where the run has it (``forward_transfer_if_measured``)."""
     s = summary(a)
     out = {
         "final_avg_acc": s["avg_acc"],
@@ -181,7 +186,7 @@ def final_metrics(
         "final_cil_avg_acc": run_metrics.get("cil_avg_acc"),
         "final_cil_forgetting": run_metrics.get("cil_forgetting"),
         "final_task_inference_acc": run_metrics.get("task_inference_acc"),
-        "final_forward_transfer": forward_transfer_if_full(a, untrained),
+        "final_forward_transfer": forward_transfer_if_measured(a, untrained),
     }
     for k, v in run_metrics.items():  # per rule: final_cil_avg_acc/min_entropy, ...
         if k.startswith(("cil_avg_acc/", "task_inference_acc/")):

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from pah_core.checkpoints import CheckpointError
+from pah_core.checks import ConfigError
 from pah_core.engine import Engine
 from pah_core.reporters import JSONReporter, Reporter
 from pah_core.train import main as cli_main
@@ -142,6 +143,36 @@ def test_a_run_restored_before_run_keeps_its_untrained_reference_and_total_wall_
     # The total: the first segment's boundary time plus the last task's.
     assert resumed["wall_seconds"] >= before["wall_seconds"] - 1e-6
     assert resumed["wall_seconds"] >= sum(resumed["seconds_per_task"]) - 1e-6
+
+
+def test_evaluating_the_next_future_task_only_reports_the_same_numbers():
+    """eval_future_tasks=next evaluates, of the future tasks, only the one about to be trained:
+    the matrix's superdiagonal, all that forward transfer reads. Every reported number equals the
+    full matrix's run; the entries above the superdiagonal are missing, not zero."""
+    every = "schedule.eval_future=true", "schedule.epochs_per_task=1", "run.checkpoint=false"
+    cfg_all = tiny_config(*every, "data.n_tasks=4")
+    cfg_next = tiny_config(*every, "data.n_tasks=4", "schedule.eval_future_tasks=next")
+    full = Engine(cfg_all, tiny_stream(cfg_all)).run()
+    engine = Engine(cfg_next, tiny_stream(cfg_next))
+    evaluated, boundary = [], engine.evaluator.boundary
+
+    def recorded(t, tasks, val):
+        evaluated.append(list(tasks))
+        return boundary(t, tasks, val)
+
+    engine.evaluator.boundary = recorded
+    nxt = engine.run()
+    assert evaluated == [[0, 1], [0, 1, 2], [0, 1, 2, 3], [0, 1, 2, 3]]
+    for key in ("avg_acc", "forgetting", "forward_transfer", "untrained_accuracy", "class_il"):
+        assert nxt[key] == full[key], key
+    assert nxt["final"] == full["final"]
+    n = len(full["accuracy_matrix"])
+    for i in range(n):
+        for j in range(n):
+            want = full["accuracy_matrix"][i][j] if j <= i + 1 else None
+            assert nxt["accuracy_matrix"][i][j] == want, (i, j)
+    with pytest.raises(ConfigError, match="schedule.eval_future_tasks = 'next' is not allowed"):
+        tiny_config("schedule.eval_future_tasks=next")  # without eval_future: nothing to choose
 
 
 def test_each_task_boundary_reports_how_long_its_evaluation_took():
