@@ -8,7 +8,7 @@ from pah_core.engine import Engine
 # test images per class, 4 epochs per task with a small CNN: enough learning per task for
 # forgetting to be measurable in ~30 s. 5 tasks, not 10: forgetting after task 5 averages 4 old
 # tasks, distillation acting on all but the first; the matrices are the top-left 5x5 of the full
-# 10-task run's. Measured at seeds 1, 2, 3 (PAH vs fine-tuning forgetting): see the commit message.
+# 10-task run's. Seeds 1, 2, 3 forgot 6.8, 2.7, 3.7% with PAH against 20.7, 22.9, 24.8% fine-tuning.
 TASKS = 5
 SMOKE = [
     "data.n_tasks=10",
