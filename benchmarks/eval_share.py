@@ -153,7 +153,7 @@ def bench_boundary(
 
     def boundary(v: str):
         engine, t = engines[json.dumps(VARIANTS[v][0], sort_keys=True)]
-        tasks = range(len(engine.stream)) if engine.cfg.schedule.eval_future else range(t + 1)
+        tasks = engine.evaluated_tasks(t)
         if VARIANTS[v][1] == "reference":
             return eval_reference.boundary(engine, t, tasks, engine.has_val)
         return engine.evaluator.boundary(t, tasks, engine.has_val)
@@ -184,10 +184,18 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     fraction = args.fraction or (0.04 if args.quick else 0.2)
     cell_overrides = base_overrides(fraction, args.synthetic)
     print(f"eval share: one cell at {fraction:g} of the images, {threads} threads")
-    cell = run_together([Cell(cell_overrides, threads)], args.data_root)["cells"][0]
-    run_share = share(
-        cell["eval_seconds_per_task"], cell["seconds_per_task"], cell["untrained_eval_seconds"]
+    # The same cell evaluating, of the future tasks, only the next one (what forward transfer
+    # reads): its share beside today's default, one cell after the other.
+    next_only = {**cell_overrides, "schedule.eval_future_tasks": "next"}
+    cell, cell_next = (
+        run_together([Cell(o, threads)], args.data_root)["cells"][0]
+        for o in (cell_overrides, next_only)
     )
+
+    def cell_share(c: dict[str, Any]) -> dict[str, Any]:
+        return share(c["eval_seconds_per_task"], c["seconds_per_task"], c["untrained_eval_seconds"])
+
+    run_share = cell_share(cell)
     variants = args.variants or list(VARIANTS)
     print(f"eval share: one boundary after task 10, {variants}")
     rounds = args.rounds or (3 if args.quick else 5)
@@ -200,6 +208,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "cell": {"fraction": fraction, "threads": threads, "overrides": cell_overrides, **cell},
         "share_now": run_share,
+        "share_next_future_task_only": {"overrides": next_only, **cell_share(cell_next)},
         "boundary": boundary,
         "share_before_derived": before,
     }
@@ -252,6 +261,8 @@ def print_results(results: dict[str, Any]) -> None:
         print(
             f"\nevaluation's share of the cell (today's code): {pct(results['share_now']['share'])}"
         )
+        nxt = results["share_next_future_task_only"]["share"]
+        print(f"... with schedule.eval_future_tasks=next: {pct(nxt)}")
         b = results["boundary"]
         print(
             f"one boundary after task 10 (counts equal to before #28: {b['now_counts_equal_before']}):"

@@ -272,20 +272,21 @@ class Engine:
             self._emit("epoch_end", t, epoch, epoch_stats)
         return epoch_stats
 
-    def _evaluated_upto(self, t: int) -> int:
-        """How many of the stream's tasks the boundary after task t evaluates: the seen ones, and
-        with eval_future every future one or the next one only (``schedule.eval_future_tasks``)."""
+    def evaluated_tasks(self, t: int) -> range:
+        """The stream's tasks that the boundary after task t evaluates: the seen ones, and with
+        eval_future every future one or the next one only (``schedule.eval_future_tasks``)."""
         s = self.cfg.schedule
         if not s.eval_future:
-            return t + 1
-        return len(self.stream) if s.eval_future_tasks == "all" else min(t + 2, len(self.stream))
+            return range(t + 1)
+        n = len(self.stream)
+        return range(n if s.eval_future_tasks == "all" else min(t + 2, n))
 
     def _finish_task(self, t: int, task, task_started: float, epoch_stats: dict) -> None:
         """After task t's training: evaluate, record, checkpoint, report the boundary."""
         cfg, s = self.cfg, self.state
         self.method.end_task(task)
         self.dist.sync_buffers(self.method.model)
-        upto = self._evaluated_upto(t)
+        upto = len(self.evaluated_tasks(t))
         eval_started = time.perf_counter()
         # Test and validation splits under one model state (pah_core.evaluation).
         counts, val = self.evaluator.boundary(t, range(upto), self.has_val)
