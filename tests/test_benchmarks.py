@@ -161,6 +161,10 @@ def test_eval_share_smallest_mode_writes_its_json(tmp_path):
     eval_share.main([*args, "--out", str(tmp_path)])
     saved = json.loads((tmp_path / "eval_share.json").read_text())
     assert 0 < saved["share_now"]["share"] < 1
+    # The same cell evaluating only the next future task: its share measured too.
+    nxt = saved["share_next_future_task_only"]
+    assert nxt["overrides"]["schedule.eval_future_tasks"] == "next"
+    assert 0 < nxt["share"] < 1
     assert saved["boundary"]["now_counts_equal_before"] is True
     assert set(saved["boundary"]["rows"]) == {"before #28", "now"}
 
