@@ -136,7 +136,9 @@ ONE_CORE = 1.0 - DRIVER_CPUS
 # benchmarks/study_throughput.py prints the entry, benchmarks/RESULTS.md holds the measurement).
 # Cores not listed keep the rule from before any measurement: one thread per cell, as many cells
 # as cores.
-MEASURED_CONCURRENCY: dict[int, tuple[int, int]] = {}
+# 2 cores: 2x1 47.1 cells per hour against 1x2's 37.5 (0.80x), study_throughput.py at 20% of the
+# images, 2 rounds, 2026-12-07 (benchmarks/results/2026-12-07/study_throughput.json).
+MEASURED_CONCURRENCY: dict[int, tuple[int, int]] = {2: (2, 1)}
 
 
 @dataclass(frozen=True)

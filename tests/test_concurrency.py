@@ -23,11 +23,19 @@ from tests.helpers import tiny_config
 
 
 def test_unmeasured_machines_keep_one_thread_per_cell():
-    assert pah_sweep.resources.MEASURED_CONCURRENCY == {}  # until the benchmark fills it in
-    for cores in (1, 2, 16):
+    for cores in (1, 3, 16):
+        assert cores not in pah_sweep.resources.MEASURED_CONCURRENCY
         c = choose_concurrency(cores)
         assert (c.cells, c.threads) == (cores, 1)
         assert "one thread per cell" in c.why
+
+
+def test_two_cores_use_the_measured_best():
+    """benchmarks/results/2026-12-07/study_throughput.json: on 2 cores two one-thread cells did
+    more cells per hour than one two-thread cell."""
+    c = choose_concurrency(2)
+    assert (c.cells, c.threads) == (2, 1)
+    assert c.why == "auto: measured best for 2 cores"
 
 
 def test_a_measured_entry_decides_for_its_core_count_only():
