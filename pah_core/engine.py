@@ -286,10 +286,11 @@ class Engine:
         cfg, s = self.cfg, self.state
         self.method.end_task(task)
         self.dist.sync_buffers(self.method.model)
-        upto = len(self.evaluated_tasks(t))
+        tasks = self.evaluated_tasks(t)
+        upto = len(tasks)
         eval_started = time.perf_counter()
         # Test and validation splits under one model state (pah_core.evaluation).
-        counts, val = self.evaluator.boundary(t, range(upto), self.has_val)
+        counts, val = self.evaluator.boundary(t, tasks, self.has_val)
         n_rules = len(s.rules)
         s.correct[t, :upto], s.total[t, :upto] = counts[:, 0], counts[:, 1]
         s.cil_correct[:, t, : t + 1] = counts[: t + 1, 2 : 2 + n_rules].T

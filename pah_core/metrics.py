@@ -104,8 +104,8 @@ def forward_transfer(full: Matrix, random_init: Sequence[float]) -> float:
     FWT = 1/(T-1) * sum_{i=1}^{T-1} (R[i-1][i] - b[i]), with R the T x T matrix (row i: after
     training task i; its superdiagonal R[i-1][i] is task i's accuracy before it was trained,
     ``schedule.eval_future``) and b[i] the accuracy on task i of the model at its random
-    initialisation. How much learning the earlier
-    tasks helps a task before it is trained; 0.0 for a single task."""
+    initialisation. How much learning the earlier tasks helps a task before it is trained; 0.0 for
+    a single task."""
     r = as_matrix(full)
     b = np.asarray(random_init, dtype=np.float64)
     t = r.shape[1]
