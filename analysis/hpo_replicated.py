@@ -16,7 +16,7 @@ from .sensitivity import selection_keys
 from .store import Experiment, RunRecord, children
 
 # The protocols in row order (pah_sweep.cli.HPO_PROTOCOLS'); any other after them, by name.
-PROTOCOL_ORDER = ("end_of_training", "first_task", "first_k")
+PROTOCOL_ORDER = ("end_of_training", "first_task", "first_k", "first_k_reordered")
 # The protocol the others' selections are compared with (same sampler seed): the costly one.
 REFERENCE_PROTOCOL = "end_of_training"
 # On a final sweep's parent run: the stream its runs evaluate on, when it is not the stream the

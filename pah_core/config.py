@@ -65,6 +65,10 @@ class DataConfig:
     # The stream starts after this many tasks of the split, whose classes it never shows: A-GEM's
     # HPO protocol tunes on the first k tasks and reports on the others (sweeps --hpo-protocol).
     skip_tasks: int = 0
+    # The order of the classes the stream keeps after skip_tasks: "split" (the split's) or
+    # "random" (shuffled by data.order_seed): protocol transfer across streams tunes on the first
+    # tasks and evaluates on the rest in another order (sweeps --hpo-protocol first_k_reordered).
+    kept_order: Literal["split", "random"] = "split"
     val_fraction: float = 0.0
     # "official": CIFAR (0.5, 0.5) and Tiny-ImageNet ImageNet stats, as the official code;
     # "dataset": the training set's own per-channel mean/std.
@@ -236,6 +240,7 @@ class Config:
 # checkpoint's comparison and the tables read a missing key as this value.
 KEYS_ADDED: dict[str, Any] = {
     "data.skip_tasks": 0,
+    "data.kept_order": "split",
     "data.split_seed": "order_seed",
     "schedule.task_inference": "max_softmax",
     "schedule.eval_future": False,

@@ -67,6 +67,13 @@ def _validate_data(d: DataConfig) -> None:
         d.skip_tasks,
         f"0 to data.n_tasks - 1 = {d.n_tasks - 1} (at least one task must be left)",
     )
+    require(
+        d.kept_order == "split" or d.skip_tasks > 0,
+        "data.kept_order",
+        d.kept_order,
+        "'split' when data.skip_tasks = 0 (it reorders the classes left after skipped tasks; "
+        "to shuffle the whole split use data.class_order=random)",
+    )
     require(d.crop_padding >= 0, "data.crop_padding", d.crop_padding, "an integer >= 0")
     for key in ("train_per_class", "test_per_class"):
         v = getattr(d, key)

@@ -59,7 +59,13 @@ HPO_PROTOCOLS = {
     "arXiv 2404.06466, recommend it)",
     "first_k": "trials train and validate on the first --first-k tasks; the choice then runs on a "
     "stream of the other tasks, whose classes no trial saw (A-GEM, Chaudhry et al., ICLR 2019)",
+    "first_k_reordered": "as first_k, and the choice's final runs see the other tasks' classes in "
+    "another order (data.kept_order=random): tuned on one stream, evaluated on a disjoint one "
+    "(protocol transfer across streams, as Cha & Cho, arXiv 2403.09066, across datasets)",
 }
+# Protocols whose final runs evaluate on another stream than the one the search tuned on: their
+# sweeps are tagged with both streams (tune_stream, eval_stream) and the report groups them apart.
+TRANSFER_PROTOCOLS = ("first_k_reordered",)
 
 
 def protocol_overrides(protocol: str, k: int) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -70,4 +76,20 @@ def protocol_overrides(protocol: str, k: int) -> tuple[dict[str, Any], dict[str,
         return {"schedule.max_tasks": 1, "schedule.eval_future": False}, {}
     if protocol == "first_k":
         return {"schedule.max_tasks": k, "schedule.eval_future": False}, {"data.skip_tasks": k}
+    if protocol == "first_k_reordered":
+        trials, final = protocol_overrides("first_k", k)
+        return trials, {**final, "data.kept_order": "random"}
     return {}, {}
+
+
+def stream_tags(protocol: str, k: int, dataset: str, n_tasks: int, order_seed: int):
+    """(search tags, final-sweep tags) naming the two streams of a transfer protocol; none
+    for the others."""
+    if protocol not in TRANSFER_PROTOCOLS:
+        return {}, {}
+    return (
+        {"tune_stream": f"{dataset} tasks 1-{k}"},
+        {
+            "eval_stream": f"{dataset} tasks {k + 1}-{n_tasks}, classes reordered (seed {order_seed})"
+        },
+    )

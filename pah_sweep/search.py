@@ -22,7 +22,7 @@ from .cli import common_arguments, load_points, search_arguments
 from .errors import SweepError, exit_code
 from .launch import Setup, execute, launch, optuna_storage_url, run_config, trial_name
 from .plan import plan_sweep
-from .presets import DEFAULT_SAMPLES, protocol_overrides
+from .presets import DEFAULT_SAMPLES, protocol_overrides, stream_tags
 from .space import method_space, published_defaults, searchable
 from .spec import SearchSpec, from_args
 from .trial import OBJECTIVES
@@ -140,10 +140,17 @@ def plan_search(dataset: str, spec: SearchSpec) -> SearchPlan:
         "tpe_startup_trials": str(tuner.startup_trials),
         "sampler_seed": str(spec.seed),
         **({"fixed_at_defaults": ",".join(fixed)} if fixed else {}),
+        **streams(spec, plan)[0],
     }
     # The method's published defaults first, then the --points, each completed with them.
     points = [{k: p[k] for k in space} for p in [defaults, *({**defaults, **q} for q in extra)]]
     return SearchPlan(plan, points, tuner, final_seeds, final_overrides, tags)
+
+
+def streams(spec: SearchSpec, plan) -> tuple[dict[str, str], dict[str, str]]:
+    """The search's and the final sweep's stream tags (a transfer protocol's; else none)."""
+    data = plan.base.data
+    return stream_tags(spec.hpo_protocol, spec.first_k, plan.dataset, data.n_tasks, data.order_seed)
 
 
 def startup(spec: SearchSpec, num_samples: int) -> int:
@@ -232,7 +239,12 @@ def run_final(
         list(range(first, first + seeds)),
         base_overrides=method_override(spec.method),
         protocol_overrides=overrides,
-        tags={"selected_from": plan.name, "hpo_protocol": spec.hpo_protocol, **provenance},
+        tags={
+            "selected_from": plan.name,
+            "hpo_protocol": spec.hpo_protocol,
+            **provenance,
+            **streams(spec, plan)[1],
+        },
         objectives=spec.objectives,
     )
 

@@ -13,6 +13,8 @@ forgetting over searches, regret, agreement and compute).
 
 The default scale is small but learning: full CIFAR-100 tasks (450 training images per class, 10%
 held out for validation), 10 tasks, a small CNN, 3 epochs per task. ``--set`` changes it.
+``first_k`` tunes on the first ``--first-k`` tasks; ``first_k_reordered`` (protocol transfer) on
+the first half, evaluating on the other half with its classes reordered.
 Replicate-first (every protocol of seed 0, then of seed 1, ...), the export written after each
 search: ``--resume`` skips a search whose final runs finished, in the store or in the export (a
 study continued in a new store), and continues the others through the search's own ``--resume``.
@@ -27,14 +29,15 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a plain checkout too
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # runs from a plain checkout too
 
 from analysis.store import AnalysisError  # noqa: E402
-from pah_core.config import ConfigError  # noqa: E402
+from pah_core.config import ConfigError, load_config  # noqa: E402
 from pah_sweep import search  # noqa: E402
 from pah_sweep.cli import count, open_workdir, parse_names, study_arguments  # noqa: E402
 from pah_sweep.errors import SweepError  # noqa: E402
-from pah_sweep.presets import HPO_PROTOCOLS  # noqa: E402
+from pah_sweep.presets import HPO_PROTOCOLS, PRESETS, TRANSFER_PROTOCOLS  # noqa: E402
 from pah_sweep.record import (  # noqa: E402
     check_tracking_uri_or_default,
 )
@@ -59,6 +62,8 @@ def run_protocol(protocol: str, replicate: int, args: argparse.Namespace, spec: 
     seeds in every replicate, so that regret compares selections on the same runs)."""
     seed = spec.seed + replicate
     name = sweep_name(protocol, seed)
+    if protocol in TRANSFER_PROTOCOLS:
+        spec = replace(spec, first_k=transfer_k(spec))
     if args.resume and sweep_done(spec.mlflow_uri, args.experiment, args.out, f"{name}-final"):
         print(f"[compare] {name}: finished, skipped", flush=True)
         return 0
@@ -68,6 +73,16 @@ def run_protocol(protocol: str, replicate: int, args: argparse.Namespace, spec: 
     return search.run(
         "cifar100",
         replace(spec, hpo_protocol=protocol, name=name, resume=resume, seed=seed, tags=tags),
+    )
+
+
+def transfer_k(spec: SearchSpec) -> int:
+    """A transfer protocol tunes on the first half of the study's tasks and evaluates on the
+    other half, its classes reordered (issue #29: Cha & Cho's transfer, within CIFAR-100)."""
+    config = REPO / "configs" / "cifar100_pah.yaml"
+    return (
+        load_config(config, {**PRESETS["cifar100"][spec.preset], **spec.overrides}).data.n_tasks
+        // 2
     )
 
 

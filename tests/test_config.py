@@ -105,7 +105,7 @@ def test_default_flat_config_is_pinned():
     keys, values and types must not move when the tree is refactored (pinned from main at 2c3991f;
     schedule.task_inference and schedule.eval_future added since, with #15; data.split_seed with #24;
     since #25 a run records its own method's options only; run.precision, run.channels_last and
-    run.compile with #28, and schedule.eval_future_tasks)."""
+    run.compile with #28, and schedule.eval_future_tasks; data.kept_order with #29)."""
     pinned = json.loads((Path(__file__).parent / "default_config_flat.json").read_text())
     flat = Config().flat()
     assert flat == pinned

@@ -170,6 +170,14 @@ def test_a_comparison_composes_its_sweeps_by_replacing_fields(tmp_path, monkeypa
     assert len(exports) == 4
     assert all(s.verbose and s.num_samples == 16 and s.final_seeds == 3 for s in specs)
     assert all(s.overrides == compare_protocols.SCALE for s in specs)
+    # Transfer tunes on the first half of the study's 10 tasks, whatever --first-k says.
+    calls.clear()
+    argv = ["--workdir", str(tmp_path / "q"), "--protocols", "first_k,first_k_reordered"]
+    assert compare_protocols.main([*argv, "--replicates", "1", "--first-k", "2"]) == 0
+    assert [(s.hpo_protocol, s.first_k) for _, s in calls] == [
+        ("first_k", 2),
+        ("first_k_reordered", 5),
+    ]
 
 
 def test_the_demo_composes_its_search_and_reference_from_one_spec(tmp_path, monkeypatch):

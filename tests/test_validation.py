@@ -99,6 +99,27 @@ def test_a_stream_can_start_after_the_tuning_tasks():
         assert torch.equal(a.test.x, b.test.x)
 
 
+def test_a_transfer_stream_keeps_the_later_classes_in_another_order():
+    """first_k_reordered's final runs: the classes after the skipped tasks, none of the skipped
+    ones, reordered by data.order_seed (not the split's order); without skipped tasks the key
+    is refused, naming data.class_order."""
+    from pah_core.config import ConfigError
+
+    n = 4
+    base = (f"data.n_tasks={n}", f"data.classes_per_task={2}", "data.skip_tasks=2")
+    split_cfg = tiny_config(VAL, *base)
+    split = TaskStream(load_source(split_cfg.data), split_cfg.data, split_cfg.run.seed)
+    orders = set()
+    for seed in range(4):
+        cfg = tiny_config(VAL, *base, "data.kept_order=random", f"data.order_seed={seed}")
+        s = TaskStream(load_source(cfg.data), cfg.data, cfg.run.seed)
+        assert sorted(s.class_order) == sorted(split.class_order) == [4, 5, 6, 7]
+        orders.add(tuple(s.class_order))
+    assert len(orders) > 1
+    with pytest.raises(ConfigError, match="data.kept_order.*data.class_order=random"):
+        tiny_config(VAL, "data.kept_order=random")
+
+
 def test_protocols_cap_the_trials_and_place_the_final_runs():
     from pah_sweep.presets import protocol_overrides
 
@@ -109,6 +130,19 @@ def test_protocols_cap_the_trials_and_place_the_final_runs():
     assert protocol_overrides("first_k", 3) == (
         {"schedule.max_tasks": 3, **partial},
         {"data.skip_tasks": 3},
+    )
+    # Transfer: first_k's trials, final runs on the rest with its classes reordered, both
+    # streams named on the sweeps.
+    assert protocol_overrides("first_k_reordered", 5) == (
+        {"schedule.max_tasks": 5, **partial},
+        {"data.skip_tasks": 5, "data.kept_order": "random"},
+    )
+    from pah_sweep.presets import stream_tags
+
+    assert stream_tags("first_k", 3, "cifar100", 10, 0) == ({}, {})
+    assert stream_tags("first_k_reordered", 5, "cifar100", 10, 0) == (
+        {"tune_stream": "cifar100 tasks 1-5"},
+        {"eval_stream": "cifar100 tasks 6-10, classes reordered (seed 0)"},
     )
     from pah_core.config import ConfigError
 

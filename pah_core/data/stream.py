@@ -130,7 +130,11 @@ class TaskStream:
             ).tolist()
         # data.skip_tasks: the split's first tasks are left out, classes and all.
         self.skip = cfg.skip_tasks
-        self.class_order = order[self.skip * cpt : cfg.n_tasks * cpt]
+        kept = order[self.skip * cpt : cfg.n_tasks * cpt]
+        if cfg.kept_order == "random":
+            g = torch.Generator().manual_seed(cfg.order_seed)
+            kept = [kept[i] for i in torch.randperm(len(kept), generator=g).tolist()]
+        self.class_order = kept
         if cfg.normalization == "official":
             self.mean, self.std = source.official_mean, source.official_std
         else:
