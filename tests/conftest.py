@@ -1,4 +1,5 @@
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -56,6 +57,24 @@ def pytest_collection_modifyitems(config, items):
     # so that --ff/--nf/--sw do not reorder it.
     items.sort(key=lambda item: item.path.name not in OWN_RAY_FIRST)
     return result
+
+
+@pytest.fixture(scope="session", autouse=True)
+def ray_tmpdir():
+    """Every Ray the tests start (ray.init, `ray start`, ray.cluster_utils, a sweep's own) keeps
+    its default files under this session's temp folder, not /tmp/ray: on a fresh machine that
+    folder does not exist (ray.cluster_utils writes its address file there without creating it),
+    and on a shared one it may be another user's."""
+    root = Path(f"/tmp/pahtmp-{os.getpid()}")  # Ray's socket paths must stay short
+    (root / "ray").mkdir(parents=True, exist_ok=True)
+    saved = os.environ.get("RAY_TMPDIR")
+    os.environ["RAY_TMPDIR"] = str(root)
+    yield root
+    if saved is None:
+        os.environ.pop("RAY_TMPDIR", None)
+    else:
+        os.environ["RAY_TMPDIR"] = saved
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
