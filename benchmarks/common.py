@@ -66,16 +66,34 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
+def cpu_model() -> str:
+    """The CPU's model name as Linux reports it ("" elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
+
+
 def machine() -> dict[str, Any]:
     """Where a benchmark ran, for its JSON: date, machine, cores, torch and its CPU capability."""
     import torch
 
+    from pah_core.numerics import bf16_supported
+
+    # The CPU's model and its bf16: ratios measured on one CPU do not carry to another (bf16 was
+    # 1.5x faster on an AVX512-BF16 machine and is refused on one without native bf16).
     info: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+        "cpu_model": cpu_model(),
         "cores": cores(),
         "torch": torch.__version__,
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_native_bf16": bf16_supported(torch.device("cpu")),
     }
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)

@@ -116,6 +116,8 @@ def test_numerics_smallest_mode_writes_its_json(tmp_path):
     fp32, cl = per_run["fp32"]["0"]["wall_seconds"], per_run["channels_last"]["0"]["wall_seconds"]
     assert vs["speedups"] == [pytest.approx(fp32 / cl)]
     assert vs["default_candidate"] is False  # one seed decides nothing
+    # Which CPU made the numbers: a ratio from one CPU is no claim about another.
+    assert saved["cpu_model"] == common.cpu_model() and isinstance(saved["cpu_native_bf16"], bool)
 
 
 # -- evaluation's share ----------------------------------------------------------------------------
