@@ -50,8 +50,18 @@ def cpu_protocol(fraction: float = 1.0) -> dict[str, Any]:
     return overrides
 
 
+# The reference every numerics option is measured against: fp32, NCHW, eager, as cells ran before
+# issue #28 (the cpu protocol has run channels_last since), so that "fp32" and "2x1" keep meaning
+# one thing in every JSON; an option or a setting adds its own keys on top.
+REFERENCE_NUMERICS: dict[str, Any] = {
+    "run.precision": "fp32",
+    "run.channels_last": False,
+    "run.compile": None,
+}
+
+
 def base_overrides(fraction: float, synthetic: bool) -> dict[str, Any]:
-    return dict(SYNTHETIC) if synthetic else cpu_protocol(fraction)
+    return {**(SYNTHETIC if synthetic else cpu_protocol(fraction)), **REFERENCE_NUMERICS}
 
 
 def as_text(value: Any) -> str:

@@ -104,6 +104,20 @@ def test_combinations_the_device_cannot_run_are_skipped(monkeypatch):
     assert "no native bfloat16" in skipped["bf16"]
 
 
+def test_every_option_is_measured_against_plain_fp32_whatever_the_protocol_runs():
+    from benchmarks.cells import base_overrides
+    from pah_sweep.study import PROTOCOLS
+
+    assert PROTOCOLS["cpu"].overrides["run.channels_last"] is True  # the default #28 chose
+    for synthetic in (False, True):
+        base = base_overrides(1.0, synthetic)
+        assert (base["run.precision"], base["run.channels_last"], base["run.compile"]) == (
+            "fp32",
+            False,
+            None,
+        )
+
+
 def test_numerics_smallest_mode_writes_its_json(tmp_path):
     args = ["--synthetic", "--combos", "fp32,channels_last", "--steps", "1", "--rounds", "1"]
     args += ["--options", "fp32,channels_last", "--seeds", "0", "--threads", "1"]
