@@ -67,13 +67,9 @@ def ray_tmpdir():
     and on a shared one it may be another user's."""
     root = Path(f"/tmp/pahtmp-{os.getpid()}")  # Ray's socket paths must stay short
     (root / "ray").mkdir(parents=True, exist_ok=True)
-    saved = os.environ.get("RAY_TMPDIR")
-    os.environ["RAY_TMPDIR"] = str(root)
-    yield root
-    if saved is None:
-        os.environ.pop("RAY_TMPDIR", None)
-    else:
-        os.environ["RAY_TMPDIR"] = saved
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RAY_TMPDIR", str(root))
+        yield root
     shutil.rmtree(root, ignore_errors=True)
 
 
