@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .record import finished
+
+if TYPE_CHECKING:
+    from analysis.store import Experiment
 
 
 def exported_sweep(out: str | Path | None, sweep: str) -> dict[str, Any] | None:
@@ -38,9 +41,17 @@ def sweep_done(uri: str, experiment: str, out: str | Path | None, sweep: str) ->
     return record is not None and record.get("status") == "FINISHED"
 
 
-def export_and_report(uri: str, experiment: str, out: str | Path, report: bool = True) -> None:
+def export_and_report(
+    uri: str, experiment: str, out: str | Path, report: bool = True, finished_only: bool = False
+) -> None:
     """The store's sweeps into ``out``/export, keeping an earlier export's sweeps that this store
-    does not hold (a study continued in a new store), then (``report``) the tables from it."""
+    does not hold (a study continued in a new store), then (``report``) the tables from it.
+
+    ``finished_only``: only the sweeps whose parent runs all ended FINISHED. A search cut off (a
+    stop, a crash) and continued later stays out until it finishes, and an earlier export's
+    finished copy of it stays in; without the flag it would be reported as a search whose trials
+    never finished. (compare_methods.py exports its partial sweeps on purpose: it resumes from
+    them.)"""
     from analysis.export import write_export
     from analysis.store import MlflowSource, client_for, resolve_uri
 
@@ -49,10 +60,29 @@ def export_and_report(uri: str, experiment: str, out: str | Path, report: bool =
     if client.get_experiment_by_name(experiment) is None:
         print(f"[study] no run in {uri} yet: the export in {out} is unchanged", flush=True)
         return
-    folder = write_export(MlflowSource(client), experiment, out / "export", keep_other_sweeps=True)
+    source = MlflowSource(client)
+    sweeps = None
+    if finished_only:
+        sweeps = finished_sweeps(source.experiment(experiment))
+        if not sweeps:
+            print(
+                f"[study] no finished sweep in {uri} yet: the export in {out} is unchanged",
+                flush=True,
+            )
+            return
+    folder = write_export(source, experiment, out / "export", sweeps, keep_other_sweeps=True)
     print(f"[study] export in {folder}", flush=True)
     if report:
         report_from_export(out)
+
+
+def finished_sweeps(exp: Experiment) -> list[str]:
+    """The names of ``exp``'s sweeps whose parent runs (one, or more when a name was reused) all
+    ended FINISHED, in the store's order."""
+    status: dict[str, set[str]] = {}
+    for pid, parent in exp.sweeps.items():
+        status.setdefault(exp.sweep_label(pid), set()).add(parent.status)
+    return [name for name, seen in status.items() if seen == {"FINISHED"}]
 
 
 def report_from_export(out: str | Path) -> None:

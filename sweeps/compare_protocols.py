@@ -16,7 +16,8 @@ held out for validation), 10 tasks, a small CNN, 3 epochs per task. ``--set`` ch
 ``first_k`` tunes on the first ``--first-k`` tasks; ``first_k_reordered`` (protocol transfer) on
 the first half, evaluating on the other half with its classes reordered.
 Replicate-first (every protocol of seed 0, then of seed 1, ...), the export written after each
-search: ``--resume`` skips a search whose final runs finished, in the store or in the export (a
+search with the finished searches only (one cut off stays out until ``--resume`` finishes it):
+``--resume`` skips a search whose final runs finished, in the store or in the export (a
 study continued in a new store), and continues the others through the search's own ``--resume``.
 """
 
@@ -150,9 +151,9 @@ def main(argv: list[str] | None = None) -> int:
                 for protocol in protocols:
                     if (rc := run_protocol(protocol, replicate, args, spec)) != 0:
                         return rc
-                    export_and_report(uri, args.experiment, args.out)
+                    export_and_report(uri, args.experiment, args.out, finished_only=True)
         else:
-            export_and_report(uri, args.experiment, args.out)
+            export_and_report(uri, args.experiment, args.out, finished_only=True)
     except (SweepError, ConfigError, AnalysisError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -237,3 +237,61 @@ def test_sensitivity_ranks_trials_on_their_validation_numbers(tmp_path):
     assert "on the validation splits" in summary.title and "validation" in detail.title
     assert summary.cell("HN width", "rho_acc", "param").shown() == "-1.00"
     assert summary.cell("HN width", "best", "param").shown() == "16"
+
+
+def test_a_study_export_leaves_out_the_searches_that_did_not_finish(tmp_path):
+    """compare_protocols.py exports after each search with ``finished_only``: a search cut off (its
+    parent KILLED, or still RUNNING) stays out of the export, and so do its trials, until it
+    finishes; an earlier export's finished copy of it is kept meanwhile."""
+    import json
+
+    from mlflow.tracking import MlflowClient
+
+    from pah_sweep.study_export import export_and_report
+
+    uri = new_mlflow_store(tmp_path / "mlflow.db")
+    client = MlflowClient(uri)
+    exp_id = client.create_experiment("e", artifact_location=(tmp_path / "art").as_uri())
+    parents = {}
+    for name in ("s-done", "s-cut", "s-running"):
+        parents[name] = _parent(client, exp_id, name, "search")
+        trial = client.create_run(exp_id, tags={"mlflow.parentRunId": parents[name], "sweep": name})
+        client.log_metric(trial.info.run_id, "final_avg_acc", 0.5)
+    client.set_terminated(parents["s-done"], "FINISHED")
+    client.set_terminated(parents["s-cut"], "KILLED")
+    out = tmp_path / "out"
+
+    def exported() -> tuple[list[str], int]:
+        meta = json.loads((out / "export" / "experiment.json").read_text())
+        names = [
+            json.loads((out / "export" / "sweeps" / f"{p}.json").read_text())["name"]
+            for p in meta["sweeps"]
+        ]
+        return names, len(meta["runs"])
+
+    export_and_report(uri, "e", out, report=False, finished_only=True)
+    assert exported() == (["s-done"], 1)
+    # without the flag (compare_methods.py resumes from partial sweeps), every sweep is exported
+    export_and_report(uri, "e", tmp_path / "all", report=False)
+    meta = json.loads((tmp_path / "all" / "export" / "experiment.json").read_text())
+    assert len(meta["sweeps"]) == 3 and len(meta["runs"]) == 3
+    # the cut-off search, resumed, finishes: it joins the export
+    client.set_terminated(parents["s-cut"], "FINISHED")
+    export_and_report(uri, "e", out, report=False, finished_only=True)
+    assert sorted(exported()[0]) == ["s-cut", "s-done"] and exported()[1] == 2
+    # a new store holding s-done again, cut off: the export keeps its finished copy from before
+    uri2 = new_mlflow_store(tmp_path / "second.db")
+    client2 = MlflowClient(uri2)
+    exp2 = client2.create_experiment("e", artifact_location=(tmp_path / "art2").as_uri())
+    again = _parent(client2, exp2, "s-done", "search")
+    client2.set_terminated(again, "KILLED")
+    export_and_report(uri2, "e", out, report=False, finished_only=True)  # nothing finished there
+    assert sorted(exported()[0]) == ["s-cut", "s-done"] and exported()[1] == 2
+    fresh = _parent(client2, exp2, "s-new", "search")
+    client2.set_terminated(fresh, "FINISHED")
+    export_and_report(uri2, "e", out, report=False, finished_only=True)
+    names, _ = exported()
+    assert sorted(names) == ["s-cut", "s-done", "s-new"]
+    assert (
+        parents["s-done"] in json.loads((out / "export" / "experiment.json").read_text())["sweeps"]
+    )

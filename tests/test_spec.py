@@ -156,18 +156,19 @@ def test_a_comparison_composes_its_sweeps_by_replacing_fields(tmp_path, monkeypa
     calls.clear()
     argv = ["--workdir", str(tmp_path / "p"), "--protocols", "first_task,first_k", "--verbose"]
     exports = []
-    monkeypatch.setattr(compare_protocols, "export_and_report", lambda *a: exports.append(a))
+    monkeypatch.setattr(compare_protocols, "export_and_report", lambda *a, **k: exports.append(k))
     assert compare_protocols.main([*argv, "--replicates", "2", "--seed", "5"]) == 0
     specs = [spec for _, spec in calls]
     # Replicate-first: both protocols with sampler seed 5, then both with seed 6; the export after
-    # each search, so that a study cut off keeps every finished one.
+    # each search, so that a study cut off keeps every finished one, and only the finished ones
+    # (one cut off stays out until --resume finishes it).
     assert [(s.name, s.hpo_protocol, s.seed, s.tags["replicate"]) for s in specs] == [
         ("hpo-first_task-s5", "first_task", 5, "0"),
         ("hpo-first_k-s5", "first_k", 5, "0"),
         ("hpo-first_task-s6", "first_task", 6, "1"),
         ("hpo-first_k-s6", "first_k", 6, "1"),
     ]
-    assert len(exports) == 4
+    assert exports == [{"finished_only": True}] * 4
     assert all(s.verbose and s.num_samples == 16 and s.final_seeds == 3 for s in specs)
     assert all(s.overrides == compare_protocols.SCALE for s in specs)
     # Transfer tunes on the first half of the study's 10 tasks, whatever --first-k says.
