@@ -122,14 +122,21 @@ def pareto_plot(
 
 
 def sensitivity_plot(trials: list[RunRecord], keys: list[str], sweep: str, out: Path, stem: str):
+    from matplotlib.ticker import NullFormatter
+
     from .sensitivity import selection_keys
 
     plt = pyplot()
-    fig, axes = plt.subplots(1, len(keys), figsize=(2.4 * len(keys), 2.6), sharey=True)
-    axes = np.atleast_1d(axes)
+    # Rows of at most 5 panels: a search space of 10 parameters in one row is too wide to read.
+    cols = min(5, len(keys))
+    rows = -(-len(keys) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.4 * cols, 2.3 * rows + 0.3), sharey=True)
+    axes = np.atleast_1d(axes).ravel()
+    for ax in axes[len(keys) :]:
+        ax.set_visible(False)
     acc, _, split = selection_keys(trials)
     done = [r for r in trials if r.metric(acc) is not None]
-    for ax, k in zip(axes, keys, strict=True):
+    for ax, k in zip(axes, keys, strict=False):
         xs, ys = [], []
         for r in done:
             try:
@@ -140,10 +147,18 @@ def sensitivity_plot(trials: list[RunRecord], keys: list[str], sweep: str, out: 
         ax.scatter(xs, ys, s=14, color="C0")
         if xs and min(xs) > 0 and max(xs) / min(xs) > 20:
             ax.set_xscale("log")
+            # Minor-tick labels of a log axis that spans about one decade overlap each other.
+            ax.xaxis.set_minor_formatter(NullFormatter())
+        else:
+            # Learning rates: few ticks, in scientific notation, or their labels run together.
+            ax.locator_params(axis="x", nbins=4)
+            ax.ticklabel_format(axis="x", style="sci", scilimits=(-2, 4))
+            ax.xaxis.get_offset_text().set_fontsize(7)
         ax.set_xlabel(param_label(k), fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel(f"final average accuracy, {split} (%)", fontsize=8)
+    for ax in axes[::cols]:
+        ax.set_ylabel(f"final avg. accuracy,\n{split} (%)", fontsize=8)
     fig.suptitle(f"{sweep}: sensitivity ({len(done)} finished trials)", fontsize=9)
     fig.tight_layout(rect=(0, 0.04, 1, 1))
     return save(fig, out, stem, f"sweep {sweep}")

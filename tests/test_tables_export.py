@@ -396,3 +396,75 @@ def test_curves_and_pareto_figures(report):
         (f"trial_{i}", acc, forg) for i, (_, acc, forg) in enumerate(small_export.SEARCH_POINTS)
     ]
     assert sorted(p[0] for p in pareto_front(points)) == ["trial_0", "trial_2", "trial_3"]
+
+
+def test_a_sensitivity_figure_of_a_wide_space_wraps_and_its_tick_labels_do_not_overlap(
+    tmp_path, monkeypatch
+):
+    """Ten searched parameters: rows of at most 5 panels (one row of 10 was 9x wider than tall),
+    and no two tick labels of a panel touch: learning rates near 1e-4 and a log axis spanning
+    about a decade had their labels run into each other."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from analysis import figures
+    from analysis.sensitivity import VAL_ACC
+    from analysis.store import RunRecord
+
+    keys = [
+        "model.prototype_size",
+        "model.hyper_width",
+        "method.pah.lambda_sm",
+        "method.pah.lambda_sp",
+        "method.pah.temperature",
+        "optim.lr_backbone",
+        "optim.lr_hypernet",
+        "optim.lr_prototypes",
+        "model.hyper_depth",
+        "model.prototype_channels",
+    ]
+    values = [
+        (10, 16, 0.03, 0.1, 1.8, 1.0e-4, 2.0e-4, 8e-4, 1, 1),
+        (20, 97, 0.3, 0.7, 6.5, 1.15e-4, 5.2e-4, 9e-4, 3, 3),
+        (20, 937, 0.45, 1.0, 7.6, 1.9e-4, 1.0e-3, 7e-3, 4, 3),
+        (10, 18, 0.9, 2.2, 2.0, 2.3e-4, 1.4e-3, 7.8e-3, 4, 3),
+    ]
+    trials = [
+        RunRecord(
+            f"r{i}",
+            f"t{i}",
+            "FINISHED",
+            {k: str(v) for k, v in zip(keys, vs, strict=True)},
+            {VAL_ACC: 0.5 + 0.02 * i},
+            {},
+            "",
+        )
+        for i, vs in enumerate(values)
+    ]
+    shown = []
+
+    def keep(fig, out, stem, caption=""):
+        fig.canvas.draw()
+        shown.append(fig)
+        return []
+
+    monkeypatch.setattr(figures, "save", keep)
+    figures.sensitivity_plot(trials, keys, "s", tmp_path, "sensitivity_s")
+    (fig,) = shown
+    visible = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(visible) == len(keys)
+    width, height = fig.get_size_inches()
+    assert width / height < 4, (width, height)
+    renderer = fig.canvas.get_renderer()
+    for ax in visible:
+        boxes = [
+            t.get_window_extent(renderer)
+            for t in ax.get_xticklabels(minor=False) + ax.get_xticklabels(minor=True)
+            if t.get_text() and t.get_visible()
+        ]
+        # only the labels inside the panel are drawn
+        x0, x1 = ax.get_window_extent(renderer).x0 - 20, ax.get_window_extent(renderer).x1 + 20
+        boxes = sorted((b for b in boxes if b.x0 >= x0 and b.x1 <= x1), key=lambda b: b.x0)
+        assert boxes, ax.get_xlabel()
+        for a, b in zip(boxes, boxes[1:], strict=False):
+            assert a.x1 <= b.x0, f"{ax.get_xlabel()}: tick labels overlap"
