@@ -22,10 +22,10 @@ def by_seed(runs: list[RunRecord], key: str) -> dict[str, float]:
     return {s: statistics.fmean(v) for s, v in values.items()}
 
 
-def verdict(d: Paired, name: str) -> str:
-    """E.g. ``accuracy: first higher``, ``forgetting: not resolved``."""
+def verdict(d: Paired, name: str, unit: str = "seeds") -> str:
+    """E.g. ``accuracy: first higher``, ``forgetting: not resolved``; ``unit``: what pairs."""
     if d.n < 2:
-        return f"{name}: n/a (fewer than 2 paired seeds)"
+        return f"{name}: n/a (fewer than 2 paired {unit})"
     if not d.resolved:
         return f"{name}: not resolved"
     return f"{name}: first {'higher' if d.mean > 0 else 'lower'}"

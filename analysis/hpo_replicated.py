@@ -221,6 +221,29 @@ def reference_agreement(group: list[Selection], sels: list[Selection]) -> tuple[
     return sum(a == b for a, b in paired), len(paired)
 
 
+def comparable_pairs(sels: list[Selection]) -> list[tuple[str, str]]:
+    """Pairs of protocols (labels, later minus earlier in row order) whose selections were
+    evaluated on one stream: only there is a difference in test numbers a difference between
+    protocols (first_k and a transfer evaluate on streams of their own)."""
+    streams: dict[str, set[str]] = {}
+    for s in sels:
+        streams.setdefault(s.label, set()).add(s.stream)
+    labels = list(streams)
+    return [
+        (b, a) for i, a in enumerate(labels) for b in labels[i + 1 :] if streams[a] & streams[b]
+    ]
+
+
+def by_sampler_seed(sels: list[Selection], label: str, value: str) -> dict[str, float]:
+    """``label``'s selections' ``value`` (an attribute: acc, forgetting) per sampler seed, the
+    unit a protocol difference pairs on (searches with one seed start from the same trials)."""
+    out = {}
+    for s in sels:
+        if s.label == label and s.seed is not None and (v := getattr(s, value)) is not None:
+            out[s.seed] = v
+    return out
+
+
 def finished_trials(s: Selection) -> int:
     """The search's trials with final numbers on the split it selected on."""
     acc, _, _ = selection_keys(s.trials)

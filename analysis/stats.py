@@ -51,7 +51,8 @@ class Paired:
         """How many seeds go the mean's way, e.g. ``5/5 > 0`` or ``2/3 < 0``."""
         if not self.n:
             return "n/a"
-        if self.above >= self.below:
+        # The mean's way, not the majority's: 1 seed at +1 and 2 at 0 and -5 is "1/3 < 0".
+        if self.mean >= 0:
             return f"{self.above}/{self.n} > 0"
         return f"{self.below}/{self.n} < 0"
 

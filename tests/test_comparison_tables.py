@@ -17,7 +17,8 @@ def test_t_interval_and_paired_differences_by_hand():
     assert d.n == 3 and d.mean == pytest.approx((5 + 4.5 + 3.5) / 3)
     assert d.signs() == "3/3 > 0" and d.resolved
     mixed = paired({"0": 1.0, "1": -2.0, "2": 0.5}, {"0": 0.0, "1": 0.0, "2": 0.0})
-    assert mixed.signs() == "2/3 > 0" and not mixed.resolved
+    # the mean (-1/6) is below 0: the seeds that go its way, not the majority's (2 above)
+    assert mixed.signs() == "1/3 < 0" and not mixed.resolved
     assert paired({"0": 1.0}, {"1": 1.0}).n == 0
 
 

@@ -253,6 +253,41 @@ def test_summary_per_protocol_with_regret_agreement_and_compute(report):
     assert "a single search" in t.notes[moved["acc"].notes[0]]
 
 
+def test_protocols_on_one_stream_are_compared_paired_by_sampler_seed(report):
+    """first_task and end_of_training select on one stream: their difference per sampler seed
+    (51-51, 56-61, 61-60), with its t-interval and whether it resolves; first_k and the
+    transfer evaluate on streams of their own, so they get no row."""
+    from analysis.stats import paired
+
+    t = _tables(report)["hpo_protocol_differences"]
+    assert [r["comparison"].shown() for r in t.rows] == ["first_task − end_of_training"]
+    row = t.rows[0]
+    diffs = [0.0, -5.0, 1.0]
+    d = paired(dict(enumerate(diffs)), dict.fromkeys(range(3), 0.0))
+    assert row["n"].shown() == "3"
+    assert row["acc"].mean == pytest.approx(statistics.fmean(diffs))
+    assert row["acc"].shown() == d.interval()
+    assert row["acc:signs"].shown() == "1/3 < 0"
+    assert row["deploy"].shown() == "-134 [-134, -134]"  # 26 - 160 for every seed
+    assert row["verdict"].shown() == "accuracy: not resolved; forgetting: not resolved"
+    assert not d.resolved
+
+
+def test_a_single_paired_search_gives_no_interval_and_says_why(tmp_path):
+    from analysis.export import ExportSource
+    from analysis.hpo_protocols import protocol_tables
+
+    searches = {"end_of_training": SEARCHES["end_of_training"], "first_task": [(1, C, (0.5,) * 3)]}
+    folder = _write(tmp_path / "export", *_study(searches, transfer=False))
+    tables = {t.name: t for t in protocol_tables(ExportSource(folder).experiment())}
+    (row,) = tables["hpo_protocol_differences"].rows
+    assert row["n"].shown() == "1" and row["acc"].shown() == "-11.00"  # 50 - 61, seed 1 only
+    assert row["verdict"].shown() == (
+        "accuracy: n/a (fewer than 2 paired searches); forgetting: n/a (fewer than 2 paired "
+        "searches)"
+    )
+
+
 def test_sensitivity_absent_below_the_minimum_says_why(report):
     from pah_core.metrics import MIN_TRIALS_FOR_IMPORTANCE, MIN_TRIALS_FOR_SENSITIVITY
 
@@ -280,7 +315,7 @@ def test_sensitivity_absent_below_the_minimum_says_why(report):
 
 def test_replicated_tables_are_written_in_every_format(report):
     out = report[1]
-    for name in ("hpo_protocol_searches", "hpo_protocol_summary"):
+    for name in ("hpo_protocol_searches", "hpo_protocol_summary", "hpo_protocol_differences"):
         for ext in ("md", "tex", "csv", "json"):
             assert (out / f"{name}.{ext}").is_file(), (name, ext)
     md = (out / "report.md").read_text()
