@@ -162,3 +162,61 @@ def sensitivity_plot(trials: list[RunRecord], keys: list[str], sweep: str, out: 
     fig.suptitle(f"{sweep}: sensitivity ({len(done)} finished trials)", fontsize=9)
     fig.tight_layout(rect=(0, 0.04, 1, 1))
     return save(fig, out, stem, f"sweep {sweep}")
+
+
+# (cost, mean test accuracy %, 95% half-width over the final runs or None, sampler seed)
+SearchPoint = tuple[float, float, float | None, str | None]
+
+
+def protocol_plot(panels: dict[str, dict[str, list[SearchPoint]]], out: Path, stem: str):
+    """One panel per evaluation stream (accuracies of different streams are not comparable):
+    per protocol, each search's selection (its final runs' mean test accuracy with their 95%
+    interval) against what a deployable model cost, and the mean over searches (a diamond, with
+    the 95% interval over searches)."""
+    from .stats import t_half_width
+
+    plt = pyplot()
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(3.6 * len(panels), 3.4), squeeze=False, sharex=True
+    )
+    colours: dict[str, str] = {}
+    top = max(p[0] for protocols in panels.values() for ps in protocols.values() for p in ps)
+    dodge = top / 35  # searches of one cost side by side, not on top of each other
+    for ax, (stream, protocols) in zip(axes[0], panels.items(), strict=True):
+        for protocol, points in protocols.items():
+            c = colours.setdefault(protocol, f"C{len(colours)}")
+            xs = [p[0] + dodge * (i - (len(points) - 1) / 2) for i, p in enumerate(points)]
+            ys = [p[1] for p in points]
+            err = [p[2] or 0.0 for p in points]
+            ax.errorbar(xs, ys, yerr=err, fmt="o", ms=4, color=c, alpha=0.6, capsize=2)
+            for x, y, _, seed in zip(xs, ys, err, (p[3] for p in points), strict=True):
+                if seed is not None:
+                    ax.annotate(f"s{seed}", (x, y), fontsize=6, color=c, xytext=(3, 3),
+                                textcoords="offset points")  # fmt: skip
+            half = t_half_width(ys)
+            ax.errorbar(
+                [float(np.mean([p[0] for p in points]))],
+                [float(np.mean(ys))],
+                yerr=[half] if half is not None else None,
+                fmt="D",
+                ms=8,
+                mfc="none",
+                mew=1.5,
+                color=c,
+                capsize=4,
+                label=f"{protocol} (n = {len(points)})",
+            )
+        ax.set_title(stream, fontsize=8)
+        ax.set_xlim(0, 1.15 * top)
+        ax.set_xlabel("tasks trained to deploy one model", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6)
+    axes[0][0].set_ylabel("selection's final test accuracy (%)", fontsize=8)
+    fig.suptitle(
+        "HPO protocols: each search's selection (dots: its final runs' mean, 95% CI), "
+        "the mean over searches (diamonds: 95% CI over searches)",
+        fontsize=8,
+    )
+    fig.tight_layout(rect=(0, 0.03, 1, 0.95))
+    return save(fig, out, stem, "test accuracy of each protocol's selections by evaluation stream")

@@ -6,9 +6,11 @@ Crowley and Storkey, "Hyperparameter Selection in Continual Learning" (arXiv 240
 from __future__ import annotations
 
 import statistics
+from pathlib import Path
 
 from pah_core.methods import param_label
 
+from . import figures
 from .differences import verdict
 from .hpo_replicated import (
     MIN_REPLICATES,
@@ -416,3 +418,21 @@ def differences_table(
     )
     t.provenance = provenance(exp, [r for s in sels for r in s.runs])
     return t
+
+
+def protocol_figures(exp: Experiment, out: Path) -> list[Path]:
+    """The replicated study at a glance (figures.protocol_plot): per evaluation stream, each
+    search's selection's test accuracy against the tasks a deployable model cost; none for a
+    pilot (one search per protocol)."""
+    sels = selections(exp)
+    if not replicated(sels):
+        return []
+    panels: dict[str, dict[str, list[figures.SearchPoint]]] = {}
+    for s in sels:
+        cost = s.deploy_cost("compute/trial_tasks")
+        accs = [100 * v for r in s.runs if (v := r.metric("final_avg_acc")) is not None]
+        if cost is None or not accs:
+            continue
+        point = (cost, statistics.fmean(accs), t_half_width(accs), s.seed)
+        panels.setdefault(s.stream, {}).setdefault(s.protocol, []).append(point)
+    return figures.protocol_plot(panels, out, "hpo_protocols") if panels else []

@@ -32,7 +32,7 @@ from analysis import figures, render  # noqa: E402
 from analysis.ablations import ablation_tables, shared_full_runs  # noqa: E402
 from analysis.comparison import comparison_tables  # noqa: E402
 from analysis.export import ExportSource  # noqa: E402
-from analysis.hpo_protocols import protocol_tables  # noqa: E402
+from analysis.hpo_protocols import protocol_figures, protocol_tables  # noqa: E402
 from analysis.main_table import main_differences, main_table  # noqa: E402
 from analysis.sensitivity import (  # noqa: E402
     optuna_importances,
@@ -103,6 +103,7 @@ def build(
         report.tables.append(differences)
     report.tables += comparison_tables(exp)
     report.tables += protocol_tables(exp)
+    report.figures += protocol_figures(exp, report.out / "figures")
     report.tables += ablation_tables(exp, ablation_runs, paper, shared_full)
     search = [p for p in parents if exp.sweeps[p].tags.get("sweep_kind", "search") == "search"]
     search_reports(report, exp, search, optuna_storage or source.optuna_storage())

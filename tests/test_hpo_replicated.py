@@ -288,6 +288,35 @@ def test_a_single_paired_search_gives_no_interval_and_says_why(tmp_path):
     )
 
 
+def test_the_study_at_a_glance_one_panel_per_evaluation_stream(report, monkeypatch):
+    """hpo_protocols.png: accuracies of different streams are never on one axis; per panel one
+    point per search (its final runs' mean) and one diamond per protocol (the mean over
+    searches) at the mean cost to a deployable model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from analysis import figures
+    from analysis.export import ExportSource
+    from analysis.hpo_protocols import protocol_figures
+
+    assert (report[1] / "figures" / "hpo_protocols.png").is_file()
+    shown = []
+    monkeypatch.setattr(figures, "save", lambda fig, *a, **k: shown.append(fig) or [])
+    exp = ExportSource(report[1].parent / "export").experiment()
+    protocol_figures(exp, report[1] / "again")
+    (fig,) = shown
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == ["cifar100 tasks 1-10", "cifar100 tasks 4-10", "tinyimagenet"]
+    full = fig.axes[0]
+    legend = [t.get_text() for t in full.get_legend().get_texts()]
+    assert legend == ["end_of_training (n = 3)", "first_task (n = 3)"]
+    diamonds = [
+        line for line in full.get_lines() if line.get_marker() == "D"
+    ]  # the means over searches: (51 + 61 + 60) / 3 at 160 tasks, (51 + 56 + 61) / 3 at 26
+    got = sorted((line.get_xdata()[0], round(line.get_ydata()[0], 6)) for line in diamonds)
+    assert got == [(26.0, round(56.0, 6)), (160.0, round(172 / 3, 6))]
+
+
 def test_sensitivity_absent_below_the_minimum_says_why(report):
     from pah_core.metrics import MIN_TRIALS_FOR_IMPORTANCE, MIN_TRIALS_FOR_SENSITIVITY
 
@@ -323,14 +352,15 @@ def test_replicated_tables_are_written_in_every_format(report):
 
 
 def test_a_pilot_keeps_its_one_row_per_search_table(tmp_path):
-    """One search per protocol: no spread to report, the pilot's table as before."""
+    """One search per protocol: no spread to report, the pilot's table as before, no figure."""
     from analysis.export import ExportSource
-    from analysis.hpo_protocols import protocol_tables
+    from analysis.hpo_protocols import protocol_figures, protocol_tables
 
     pilot = {p: s[:1] for p, s in SEARCHES.items()}
     folder = _write(tmp_path / "export", *_study(pilot, transfer=False))
     tables = protocol_tables(ExportSource(folder).experiment())
     assert [t.name for t in tables] == ["hpo_protocols"]
+    assert protocol_figures(ExportSource(folder).experiment(), tmp_path / "figures") == []
     assert [r["protocol"].shown() for r in tables[0].rows] == [
         "end_of_training",
         "first_task",
