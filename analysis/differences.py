@@ -31,6 +31,13 @@ def verdict(d: Paired, name: str, unit: str = "seeds") -> str:
     return f"{name}: first {'higher' if d.mean > 0 else 'lower'}"
 
 
+def put_difference(row: dict[str, Cell | str], key: str, d: Paired, name: str, unit="seeds") -> str:
+    """``d`` into ``row``'s ``key`` (mean [95% CI]) and ``key:signs`` columns; its verdict."""
+    row[key] = Cell(mean=d.mean, text=d.interval(), rank=False)
+    row[f"{key}:signs"] = d.signs()
+    return verdict(d, name, unit)
+
+
 def differences_table(
     exp: Experiment,
     name: str,
@@ -51,9 +58,7 @@ def differences_table(
         for key, _, word in METRICS:
             d = paired(by_seed(first, key), by_seed(second, key))
             n = max(n, d.n)
-            row[key] = Cell(mean=d.mean, text=d.interval(), rank=False)
-            row[f"{key}:signs"] = d.signs()
-            verdicts.append(verdict(d, word))
+            verdicts.append(put_difference(row, key, d, word))
         row["n"] = str(n)
         row["verdict"] = "; ".join(verdicts)
         t.add(row)

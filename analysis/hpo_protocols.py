@@ -11,7 +11,7 @@ from pathlib import Path
 from pah_core.methods import param_label
 
 from . import figures
-from .differences import verdict
+from .differences import put_difference
 from .hpo_replicated import (
     MIN_REPLICATES,
     REFERENCE_PROTOCOL,
@@ -392,9 +392,7 @@ def differences_table(
         for key, word in (("acc", "accuracy"), ("forgetting", "forgetting")):
             d = paired(by_sampler_seed(sels, first, key), by_sampler_seed(sels, second, key))
             n = max(n, d.n)
-            row[key] = Cell(mean=d.mean, text=d.interval(), rank=False)
-            row[f"{key}:signs"] = d.signs()
-            verdicts.append(verdict(d, word, "searches"))
+            verdicts.append(put_difference(row, key, d, word, "searches"))
         cost = {
             label: {s.seed: c for s in sels if s.label == label and s.seed is not None
                     and (c := s.deploy_cost("compute/trial_tasks")) is not None}
