@@ -65,6 +65,7 @@ def _record(r: RunRecord) -> dict[str, Any]:
         "name": r.name,
         "status": r.status,
         "start_time": r.start_time,
+        "end_time": r.end_time,
         "artifact_uri": portable(r.artifact_uri),
         "params": r.params,
         "metrics": r.metrics,
@@ -237,6 +238,7 @@ class ExportSource:
                 tags=dict(d["tags"]),
                 artifact_uri=d["artifact_uri"],
                 start_time=d["start_time"],
+                end_time=d.get("end_time"),
             )
             for d in (self._data[rid] for rid in self.meta["sweeps"] + self.meta["runs"])
         ]

@@ -163,6 +163,19 @@ def _total(values: list[float | None], fmt: str = "{:.0f}") -> Cell:
     return Cell(mean=s, text=fmt.format(s))
 
 
+def _paused(t: Table, cell: Cell, group: list[Selection]) -> Cell:
+    """A wall time that spans the pause of an interrupted search, resumed later, says so."""
+    resumed = [s.search_name for s in group if s.resumed]
+    if resumed:
+        cell.notes.append(
+            t.note(
+                f"{', '.join(resumed)}: interrupted and resumed later, its wall time includes "
+                "the pause (STATUS.md gives the time it ran)"
+            )
+        )
+    return cell
+
+
 def _ratio(k: int, n: int, what: str) -> Cell:
     return Cell(text=DASH, rank=False) if not n else Cell(mean=k / n, text=f"{k}/{n} {what}")
 
@@ -238,7 +251,7 @@ def searches_table(exp: Experiment, sels: list[Selection]) -> Table:
                 "trial_seconds": _number(s.metric("search", "compute/trial_seconds"), "{:.0f}"),
                 "runs_tasks": _number(s.metric("final", "compute/trial_tasks"), "{:.0f}"),
                 "runs_seconds": _number(s.metric("final", "compute/trial_seconds"), "{:.0f}"),
-                "wall": _number(s.wall(), "{:.0f}"),
+                "wall": _paused(t, _number(s.wall(), "{:.0f}"), [s]),
                 "deploy": _number(s.deploy_cost("compute/trial_tasks"), "{:.0f}"),
             }
         )
@@ -363,7 +376,7 @@ def _summary_row(
         "trial_seconds": _total([s.metric("search", "compute/trial_seconds") for s in group]),
         "runs_tasks": _total([s.metric("final", "compute/trial_tasks") for s in group]),
         "runs_seconds": _total([s.metric("final", "compute/trial_seconds") for s in group]),
-        "wall": _total([s.wall() for s in group]),
+        "wall": _paused(t, _total([s.wall() for s in group]), group),
         "deploy": _over_searches(
             [d for s in group if (d := s.deploy_cost("compute/trial_tasks")) is not None]
         ),

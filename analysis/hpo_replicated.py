@@ -81,6 +81,11 @@ class Selection:
         return None if sweep is None else sweep.metric(key)
 
     @property
+    def resumed(self) -> bool:
+        """The search was interrupted and resumed later: its wall time includes the pause."""
+        return any(r.tags.get("pah.interrupted") for r in self.trials)
+
+    @property
     def trained_by_search(self) -> bool:
         """The selection is a deployable model already: end-of-training HPO's winning trial
         trained the whole stream it is evaluated on (not so when it is evaluated on another)."""
@@ -98,8 +103,13 @@ class Selection:
 
 def wall_span(parent: RunRecord | None, runs: list[RunRecord]) -> float | None:
     """A sweep's wall-clock seconds: from its parent run's start to the end of its last training
-    run (a run's start plus its ``wall_seconds``; a stopped trial, which logs none, its start)."""
-    ends = [r.start_time / 1000 + (r.metric("wall_seconds") or 0) for r in runs if r.start_time]
+    run (its MLflow end time; in an export made before end times were kept, its start plus its
+    ``wall_seconds``, or its start for a trial, which logs none)."""
+    ends = [
+        r.end_time / 1000 if r.end_time else r.start_time / 1000 + (r.metric("wall_seconds") or 0)
+        for r in runs
+        if r.start_time
+    ]
     if parent is None or not parent.start_time or not ends:
         return None
     return max(ends) - parent.start_time / 1000

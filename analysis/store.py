@@ -39,6 +39,7 @@ class RunRecord:
     tags: dict[str, str]
     artifact_uri: str
     start_time: int | None = None
+    end_time: int | None = None  # ms; None while running, and in exports made before it was kept
     kind: str = "standalone"  # sweep kind of its parent: search, ablation, baselines; or standalone
     history: dict[str, dict[int, float]] = field(default_factory=dict)
 
@@ -142,6 +143,7 @@ def _records(frame) -> list[RunRecord]:
             artifact_uri=row["artifact_uri"],
             # MLflow's milliseconds, back from the Timestamp the DataFrame holds
             start_time=None if pd.isna(row["start_time"]) else row["start_time"].value // 10**6,
+            end_time=None if pd.isna(row.get("end_time")) else row["end_time"].value // 10**6,
         )
         for row in frame.to_dict("records")
     ]

@@ -252,10 +252,11 @@ def test_a_study_export_leaves_out_the_searches_that_did_not_finish(tmp_path):
     uri = new_mlflow_store(tmp_path / "mlflow.db")
     client = MlflowClient(uri)
     exp_id = client.create_experiment("e", artifact_location=(tmp_path / "art").as_uri())
-    parents = {}
+    parents, trials = {}, {}
     for name in ("s-done", "s-cut", "s-running"):
         parents[name] = _parent(client, exp_id, name, "search")
         trial = client.create_run(exp_id, tags={"mlflow.parentRunId": parents[name], "sweep": name})
+        trials[name] = trial.info.run_id
         client.log_metric(trial.info.run_id, "final_avg_acc", 0.5)
     client.set_terminated(parents["s-done"], "FINISHED")
     client.set_terminated(parents["s-cut"], "KILLED")
@@ -269,8 +270,13 @@ def test_a_study_export_leaves_out_the_searches_that_did_not_finish(tmp_path):
         ]
         return names, len(meta["runs"])
 
+    client.set_terminated(trials["s-done"], "FINISHED")
     export_and_report(uri, "e", out, report=False, finished_only=True)
     assert exported() == (["s-done"], 1)
+    # MLflow's end time is kept (a sweep's wall time ends there; trials log no wall_seconds)
+    (run,) = [json.loads(f.read_text()) for f in (out / "export" / "runs").glob("*.json")]
+    end = client.get_run(trials["s-done"]).info.end_time
+    assert run["end_time"] == end and isinstance(end, int)
     # without the flag (compare_methods.py resumes from partial sweeps), every sweep is exported
     export_and_report(uri, "e", tmp_path / "all", report=False)
     meta = json.loads((tmp_path / "all" / "export" / "experiment.json").read_text())

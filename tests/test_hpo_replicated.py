@@ -317,6 +317,32 @@ def test_the_study_at_a_glance_one_panel_per_evaluation_stream(report, monkeypat
     assert got == [(26.0, round(56.0, 6)), (160.0, round(172 / 3, 6))]
 
 
+def test_wall_time_ends_at_the_last_runs_end_and_a_resumed_search_says_it_paused(tmp_path):
+    """With MLflow end times in the export (trials log no wall_seconds), a sweep's wall time ends
+    where its last run ended; a search with an interrupted trial (resumed later) is footnoted,
+    its wall time spanning the pause."""
+    from analysis.export import ExportSource
+    from analysis.hpo_protocols import protocol_tables
+
+    sweeps, runs = _study({"end_of_training": SEARCHES["end_of_training"][:2]}, transfer=False)
+    search = next(s for s in sweeps if s["name"] == "hpo-end_of_training-s0")
+    trials = [r for r in runs if r["tags"]["sweep"] == "hpo-end_of_training-s0"]
+    for r in trials:
+        r["end_time"] = r["start_time"] + 7_000  # 7 s after the trials' start, 12 after the parent
+    trials[0]["tags"]["pah.interrupted"] = "true"
+    folder = _write(tmp_path / "export", sweeps, runs)
+    tables = {t.name: t for t in protocol_tables(ExportSource(folder).experiment())}
+    t = tables["hpo_protocol_searches"]
+    first, second = t.rows
+    final_wall = 200  # the final sweep's, from start + wall_seconds (no end times there)
+    assert first["wall"].shown() == f"{12 + final_wall}"
+    assert search["start_time"] + 12_000 == trials[0]["end_time"]
+    assert "interrupted and resumed later" in t.notes[first["wall"].notes[0]]
+    assert not second["wall"].notes  # not interrupted: start + wall_seconds as before
+    summary = tables["hpo_protocol_summary"].rows[0]
+    assert summary["wall"].notes
+
+
 def test_sensitivity_absent_below_the_minimum_says_why(report):
     from pah_core.metrics import MIN_TRIALS_FOR_IMPORTANCE, MIN_TRIALS_FOR_SENSITIVITY
 
