@@ -32,7 +32,8 @@ from analysis import figures, render  # noqa: E402
 from analysis.ablations import ablation_tables, shared_full_runs  # noqa: E402
 from analysis.comparison import comparison_tables  # noqa: E402
 from analysis.export import ExportSource  # noqa: E402
-from analysis.hpo_protocols import protocol_figures, protocol_tables  # noqa: E402
+from analysis.hpo_compare import protocol_figures  # noqa: E402
+from analysis.hpo_protocols import protocol_tables  # noqa: E402
 from analysis.main_table import main_differences, main_table  # noqa: E402
 from analysis.sensitivity import (  # noqa: E402
     optuna_importances,

@@ -297,7 +297,7 @@ def test_the_study_at_a_glance_one_panel_per_evaluation_stream(report, monkeypat
     matplotlib.use("Agg")
     from analysis import figures
     from analysis.export import ExportSource
-    from analysis.hpo_protocols import protocol_figures
+    from analysis.hpo_compare import protocol_figures
 
     assert (report[1] / "figures" / "hpo_protocols.png").is_file()
     shown = []
@@ -380,7 +380,8 @@ def test_replicated_tables_are_written_in_every_format(report):
 def test_a_pilot_keeps_its_one_row_per_search_table(tmp_path):
     """One search per protocol: no spread to report, the pilot's table as before, no figure."""
     from analysis.export import ExportSource
-    from analysis.hpo_protocols import protocol_figures, protocol_tables
+    from analysis.hpo_compare import protocol_figures
+    from analysis.hpo_protocols import protocol_tables
 
     pilot = {p: s[:1] for p, s in SEARCHES.items()}
     folder = _write(tmp_path / "export", *_study(pilot, transfer=False))
