@@ -4,12 +4,12 @@
 A study outlives its store: a session or a machine ends, the MLflow store with it, and the
 committed export is what is left. So each driver writes the export after every finished step
 (keeping the sweeps an earlier store exported) and counts a sweep as done when either the store or
-the export holds it finished. The report built from the export follows each step that trained
-something (compare_methods.py: once at the end of a run whose every step was skipped)."""
+the export holds it finished (``run_steps``)."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -83,6 +83,33 @@ def finished_sweeps(exp: Experiment) -> list[str]:
     for pid, parent in exp.sweeps.items():
         status.setdefault(exp.sweep_label(pid), set()).add(parent.status)
     return [name for name, seen in status.items() if seen == {"FINISHED"}]
+
+
+def run_steps(
+    steps: Iterable[Callable[[], int | None]],
+    uri: str,
+    experiment: str,
+    out: str | Path | None,
+    finished_only: bool = False,
+) -> int:
+    """A study's steps in order (each a search or a grid: its exit code, None when --resume
+    skipped it), stopping at the first that fails; returns that exit code, else 0.
+
+    The export (into ``out``) follows each step: a study cut off (its machine, its session) keeps
+    every finished sweep, from which --resume continues in a new store. The report (tables and
+    figures from the export, seconds each time) follows each step that ran something; after a
+    skipped one it would be the same, so it is built once at the end when every step was skipped."""
+    reported = False
+    for step in steps:
+        if (rc := step()) not in (0, None):
+            return rc
+        if out:
+            ran = rc is not None
+            export_and_report(uri, experiment, out, report=ran, finished_only=finished_only)
+            reported |= ran
+    if out and not reported:
+        report_from_export(out)
+    return 0
 
 
 def report_from_export(out: str | Path) -> None:

@@ -46,7 +46,7 @@ from pah_sweep.study import PROTOCOLS  # noqa: E402
 from pah_sweep.study_export import (  # noqa: E402
     export_and_report,
     exported_sweep,
-    report_from_export,
+    run_steps,
     sweep_done,
 )
 
@@ -237,26 +237,14 @@ def main(argv: list[str] | None = None) -> int:
         seeds = final_seeds(spec)
         if not args.report_only:
             open_workdir(workdir, args.resume)
-            # The export is written after each step: a study cut off (its machine, its session)
-            # keeps every finished sweep in --out, from which --resume continues in a new store.
-            # The report (tables and figures from the export, seconds each time) follows each
-            # step that ran something; after a skipped step it would be the same, so it is built
-            # once at the end when every step was skipped.
             steps = []
             for m in methods:
                 steps.append(lambda m=m: tune_method(m, args, spec))
                 steps.append(lambda m=m: default_runs(m, "default", args, spec, seeds))
             for r in refs:
                 steps.append(lambda r=r: default_runs(r, "reference", args, spec, seeds))
-            reported = False
-            for step in steps:
-                if (rc := step()) not in (0, None):
-                    return rc
-                if args.out:
-                    export_and_report(uri, args.experiment, args.out, report=rc is not None)
-                    reported |= rc is not None
-            if args.out and not reported:
-                report_from_export(args.out)
+            if (rc := run_steps(steps, uri, args.experiment, args.out)) != 0:
+                return rc
         elif args.out:
             export_and_report(uri, args.experiment, args.out)
     except (SweepError, ConfigError, AnalysisError) as e:

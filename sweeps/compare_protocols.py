@@ -43,7 +43,7 @@ from pah_sweep.record import (  # noqa: E402
     check_tracking_uri_or_default,
 )
 from pah_sweep.spec import SearchSpec, from_args  # noqa: E402
-from pah_sweep.study_export import export_and_report, sweep_done  # noqa: E402
+from pah_sweep.study_export import export_and_report, run_steps, sweep_done  # noqa: E402
 
 # Small but learning on 2 CPU cores: every task's full training data, a few epochs, a small CNN.
 SCALE = {
@@ -58,16 +58,19 @@ def sweep_name(protocol: str, seed: int) -> str:
     return f"hpo-{protocol}-s{seed}"
 
 
-def run_protocol(protocol: str, replicate: int, args: argparse.Namespace, spec: SearchSpec) -> int:
+def run_protocol(
+    protocol: str, replicate: int, args: argparse.Namespace, spec: SearchSpec
+) -> int | None:
     """``protocol``'s search with the replicate's sampler seed, and its final runs (the same final
-    seeds in every replicate, so that regret compares selections on the same runs)."""
+    seeds in every replicate, so that regret compares selections on the same runs); None when both
+    finished before (--resume): nothing ran."""
     seed = spec.seed + replicate
     name = sweep_name(protocol, seed)
     if protocol in TRANSFER_PROTOCOLS:
         spec = replace(spec, first_k=transfer_k(spec))
     if args.resume and sweep_done(spec.mlflow_uri, args.experiment, args.out, f"{name}-final"):
         print(f"[compare] {name}: finished, skipped", flush=True)
-        return 0
+        return None
     print(f"\n[compare] {name}: {HPO_PROTOCOLS[protocol]}, sampler seed {seed}", flush=True)
     resume = args.resume and (Path(spec.storage) / name).exists()
     tags = {**spec.tags, "replicate": str(replicate)}
@@ -147,11 +150,13 @@ def main(argv: list[str] | None = None) -> int:
         protocols = parse_names(args.protocols, HPO_PROTOCOLS, "--protocols")
         if not args.report_only:
             open_workdir(workdir, args.resume)
-            for replicate in range(args.replicates):
-                for protocol in protocols:
-                    if (rc := run_protocol(protocol, replicate, args, spec)) != 0:
-                        return rc
-                    export_and_report(uri, args.experiment, args.out, finished_only=True)
+            steps = [
+                lambda p=p, r=r: run_protocol(p, r, args, spec)
+                for r in range(args.replicates)
+                for p in protocols
+            ]
+            if (rc := run_steps(steps, uri, args.experiment, args.out, finished_only=True)) != 0:
+                return rc
         else:
             export_and_report(uri, args.experiment, args.out, finished_only=True)
     except (SweepError, ConfigError, AnalysisError) as e:

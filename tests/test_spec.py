@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from pah_sweep import search
+from pah_sweep import search, study_export
 from pah_sweep.cli import STUDY_OWNED
 from pah_sweep.errors import SweepError
 from pah_sweep.spec import (
@@ -156,7 +156,7 @@ def test_a_comparison_composes_its_sweeps_by_replacing_fields(tmp_path, monkeypa
     calls.clear()
     argv = ["--workdir", str(tmp_path / "p"), "--protocols", "first_task,first_k", "--verbose"]
     exports = []
-    monkeypatch.setattr(compare_protocols, "export_and_report", lambda *a, **k: exports.append(k))
+    monkeypatch.setattr(study_export, "export_and_report", lambda *a, **k: exports.append(k))
     assert compare_protocols.main([*argv, "--replicates", "2", "--seed", "5"]) == 0
     specs = [spec for _, spec in calls]
     # Replicate-first: both protocols with sampler seed 5, then both with seed 6; the export after
@@ -168,7 +168,7 @@ def test_a_comparison_composes_its_sweeps_by_replacing_fields(tmp_path, monkeypa
         ("hpo-first_task-s6", "first_task", 6, "1"),
         ("hpo-first_k-s6", "first_k", 6, "1"),
     ]
-    assert exports == [{"finished_only": True}] * 4
+    assert exports == [{"report": True, "finished_only": True}] * 4
     assert all(s.verbose and s.num_samples == 16 and s.final_seeds == 3 for s in specs)
     assert all(s.overrides == compare_protocols.SCALE for s in specs)
     # Transfer tunes on the first half of the study's 10 tasks, whatever --first-k says.
@@ -179,6 +179,30 @@ def test_a_comparison_composes_its_sweeps_by_replacing_fields(tmp_path, monkeypa
         ("first_k", 2),
         ("first_k_reordered", 5),
     ]
+
+
+def test_a_study_exports_after_each_step_and_reports_once_when_all_were_skipped(monkeypatch):
+    """run_steps: the export after every step (a cut-off study keeps what finished), the report
+    only after steps that ran something, and once at the end when --resume skipped them all."""
+    calls = []
+    monkeypatch.setattr(
+        study_export, "export_and_report", lambda u, e, o, **k: calls.append(("export", k))
+    )
+    monkeypatch.setattr(study_export, "report_from_export", lambda o: calls.append(("report",)))
+    skipped, ran, failed = (lambda: None), (lambda: 0), (lambda: 3)
+    assert study_export.run_steps([skipped, ran], "u", "e", "out") == 0
+    assert calls == [
+        ("export", {"report": False, "finished_only": False}),
+        ("export", {"report": True, "finished_only": False}),
+    ]
+    calls.clear()
+    assert study_export.run_steps([skipped, skipped], "u", "e", "out", finished_only=True) == 0
+    assert calls == [("export", {"report": False, "finished_only": True})] * 2 + [("report",)]
+    calls.clear()
+    assert study_export.run_steps([ran, failed, ran], "u", "e", "out") == 3  # stops at a failure
+    assert calls == [("export", {"report": True, "finished_only": False})]
+    calls.clear()
+    assert study_export.run_steps([ran], "u", "e", None) == 0 and calls == []  # no --out
 
 
 def test_the_demo_composes_its_search_and_reference_from_one_spec(tmp_path, monkeypatch):
