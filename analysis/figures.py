@@ -9,6 +9,7 @@ import numpy as np
 
 from pah_core.figures import pyplot
 from pah_core.methods import param_label
+from pah_core.metrics import MIN_TRIALS_FOR_SENSITIVITY
 
 from .store import RunRecord, short_id
 from .tables import dataset_name, method_name
@@ -159,7 +160,14 @@ def sensitivity_plot(trials: list[RunRecord], keys: list[str], sweep: str, out: 
         ax.grid(alpha=0.3)
     for ax in axes[::cols]:
         ax.set_ylabel(f"final avg. accuracy,\n{split} (%)", fontsize=8)
-    fig.suptitle(f"{sweep}: sensitivity ({len(done)} finished trials)", fontsize=9)
+    # Below the minimum the panels are the trials themselves, not a sensitivity estimate.
+    title = (
+        f"sensitivity ({len(done)} finished trials)"
+        if len(done) >= MIN_TRIALS_FOR_SENSITIVITY
+        else f"the {len(done)} finished trials (too few for a sensitivity estimate: "
+        f"rank correlations from {MIN_TRIALS_FOR_SENSITIVITY})"
+    )
+    fig.suptitle(f"{sweep}: {title}", fontsize=9)
     fig.tight_layout(rect=(0, 0.04, 1, 1))
     return save(fig, out, stem, f"sweep {sweep}")
 
